@@ -1,0 +1,102 @@
+"""Training settings: one dataclass with defaults, presets and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional
+
+from .errors import ConfigError
+
+METHODS = ("finetune",)
+
+PRESETS: Dict[str, Dict[str, Any]] = {
+    # Few passes over the data: a first result in about a minute on CPU.
+    "fast": {"epochs": 1, "learning_rate": 1e-4, "batch_size": 32},
+    # The defaults below.
+    "balanced": {},
+    # More epochs with early stopping on the evaluation split.
+    "best": {"epochs": 6, "learning_rate": 5e-5, "batch_size": 16, "early_stopping_patience": 2},
+}
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run.
+
+    ``max_length=None`` picks the truncation length from the training texts' token lengths
+    (the 98th percentile, rounded up to a multiple of 8, capped by the model's limit).
+    """
+
+    method: str = "finetune"
+    epochs: float = 3.0
+    learning_rate: float = 1e-4
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    max_length: Optional[int] = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    seed: int = 42
+    early_stopping_patience: Optional[int] = None
+    eval_fraction: float = 0.2
+    group_by_length: bool = True
+    logging_steps: int = 10
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first setting that is out of range."""
+        if self.method not in METHODS:
+            raise ConfigError(f"method={self.method!r} is not supported; choose one of {', '.join(METHODS)}.")
+        _check(self.epochs, "epochs", lambda v: 0 < v <= 1000, "a number of epochs between 0 and 1000, e.g. 3")
+        _check(self.learning_rate, "learning_rate", lambda v: 0 < v < 1, "a value between 0 and 1, e.g. 5e-5")
+        _check_int(self.batch_size, "batch_size", 1, 4096)
+        _check_int(self.eval_batch_size, "eval_batch_size", 1, 4096)
+        if self.max_length is not None:
+            _check_int(self.max_length, "max_length", 8, 32768)
+        _check(self.weight_decay, "weight_decay", lambda v: 0 <= v < 1, "a value in [0, 1), e.g. 0.01")
+        _check(self.warmup_ratio, "warmup_ratio", lambda v: 0 <= v < 1, "a fraction in [0, 1), e.g. 0.1")
+        _check_int(self.seed, "seed", 0, 2**32 - 1)
+        if self.early_stopping_patience is not None:
+            _check_int(self.early_stopping_patience, "early_stopping_patience", 1, 1000)
+        _check(self.eval_fraction, "eval_fraction", lambda v: 0 < v < 1, "a fraction in (0, 1), e.g. 0.2")
+        _check_int(self.logging_steps, "logging_steps", 1, 100000)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+        """A config from a named preset (``fast``, ``balanced``, ``best``) with overrides applied."""
+        if name not in PRESETS:
+            raise ConfigError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        """Build from a mapping (a config file, a form); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"Unknown training setting(s): {', '.join(unknown)}. Known settings: {', '.join(sorted(known))}."
+            )
+        return cls(**dict(values))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _check(value: Any, name: str, ok, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number ({hint}); got {value!r}.")
+    if not ok(value):
+        raise ConfigError(f"{name}={value!r} is out of range: use {hint}.")
+
+
+def _check_int(value: Any, name: str, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number between {low} and {high}; got {value!r}.")
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range: use a whole number between {low} and {high}.")

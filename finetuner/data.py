@@ -1,0 +1,385 @@
+"""Tables of labelled texts: read files, find the text and label columns, validate, map labels, split.
+
+Supported files: CSV, TSV, JSONL/JSON, Excel (.xlsx) and Parquet. Every problem is reported as a
+:class:`~finetuner.errors.DataError` that says what is wrong, where, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import numbers
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from .errors import DataError
+
+PathLike = Union[str, Path]
+
+SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".txt", ".jsonl", ".json", ".xlsx", ".parquet")
+TEXT_COLUMN_NAMES = ("text", "sentence", "texts", "review", "content", "message", "body", "document",
+                     "utterance", "query", "comment", "tweet", "question", "title", "input")
+LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "intent", "sentiment", "topic",
+                      "y", "tag", "output")
+_ENCODINGS = ("utf-8-sig", "utf-16", "cp1252", "latin-1")
+_MAX_ROWS_IN_MESSAGE = 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files
+# ---------------------------------------------------------------------------------------------
+
+def read_table(path: PathLike, sheet: Optional[Union[str, int]] = None) -> pd.DataFrame:
+    """Read a table file into a DataFrame of strings/numbers, choosing the reader by extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        raise DataError(
+            f"{path.name}: unsupported file type {suffix or '(no extension)'!r}. "
+            f"Use one of: {', '.join(SUPPORTED_EXTENSIONS)}."
+        )
+    if not path.is_file():
+        raise DataError(f"{path}: file not found.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path.name}: the file is empty. Upload a table with a header row and labelled texts.")
+    try:
+        if suffix in (".csv", ".tsv", ".txt"):
+            frame = _read_delimited(path, "\t" if suffix == ".tsv" else None)
+        elif suffix in (".jsonl", ".json"):
+            frame = _read_json(path)
+        elif suffix == ".xlsx":
+            frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, engine="openpyxl")
+        else:
+            frame = pd.read_parquet(path)
+    except DataError:
+        raise
+    except Exception as exc:  # the readers raise many types; all mean "this file is not a table"
+        raise DataError(f"{path.name}: could not be read as a {suffix[1:].upper()} table ({_short(exc)}).") from exc
+    if frame.shape[1] == 0 or frame.shape[0] == 0:
+        raise DataError(f"{path.name}: no data rows found (only a header, or nothing). Add labelled rows.")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _decode(raw: bytes, name: str) -> str:
+    if b"\x00" in raw[:4096] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{name}: looks like a binary file, not a text table. Export it as CSV (UTF-8).")
+    for encoding in _ENCODINGS:
+        if encoding == "utf-16" and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            continue
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise DataError(f"{name}: unknown text encoding. Save the file as UTF-8.")
+
+
+def _read_delimited(path: Path, sep: Optional[str]) -> pd.DataFrame:
+    text = _decode(path.read_bytes(), path.name)
+    if not text.strip():
+        raise DataError(f"{path.name}: the file is empty. Upload a table with a header row and labelled texts.")
+    if sep is None:
+        try:
+            sep = csv.Sniffer().sniff(text[:20000], delimiters=",;\t|").delimiter
+        except csv.Error:
+            sep = ","
+    return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                       skipinitialspace=False)
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    text = _decode(path.read_bytes(), path.name)
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        return pd.read_json(io.StringIO(text), dtype=False)
+    return pd.read_json(io.StringIO(text), lines=True, dtype=False)
+
+
+def _short(exc: BaseException) -> str:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return message[:200]
+
+
+# ---------------------------------------------------------------------------------------------
+# Columns
+# ---------------------------------------------------------------------------------------------
+
+def detect_columns(frame: pd.DataFrame, text_column: Optional[str] = None,
+                   label_column: Optional[str] = None) -> Tuple[str, str]:
+    """Return ``(text_column, label_column)``: the given names (checked) or the best guesses."""
+    columns = list(frame.columns)
+    for given, role in ((text_column, "text"), (label_column, "label")):
+        if given is not None and given not in columns:
+            raise DataError(f"The {role} column {given!r} is not in the table. Columns found: {_names(columns)}.")
+    if len(columns) < 2:
+        raise DataError(
+            f"The table has one column ({_names(columns)}); it needs a text column and a label column."
+        )
+    text = text_column or _by_name(columns, TEXT_COLUMN_NAMES, exclude=label_column) \
+        or _longest_text_column(frame, exclude=label_column)
+    label = label_column or _by_name(columns, LABEL_COLUMN_NAMES, exclude=text) \
+        or _fewest_values_column(frame, exclude=text)
+    if text == label:
+        raise DataError(f"The text and label columns must differ; both are {text!r}.")
+    return text, label
+
+
+def _names(columns: Sequence[Any]) -> str:
+    return ", ".join(repr(str(c)) for c in columns)
+
+
+def _by_name(columns: List[str], names: Sequence[str], exclude: Optional[str]) -> Optional[str]:
+    lowered = {c.lower(): c for c in columns if c != exclude}
+    return next((lowered[n] for n in names if n in lowered), None)
+
+
+def _longest_text_column(frame: pd.DataFrame, exclude: Optional[str]) -> str:
+    lengths = {c: frame[c].astype(str).str.len().mean() for c in frame.columns if c != exclude}
+    return max(lengths, key=lengths.get)
+
+
+def _fewest_values_column(frame: pd.DataFrame, exclude: Optional[str]) -> str:
+    counts = {c: frame[c].nunique(dropna=True) for c in frame.columns if c != exclude}
+    return min(counts, key=counts.get)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+# ---------------------------------------------------------------------------------------------
+
+def normalize_label(value: Any) -> Union[int, str]:
+    """One label as an int (for whole numbers, also written as "3" or 3.0) or a stripped string."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        if math.isnan(value):
+            raise ValueError("missing label")
+        if float(value).is_integer():
+            return int(value)
+        raise ValueError(f"{value!r} is not a class label (decimal numbers look like a regression target)")
+    if value is None:
+        raise ValueError("missing label")
+    text = str(value).strip()
+    if not text:
+        raise ValueError("empty label")
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """The classes of a task, in id order. ``values`` are the labels as the user gave them."""
+
+    values: Tuple[Union[int, str], ...]
+
+    @classmethod
+    def from_labels(cls, labels: Iterable[Any], num_labels: Optional[int] = None) -> "LabelMap":
+        """Collect classes from labels: ints keep their order (0..n-1 when ``num_labels`` is given), names sort."""
+        normalized = normalize_labels(labels)
+        distinct = set(normalized)
+        if all(isinstance(v, int) for v in distinct):
+            if num_labels is not None and distinct <= set(range(num_labels)):
+                return cls(tuple(range(num_labels)))
+            values: Tuple[Union[int, str], ...] = tuple(sorted(distinct))
+        else:
+            values = tuple(sorted(str(v) for v in distinct))
+        return cls(values)
+
+    @property
+    def names(self) -> List[str]:
+        return [str(v) for v in self.values]
+
+    @property
+    def is_int(self) -> bool:
+        return all(isinstance(v, int) for v in self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def id2label(self) -> Dict[int, str]:
+        return dict(enumerate(self.names))
+
+    @property
+    def label2id(self) -> Dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+    def encode(self, labels: Iterable[Any]) -> List[int]:
+        """Class ids of ``labels``; an unknown label is a :class:`DataError` naming its row."""
+        index = {str(v): i for i, v in enumerate(self.values)}
+        ids = []
+        for row, label in enumerate(normalize_labels(labels), start=1):
+            try:
+                ids.append(index[str(label)])
+            except KeyError:
+                raise DataError(
+                    f"Row {row}: label {label!r} is not one of the model's classes ({_names(self.names)}). "
+                    "Fix the label or train a model that has this class."
+                ) from None
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> List[Union[int, str]]:
+        return [self.values[int(i)] for i in ids]
+
+
+def normalize_labels(labels: Iterable[Any]) -> List[Union[int, str]]:
+    """Normalise every label; the first bad ones are reported with their 1-based row numbers."""
+    out: List[Union[int, str]] = []
+    bad: List[Tuple[int, str]] = []
+    for row, value in enumerate(labels, start=1):
+        try:
+            out.append(normalize_label(value))
+        except ValueError as exc:
+            bad.append((row, str(exc)))
+    if bad:
+        where = ", ".join(f"row {r} ({why})" for r, why in bad[:_MAX_ROWS_IN_MESSAGE])
+        more = f" and {len(bad) - _MAX_ROWS_IN_MESSAGE} more" if len(bad) > _MAX_ROWS_IN_MESSAGE else ""
+        raise DataError(f"{len(bad)} label(s) cannot be used: {where}{more}. Give every row a class label.")
+    if any(isinstance(v, str) for v in out):
+        out = [str(v) for v in out]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Validated tables
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class LabelledTexts:
+    """Validated texts and labels, with where they came from and any warnings about them."""
+
+    texts: List[str]
+    labels: List[Union[int, str]]
+    text_column: str = "text"
+    label_column: str = "label"
+    warnings: List[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def class_counts(self) -> Dict[str, int]:
+        return dict(sorted(Counter(str(label) for label in self.labels).items()))
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({self.text_column: self.texts, self.label_column: self.labels})
+
+
+def validate_texts_and_labels(texts: Sequence[Any], labels: Sequence[Any], *, min_classes: int = 2,
+                              what: str = "training data") -> Tuple[List[str], List[Union[int, str]]]:
+    """Check lengths, empty texts, labels and class count; return clean lists."""
+    if texts is None or labels is None:
+        raise DataError(f"The {what} is missing: give both texts and labels.")
+    texts, labels = list(texts), list(labels)
+    if not texts:
+        raise DataError(f"The {what} is empty: add labelled texts.")
+    if len(texts) != len(labels):
+        raise DataError(f"The {what} has {len(texts)} texts but {len(labels)} labels; give one label per text.")
+    clean_texts = validate_texts(texts, what=what)
+    clean_labels = normalize_labels(labels)
+    classes = set(clean_labels)
+    if len(classes) < min_classes:
+        only = next(iter(classes))
+        raise DataError(
+            f"The {what} has a single class ({only!r}); a classifier needs at least {min_classes}. "
+            "Add examples of the other classes."
+        )
+    return clean_texts, clean_labels
+
+
+def validate_texts(texts: Sequence[Any], what: str = "input") -> List[str]:
+    """Texts as strings; missing or blank texts are a :class:`DataError` naming the rows."""
+    empty = [row for row, t in enumerate(texts, start=1) if _is_blank(t)]
+    if empty:
+        rows = ", ".join(str(r) for r in empty[:_MAX_ROWS_IN_MESSAGE])
+        more = f" and {len(empty) - _MAX_ROWS_IN_MESSAGE} more" if len(empty) > _MAX_ROWS_IN_MESSAGE else ""
+        raise DataError(f"The {what} has {len(empty)} empty text(s): row {rows}{more}. Fill them in or delete those rows.")
+    return [str(t) for t in texts]
+
+
+def _is_blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return not str(value).strip()
+
+
+def table_to_labelled(frame: pd.DataFrame, text_column: Optional[str] = None,
+                      label_column: Optional[str] = None) -> LabelledTexts:
+    """Validate a DataFrame (e.g. an edited grid) into :class:`LabelledTexts`."""
+    if frame is None or frame.shape[0] == 0:
+        raise DataError("The table has no rows. Add labelled texts.")
+    text_col, label_col = detect_columns(frame, text_column, label_column)
+    texts, labels = validate_texts_and_labels(
+        frame[text_col].tolist(), frame[label_col].tolist(), what=f"table (column {text_col!r} / {label_col!r})"
+    )
+    result = LabelledTexts(texts, labels, text_col, label_col)
+    n_classes = len(set(labels))
+    if n_classes > max(50, len(labels) // 2):
+        result.warnings.append(
+            f"Column {label_col!r} has {n_classes} distinct labels for {len(labels)} rows; "
+            "is it really the label column?"
+        )
+    return result
+
+
+def load_table(path: PathLike, text_column: Optional[str] = None, label_column: Optional[str] = None,
+               sheet: Optional[Union[str, int]] = None) -> LabelledTexts:
+    """Read and validate a labelled table file."""
+    frame = read_table(path, sheet=sheet)
+    try:
+        return table_to_labelled(frame, text_column, label_column)
+    except DataError as exc:
+        raise DataError(f"{Path(path).name}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting
+# ---------------------------------------------------------------------------------------------
+
+def split_train_eval(texts: Sequence[str], labels: Sequence[Any], eval_fraction: float = 0.2,
+                     seed: int = 42) -> Tuple[List[str], List[Any], List[str], List[Any], List[str]]:
+    """Stratified train/eval split.
+
+    Classes with a single example stay in training; when the evaluation share is too small to hold
+    every class, the split falls back to a random one. Returns
+    ``(train_texts, train_labels, eval_texts, eval_labels, warnings)``.
+    """
+    texts, labels = list(texts), list(labels)
+    keys = [str(label) for label in labels]
+    counts = Counter(keys)
+    warnings: List[str] = []
+    singles = [i for i, k in enumerate(keys) if counts[k] < 2]
+    rest = [i for i, k in enumerate(keys) if counts[k] >= 2]
+    if singles:
+        names = sorted({keys[i] for i in singles})
+        warnings.append(
+            f"{len(names)} class(es) have a single example ({_names(names[:_MAX_ROWS_IN_MESSAGE])}"
+            f"{'…' if len(names) > _MAX_ROWS_IN_MESSAGE else ''}); they are used for training only."
+        )
+    if len(rest) < 2:
+        raise DataError("Too few rows to hold some out for evaluation: add at least two examples of a class.")
+    n_eval = max(1, int(round(len(rest) * eval_fraction)))
+    n_classes = len({keys[i] for i in rest})
+    stratify = [keys[i] for i in rest] if n_classes <= n_eval <= len(rest) - n_classes else None
+    if stratify is None:
+        warnings.append(
+            f"The evaluation share ({n_eval} rows) cannot hold all {n_classes} classes; used a random split "
+            "instead of a stratified one. Add more rows or raise the evaluation fraction."
+        )
+    train_idx, eval_idx = train_test_split(rest, test_size=n_eval, random_state=seed, stratify=stratify)
+    train_idx = sorted(train_idx + singles)
+    eval_idx = sorted(eval_idx)
+    return ([texts[i] for i in train_idx], [labels[i] for i in train_idx],
+            [texts[i] for i in eval_idx], [labels[i] for i in eval_idx], warnings)

@@ -1,0 +1,278 @@
+"""``LLMFinetuner``: the seed API (fine_tune / evaluate_model / predict) and what grows around it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import uuid
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import TrainConfig
+from .data import LabelMap, validate_texts, validate_texts_and_labels
+from .errors import ConfigError, DataError, ModelLoadError
+from .metrics import SUMMARY_KEYS, full_report, logits_to_probabilities
+from .models import DEFAULT_MODEL, ResolvedModel, load_classifier, load_tokenizer, resolve_model
+from .training.finetune import (choose_max_length, model_length_limit, predict_logits, tokenize_dataset,
+                                train_classifier)
+from .training.progress import Listener, ProgressCallback
+
+METADATA_FILE = "finetuner.json"
+FORMAT_VERSION = 1
+
+
+class _DefaultNumLabels(int):
+    """The default ``num_labels`` (2): equal to 2, but recognisable as "not given" so data can decide."""
+
+
+_NUM_LABELS_NOT_GIVEN = _DefaultNumLabels(2)
+
+
+class LLMFinetuner:
+    """Fine-tune a pre-trained transformer for text classification.
+
+    ``LLMFinetuner(model_name, num_labels)`` loads the model and tokenizer. Labels may be ints or
+    strings; when ``num_labels`` is left at its default the number of classes comes from the data.
+    """
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, num_labels: int = _NUM_LABELS_NOT_GIVEN, *,
+                 config: Optional[TrainConfig] = None):
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
+            raise ConfigError(f"num_labels must be a whole number of at least 2; got {num_labels!r}.")
+        self.config = config or TrainConfig()
+        self.model_name = model_name
+        self._num_labels_given = num_labels is not _NUM_LABELS_NOT_GIVEN
+        self._resolved = resolve_model(model_name)
+        self.tokenizer = load_tokenizer(self._resolved)
+        self.label_map = LabelMap(tuple(range(int(num_labels))))
+        self.model = load_classifier(self._resolved, self.label_map, self.config.seed)
+        self.max_length: Optional[int] = None
+        self.trainer = None
+        self.metrics: Dict[str, float] = {}
+        self.report: Optional[Dict[str, Any]] = None
+        self.history: List[Dict[str, Any]] = []
+        self.stopped = False
+        self.trained = False
+
+    # ------------------------------------------------------------------ seed API
+
+    def fine_tune(self, train_texts: List[str], train_labels: List[Any], eval_texts: Optional[List[str]] = None,
+                  eval_labels: Optional[List[Any]] = None, *, config: Optional[TrainConfig] = None,
+                  listener: Optional[Listener] = None, stop_event: Optional[threading.Event] = None,
+                  checkpoint_dir: Optional[Union[str, Path]] = None, resume: bool = False) -> None:
+        """Train on the texts and labels; evaluate on the eval set after every epoch when one is given.
+
+        ``listener`` receives :class:`~finetuner.training.progress.ProgressEvent` objects; setting
+        ``stop_event`` stops training at the next step (``self.stopped`` is then True).
+        ``checkpoint_dir`` keeps a resumable checkpoint there every epoch; ``resume=True`` continues
+        from the last one (the same data and config must be given).
+        """
+        config = config or self.config
+        config.validate()
+        texts, labels = validate_texts_and_labels(train_texts, train_labels, what="training data")
+        has_eval = eval_texts is not None and len(eval_texts) > 0
+        if has_eval:
+            eval_texts_clean, eval_labels_clean = validate_texts_and_labels(
+                eval_texts, eval_labels, min_classes=1, what="evaluation data")
+        else:
+            eval_texts_clean, eval_labels_clean = [], []
+        self._fit_label_map(labels + eval_labels_clean, config.seed)
+        missing = set(map(str, eval_labels_clean)) - set(map(str, labels))
+        if missing:
+            warnings.warn(f"Evaluation labels never seen in training: {sorted(missing)}.", stacklevel=2)
+
+        limit = model_length_limit(self.tokenizer, self.model)
+        if config.max_length is not None:
+            self.max_length = min(config.max_length, limit)
+        else:
+            self.max_length = choose_max_length(self.tokenizer, texts, limit)
+        train_ds = tokenize_dataset(self.tokenizer, texts, self.label_map.encode(labels), self.max_length)
+        eval_ds = tokenize_dataset(self.tokenizer, eval_texts_clean, self.label_map.encode(eval_labels_clean),
+                                   self.max_length) if has_eval else None
+
+        progress = ProgressCallback(listener, stop_event)
+        self.history = []
+        callbacks = [progress, _HistoryCallback(self.history)]
+        if resume and not _has_checkpoint(checkpoint_dir):
+            raise ConfigError(f"Nothing to resume: no checkpoint in {checkpoint_dir}. Start a new run instead.")
+        if checkpoint_dir is not None:
+            self.trainer = train_classifier(self.model, self.tokenizer, train_ds, eval_ds, config,
+                                            str(checkpoint_dir), self._compute_metrics, callbacks,
+                                            checkpoints=True, resume=resume)
+        else:
+            with tempfile.TemporaryDirectory(prefix="finetuner-") as output_dir:
+                self.trainer = train_classifier(self.model, self.tokenizer, train_ds, eval_ds, config, output_dir,
+                                                self._compute_metrics, callbacks)
+        self.model = self.trainer.model
+        self.config = config
+        self.stopped = progress.stopped
+        self.trained = True
+
+    def evaluate_model(self, test_texts: List[str], test_labels: List[Any]) -> Dict[str, float]:
+        """Accuracy, macro/weighted precision, recall, F1 and loss on the test set (via ``Trainer.evaluate``).
+
+        The per-class report and confusion matrix of the same evaluation are in ``self.report``.
+        """
+        texts, labels = validate_texts_and_labels(test_texts, test_labels, min_classes=1, what="test data")
+        max_length = self.max_length or model_length_limit(self.tokenizer, self.model)
+        dataset = tokenize_dataset(self.tokenizer, texts, self.label_map.encode(labels), max_length)
+        trainer = self.trainer or self._evaluation_trainer()
+        raw = trainer.evaluate(eval_dataset=dataset)
+        self.metrics = {key: float(raw[f"eval_{key}"]) for key in (*SUMMARY_KEYS, "loss")}
+        return dict(self.metrics)
+
+    def predict(self, texts: List[str]) -> List[int]:
+        """Predicted class for each text: the label itself for integer labels, else the class index."""
+        ids = self._predict_ids(texts)
+        return [int(v) for v in self.label_map.decode(ids)] if self.label_map.is_int else ids
+
+    # ------------------------------------------------------------------ beyond the seed
+
+    def predict_labels(self, texts: List[str]) -> List[str]:
+        """Predicted class name for each text."""
+        return [self.label_map.names[i] for i in self._predict_ids(texts)]
+
+    def predict_proba(self, texts: List[str]) -> List[Dict[str, float]]:
+        """Class probabilities for each text, as ``{class name: probability}``."""
+        probabilities = self.predict_proba_array(texts)
+        return [dict(zip(self.label_map.names, map(float, row))) for row in probabilities]
+
+    def predict_proba_array(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities as an array of shape (texts, classes), columns in ``self.label_map`` order."""
+        texts = validate_texts(list(texts), what="input to predict")
+        max_length = self.max_length or model_length_limit(self.tokenizer, self.model)
+        logits = predict_logits(self.model, self.tokenizer, texts, max_length, self.config.eval_batch_size)
+        return logits_to_probabilities(logits)
+
+    @property
+    def labels(self) -> List[str]:
+        return self.label_map.names
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write a self-contained model directory (safetensors, tokenizer, labels, config, metrics).
+
+        The directory is written beside its target and renamed into place, so an interrupted save never
+        leaves a half-written model at ``path``.
+        """
+        target = Path(path).expanduser().resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+        try:
+            self.model.save_pretrained(staging, safe_serialization=True)
+            self.tokenizer.save_pretrained(staging)
+            (staging / METADATA_FILE).write_text(json.dumps(self._metadata(), indent=2), encoding="utf-8")
+            _replace_dir(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "LLMFinetuner":
+        """Load a directory written by :meth:`save`; it predicts exactly as the saved model did."""
+        directory = Path(path).expanduser()
+        meta_file = directory / METADATA_FILE
+        if not meta_file.is_file():
+            raise ModelLoadError(f"{directory} is not a saved finetuner model (no {METADATA_FILE}).")
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        self = cls.__new__(cls)
+        self.config = TrainConfig.from_dict(meta["config"])
+        self.model_name = meta["base_model"]
+        self._num_labels_given = True
+        self._resolved = ResolvedModel(str(directory), str(directory.resolve()), "local")
+        self.tokenizer = load_tokenizer(self._resolved)
+        self.label_map = LabelMap(tuple(meta["labels"]))
+        self.model = load_classifier(self._resolved, self.label_map, self.config.seed)
+        self.max_length = meta.get("max_length")
+        self.trainer = None
+        self.metrics = meta.get("metrics", {})
+        self.report = meta.get("report")
+        self.history = meta.get("history", [])
+        self.stopped = False
+        self.trained = True
+        return self
+
+    # ------------------------------------------------------------------ internals
+
+    def _predict_ids(self, texts: Sequence[str]) -> List[int]:
+        return [int(i) for i in self.predict_proba_array(texts).argmax(axis=1)]
+
+    def _fit_label_map(self, labels: List[Any], seed: int) -> None:
+        """Make the classifier head match the classes in the data (or check it against ``num_labels``)."""
+        given = len(self.label_map) if self._num_labels_given else None
+        label_map = LabelMap.from_labels(labels, num_labels=given)
+        if given is not None and len(label_map) != given:
+            raise DataError(
+                f"num_labels={given}, but the data has {len(label_map)} classes "
+                f"({', '.join(label_map.names[:10])}{'…' if len(label_map) > 10 else ''}). "
+                f"Pass num_labels={len(label_map)} or leave it out to use the data's classes."
+            )
+        if label_map == self.label_map:
+            return
+        if len(label_map) != self.model.config.num_labels:
+            self.model = load_classifier(self._resolved, label_map, seed)
+        else:
+            self.model.config.id2label, self.model.config.label2id = label_map.id2label, label_map.label2id
+        self.label_map = label_map
+
+    def _compute_metrics(self, eval_prediction) -> Dict[str, float]:
+        logits = eval_prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        predicted = np.asarray(logits).argmax(axis=-1)
+        self.report = full_report(np.asarray(eval_prediction.label_ids), predicted, self.label_map.names)
+        return self.report["summary"]
+
+    def _evaluation_trainer(self):
+        from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+        output_dir = str(Path(tempfile.gettempdir()) / "finetuner-eval")  # evaluation writes nothing there
+        args = TrainingArguments(output_dir=output_dir, report_to="none",
+                                 per_device_eval_batch_size=self.config.eval_batch_size, disable_tqdm=True,
+                                 use_cpu=not torch.cuda.is_available())
+        return Trainer(model=self.model, args=args, processing_class=self.tokenizer,
+                       data_collator=DataCollatorWithPadding(self.tokenizer), compute_metrics=self._compute_metrics)
+
+    def _metadata(self) -> Dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "finetuner_version": __version__,
+            "base_model": self.model_name,
+            "method": self.config.method,
+            "labels": list(self.label_map.values),
+            "max_length": self.max_length,
+            "config": self.config.to_dict(),
+            "metrics": self.metrics,
+            "report": self.report,
+            "history": self.history,
+            "stopped_early_by_user": self.stopped,
+            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+
+class _HistoryCallback(ProgressCallback):
+    """Records every progress event as a dict (for plots and the saved run record)."""
+
+    def __init__(self, history: List[Dict[str, Any]]):
+        super().__init__(listener=lambda event: history.append(
+            {k: v for k, v in vars(event).items() if v is not None}))
+
+
+def _has_checkpoint(directory: Optional[Union[str, Path]]) -> bool:
+    return directory is not None and any(Path(directory).glob("checkpoint-*"))
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target``, replacing an existing directory only once the new one is complete."""
+    if target.exists():
+        backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        target.rename(backup)
+        source.rename(target)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        source.rename(target)

