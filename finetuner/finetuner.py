@@ -20,7 +20,8 @@ from .config import TrainConfig
 from .data import LabelMap, validate_texts, validate_texts_and_labels
 from .errors import ConfigError, DataError, ModelLoadError
 from .metrics import SUMMARY_KEYS, full_report, logits_to_probabilities
-from .models import DEFAULT_MODEL, ResolvedModel, load_classifier, load_tokenizer, resolve_model
+from .models import DEFAULT_MODEL, ResolvedModel, load_classifier, load_tokenizer,
+                     quiet_loading, resolve_model
 from .training.finetune import (choose_max_length, model_length_limit, predict_logits, tokenize_dataset,
                                 train_classifier)
 from .training.progress import Listener, ProgressCallback
@@ -166,8 +167,9 @@ class LLMFinetuner:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
         try:
-            self.model.save_pretrained(staging, safe_serialization=True)
-            self.tokenizer.save_pretrained(staging)
+            with quiet_loading():
+                self.model.save_pretrained(staging, safe_serialization=True)
+                self.tokenizer.save_pretrained(staging)
             (staging / METADATA_FILE).write_text(json.dumps(self._metadata(), indent=2), encoding="utf-8")
             _replace_dir(staging, target)
         finally:

@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny BERT/DistilBERT models built locally (hidden 32, 2 layers) and small labelled data."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import (BertConfig, BertModel, DistilBertConfig, DistilBertModel, PreTrainedTokenizerFast)
+
+from finetuner import TrainConfig
+
+POSITIVE = ["good", "great", "love", "excellent", "fantastic", "wonderful", "happy", "best", "enjoyed", "superb"]
+NEGATIVE = ["bad", "awful", "terrible", "hate", "worst", "boring", "sad", "poor", "dull", "horrible"]
+NEUTRAL = ["okay", "average", "fine", "plain", "ordinary"]
+FILLER = ["the", "movie", "film", "was", "is", "a", "this", "it", "i", "really", "very", "product", "service",
+          "food", "day", "and", "so", "quite", "what", "experience", "overall", "show", "book"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Small and fast: a full train/evaluate/predict cycle on a tiny model takes seconds.
+TINY_CONFIG = TrainConfig(epochs=8, learning_rate=3e-3, batch_size=8, warmup_ratio=0.0, seed=0)
+
+
+def build_tokenizer(model_input_names: List[str]) -> PreTrainedTokenizerFast:
+    """A WordPiece tokenizer over the fixture vocabulary, built with the `tokenizers` library."""
+    vocab = {token: i for i, token in enumerate(SPECIAL + sorted(set(POSITIVE + NEGATIVE + NEUTRAL + FILLER)))}
+    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=64, model_input_names=model_input_names)
+
+
+def build_tiny_model(directory: Path, architecture: str = "bert") -> Path:
+    """Save a randomly initialised tiny encoder (no classification head) and its tokenizer to ``directory``."""
+    if architecture == "bert":
+        tokenizer = build_tokenizer(["input_ids", "token_type_ids", "attention_mask"])
+        model = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64))
+    elif architecture == "distilbert":
+        tokenizer = build_tokenizer(["input_ids", "attention_mask"])
+        model = DistilBertModel(DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2,
+                                                 hidden_dim=64, max_position_embeddings=64))
+    else:
+        raise ValueError(architecture)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def make_sentiment_data(n: int, seed: int = 0, classes: Tuple[str, ...] = ("positive", "negative")
+                        ) -> Tuple[List[str], List[str]]:
+    """Short texts whose class is given by one sentiment word among neutral filler words."""
+    rng = random.Random(seed)
+    words = {"positive": POSITIVE, "negative": NEGATIVE, "neutral": NEUTRAL}
+    texts, labels = [], []
+    for i in range(n):
+        label = classes[i % len(classes)]
+        filler = rng.sample(FILLER, 4)
+        filler.insert(rng.randrange(5), rng.choice(words[label]))
+        texts.append(" ".join(filler))
+        labels.append(label)
+    return texts, labels
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-bert"), "bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory) -> str:
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-distilbert"), "distilbert"))
+
+
+@pytest.fixture
+def sentiment_data():
+    """(train_texts, train_labels, eval_texts, eval_labels) with string labels."""
+    train = make_sentiment_data(80, seed=1)
+    evaluation = make_sentiment_data(40, seed=2)
+    return train[0], train[1], evaluation[0], evaluation[1]
+
+
+@pytest.fixture
+def tiny_config() -> TrainConfig:
+    return TINY_CONFIG.replace()
