@@ -12,11 +12,11 @@ METHODS = ("finetune",)
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     # Few passes over the data: a first result in about a minute on CPU.
-    "fast": {"epochs": 1, "learning_rate": 1e-4, "batch_size": 32},
+    "fast": {"epochs": 1},
     # The defaults below.
     "balanced": {},
-    # More epochs with early stopping on the evaluation split.
-    "best": {"epochs": 6, "learning_rate": 5e-5, "batch_size": 16, "early_stopping_patience": 2},
+    # More epochs, smaller batches, early stopping on the evaluation split.
+    "best": {"epochs": 6, "batch_size": 16, "early_stopping_patience": 2},
 }
 
 
@@ -26,12 +26,13 @@ class TrainConfig:
 
     ``max_length=None`` picks the truncation length from the training texts' token lengths
     (the 98th percentile, rounded up to a multiple of 8, capped by the model's limit).
+    ``learning_rate=None`` picks one from the model's size (see :func:`default_learning_rate`).
     """
 
     method: str = "finetune"
     epochs: float = 3.0
-    learning_rate: float = 1e-4
-    batch_size: int = 16
+    learning_rate: Optional[float] = None
+    batch_size: int = 32
     eval_batch_size: int = 64
     max_length: Optional[int] = None
     weight_decay: float = 0.01
@@ -50,7 +51,8 @@ class TrainConfig:
         if self.method not in METHODS:
             raise ConfigError(f"method={self.method!r} is not supported; choose one of {', '.join(METHODS)}.")
         _check(self.epochs, "epochs", lambda v: 0 < v <= 1000, "a number of epochs between 0 and 1000, e.g. 3")
-        _check(self.learning_rate, "learning_rate", lambda v: 0 < v < 1, "a value between 0 and 1, e.g. 5e-5")
+        if self.learning_rate is not None:
+            _check(self.learning_rate, "learning_rate", lambda v: 0 < v < 1, "a value between 0 and 1, e.g. 5e-5")
         _check_int(self.batch_size, "batch_size", 1, 4096)
         _check_int(self.eval_batch_size, "eval_batch_size", 1, 4096)
         if self.max_length is not None:
@@ -86,6 +88,20 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+def default_learning_rate(num_parameters: int) -> float:
+    """A learning rate that suits full fine-tuning of a model this size.
+
+    Small encoders like all-MiniLM-L6-v2 (22M) want a high rate (AG News, 1,000 rows, 2 epochs:
+    3e-4 with batch 32 → 0.875 accuracy; 2e-4 with batch 16 → 0.868); base-size models (~110M) take the
+    usual 5e-5; larger ones 2e-5.
+    """
+    if num_parameters <= 40_000_000:
+        return 3e-4
+    if num_parameters <= 200_000_000:
+        return 5e-5
+    return 2e-5
 
 
 def _check(value: Any, name: str, ok, hint: str) -> None:

@@ -12,7 +12,7 @@ from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PreTra
                           PreTrainedTokenizerBase, PrinterCallback, Trainer, TrainerCallback,
                           TrainingArguments)
 
-from ..config import TrainConfig
+from ..config import TrainConfig, default_learning_rate
 
 _MAX_LENGTH_PERCENTILE = 98
 _MIN_MAX_LENGTH = 16
@@ -44,7 +44,7 @@ def tokenize_dataset(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], l
 
 
 def training_arguments(config: TrainConfig, output_dir: str, has_eval: bool, n_train: int,
-                       checkpoints: bool = False) -> TrainingArguments:
+                       learning_rate: float, checkpoints: bool = False) -> TrainingArguments:
     """TrainingArguments for ``config``: per-epoch evaluation; checkpoints each epoch only when asked for
     (resumable runs) or when early stopping needs them. Short runs log often enough to draw a loss curve."""
     early_stopping = has_eval and config.early_stopping_patience is not None
@@ -52,7 +52,7 @@ def training_arguments(config: TrainConfig, output_dir: str, has_eval: bool, n_t
     return TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate,
+        learning_rate=learning_rate,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size,
         weight_decay=config.weight_decay,
@@ -92,7 +92,8 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     trainer = Trainer(
         model=model,
         args=training_arguments(config, output_dir, has_eval=eval_dataset is not None,
-                                n_train=len(train_dataset), checkpoints=checkpoints or resume),
+                                n_train=len(train_dataset), checkpoints=checkpoints or resume,
+                                learning_rate=config.learning_rate or default_learning_rate(model.num_parameters())),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
