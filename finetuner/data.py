@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import numbers
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "intent"
                       "y", "tag", "output")
 _ENCODINGS = ("utf-8-sig", "utf-16", "cp1252", "latin-1")
 _MAX_ROWS_IN_MESSAGE = 5
+# Texts longer than this are kept but flagged: the model only sees their first max_length tokens.
+LONG_TEXT_CHARS = 20_000
+_DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,7 +58,7 @@ def read_table(path: PathLike, sheet: Optional[Union[str, int]] = None) -> pd.Da
         elif suffix in (".jsonl", ".json"):
             frame = _read_json(path)
         elif suffix == ".xlsx":
-            frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, engine="openpyxl")
+            frame = _read_excel(path, sheet)
         else:
             frame = pd.read_parquet(path)
     except DataError:
@@ -64,6 +68,20 @@ def read_table(path: PathLike, sheet: Optional[Union[str, int]] = None) -> pd.Da
     if frame.shape[1] == 0 or frame.shape[0] == 0:
         raise DataError(f"{path.name}: no data rows found (only a header, or nothing). Add labelled rows.")
     frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _read_excel(path: Path, sheet: Optional[Union[str, int]]) -> pd.DataFrame:
+    """One sheet (the first unless named); the other sheets' names go to ``frame.attrs['warnings']``."""
+    with pd.ExcelFile(path, engine="openpyxl") as workbook:
+        names = list(workbook.sheet_names)
+        if isinstance(sheet, str) and sheet not in names:
+            raise DataError(f"{path.name}: no sheet named {sheet!r}; sheets: {_names(names)}.")
+        chosen = names[0] if sheet is None else sheet
+        frame = workbook.parse(chosen)
+    if sheet is None and len(names) > 1:
+        frame.attrs["warnings"] = [f"{path.name} has {len(names)} sheets; read the first, {names[0]!r} "
+                                   f"(others: {_names(names[1:])}). Choose another sheet if needed."]
     return frame
 
 
@@ -89,16 +107,28 @@ def _read_delimited(path: Path, sep: Optional[str]) -> pd.DataFrame:
             sep = csv.Sniffer().sniff(text[:20000], delimiters=",;\t|").delimiter
         except csv.Error:
             sep = ","
-    return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""],
-                       skipinitialspace=False)
+    frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                        skipinitialspace=False)
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas turns the first column into an index when the first data row has more fields than
+        # the header: the rows would be silently shifted one column to the right.
+        raise DataError(
+            f"{path.name}: row 1 has more fields than the header ({frame.shape[1]} columns); a text probably "
+            f"contains an unquoted {sep!r}. Put texts that contain {sep!r} in double quotes."
+        )
+    return frame
 
 
 def _read_json(path: Path) -> pd.DataFrame:
     text = _decode(path.read_bytes(), path.name)
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        return pd.read_json(io.StringIO(text), dtype=False)
-    return pd.read_json(io.StringIO(text), lines=True, dtype=False)
+    if text.lstrip().startswith("["):
+        frame = pd.read_json(io.StringIO(text), dtype=False)
+    else:
+        frame = pd.read_json(io.StringIO(text), lines=True, dtype=False)
+    if list(frame.columns) == [0]:
+        raise DataError(f"{path.name}: could not be read as a table: expected one JSON object per line "
+                        '(like {"text": "...", "label": "..."}) or a list of such objects.')
+    return frame
 
 
 def _short(exc: BaseException) -> str:
@@ -121,10 +151,11 @@ def detect_columns(frame: pd.DataFrame, text_column: Optional[str] = None,
         raise DataError(
             f"The table has one column ({_names(columns)}); it needs a text column and a label column."
         )
-    text = text_column or _by_name(columns, TEXT_COLUMN_NAMES, exclude=label_column) \
-        or _longest_text_column(frame, exclude=label_column)
-    label = label_column or _by_name(columns, LABEL_COLUMN_NAMES, exclude=text) \
-        or _fewest_values_column(frame, exclude=text)
+    # Names first (for both roles), then content: a label column found by name is never taken as the text.
+    text = text_column or _by_name(columns, TEXT_COLUMN_NAMES, exclude=label_column)
+    label = label_column or _by_name(columns, LABEL_COLUMN_NAMES, exclude=text)
+    text = text or _longest_text_column(frame, exclude=label)
+    label = label or _fewest_values_column(frame, exclude=text)
     if text == label:
         raise DataError(f"The text and label columns must differ; both are {text!r}.")
     return text, label
@@ -173,7 +204,10 @@ def normalize_label(value: Any) -> Union[int, str]:
     try:
         return int(text)
     except ValueError:
-        return text
+        pass
+    if _DECIMAL.fullmatch(text):  # "3.0" is the class 3; "0.5" is not a class label
+        return normalize_label(float(text))
+    return text
 
 
 @dataclass(frozen=True)
@@ -324,14 +358,35 @@ def table_to_labelled(frame: pd.DataFrame, text_column: Optional[str] = None,
     texts, labels = validate_texts_and_labels(
         frame[text_col].tolist(), frame[label_col].tolist(), what=f"table (column {text_col!r} / {label_col!r})"
     )
-    result = LabelledTexts(texts, labels, text_col, label_col)
-    n_classes = len(set(labels))
-    if n_classes > max(50, len(labels) // 2):
-        result.warnings.append(
-            f"Column {label_col!r} has {n_classes} distinct labels for {len(labels)} rows; "
-            "is it really the label column?"
-        )
+    result = LabelledTexts(texts, labels, text_col, label_col, warnings=list(frame.attrs.get("warnings", [])))
+    result.warnings.extend(_label_warnings(labels, label_col) + _length_warnings(texts))
     return result
+
+
+def _label_warnings(labels: List[Union[int, str]], label_col: str) -> List[str]:
+    warnings = []
+    classes = set(labels)
+    if len(classes) > max(50, len(labels) // 2):
+        warnings.append(f"Column {label_col!r} has {len(classes)} distinct labels for {len(labels)} rows; "
+                        "is it really the label column?")
+    by_case: Dict[str, List[str]] = {}
+    for label in classes:
+        by_case.setdefault(str(label).casefold(), []).append(str(label))
+    clashes = [sorted(group) for group in by_case.values() if len(group) > 1]
+    if clashes:
+        shown = "; ".join(" / ".join(repr(v) for v in group) for group in clashes[:_MAX_ROWS_IN_MESSAGE])
+        warnings.append(f"Labels that differ only by upper/lower case are different classes: {shown}. "
+                        "Make them identical if they mean the same class.")
+    return warnings
+
+
+def _length_warnings(texts: List[str]) -> List[str]:
+    long_rows = [row for row, text in enumerate(texts, start=1) if len(text) > LONG_TEXT_CHARS]
+    if not long_rows:
+        return []
+    longest = max(long_rows, key=lambda row: len(texts[row - 1]))
+    return [f"{len(long_rows)} text(s) are longer than {LONG_TEXT_CHARS:,} characters (longest: row {longest}, "
+            f"{len(texts[longest - 1]):,} characters); only their first tokens (up to max_length) are used."]
 
 
 def load_table(path: PathLike, text_column: Optional[str] = None, label_column: Optional[str] = None,
