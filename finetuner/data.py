@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import numbers
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,8 +40,27 @@ _DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)")
 # Reading files
 # ---------------------------------------------------------------------------------------------
 
-def read_table(path: PathLike, sheet: Optional[Union[str, int]] = None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Limits:
+    """Largest table accepted. Defaults can be changed with the environment variables
+    ``FINETUNER_MAX_FILE_MB`` and ``FINETUNER_MAX_ROWS`` (e.g. on a shared Space)."""
+
+    max_file_mb: float = 200.0
+    max_rows: int = 1_000_000
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        try:
+            return cls(float(os.environ.get("FINETUNER_MAX_FILE_MB", cls.max_file_mb)),
+                       int(os.environ.get("FINETUNER_MAX_ROWS", cls.max_rows)))
+        except ValueError as exc:
+            raise DataError(f"FINETUNER_MAX_FILE_MB / FINETUNER_MAX_ROWS must be numbers ({exc}).") from None
+
+
+def read_table(path: PathLike, sheet: Optional[Union[str, int]] = None,
+               limits: Optional[Limits] = None) -> pd.DataFrame:
     """Read a table file into a DataFrame of strings/numbers, choosing the reader by extension."""
+    limits = limits or Limits.from_env()
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_EXTENSIONS:
@@ -50,8 +70,12 @@ def read_table(path: PathLike, sheet: Optional[Union[str, int]] = None) -> pd.Da
         )
     if not path.is_file():
         raise DataError(f"{path}: file not found.")
-    if path.stat().st_size == 0:
+    size_mb = path.stat().st_size / 2**20
+    if size_mb == 0:
         raise DataError(f"{path.name}: the file is empty. Upload a table with a header row and labelled texts.")
+    if size_mb > limits.max_file_mb:
+        raise DataError(f"{path.name}: the file is {size_mb:,.1f} MB; the limit is {limits.max_file_mb:,.0f} MB "
+                        "(FINETUNER_MAX_FILE_MB). Use a sample of the rows or raise the limit.")
     try:
         if suffix in (".csv", ".tsv", ".txt"):
             frame = _read_delimited(path, "\t" if suffix == ".tsv" else None)
@@ -67,6 +91,9 @@ def read_table(path: PathLike, sheet: Optional[Union[str, int]] = None) -> pd.Da
         raise DataError(f"{path.name}: could not be read as a {suffix[1:].upper()} table ({_short(exc)}).") from exc
     if frame.shape[1] == 0 or frame.shape[0] == 0:
         raise DataError(f"{path.name}: no data rows found (only a header, or nothing). Add labelled rows.")
+    if frame.shape[0] > limits.max_rows:
+        raise DataError(f"{path.name}: {frame.shape[0]:,} rows; the limit is {limits.max_rows:,} "
+                        "(FINETUNER_MAX_ROWS). Use a sample of the rows or raise the limit.")
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
@@ -390,9 +417,9 @@ def _length_warnings(texts: List[str]) -> List[str]:
 
 
 def load_table(path: PathLike, text_column: Optional[str] = None, label_column: Optional[str] = None,
-               sheet: Optional[Union[str, int]] = None) -> LabelledTexts:
+               sheet: Optional[Union[str, int]] = None, limits: Optional[Limits] = None) -> LabelledTexts:
     """Read and validate a labelled table file."""
-    frame = read_table(path, sheet=sheet)
+    frame = read_table(path, sheet=sheet, limits=limits)
     try:
         return table_to_labelled(frame, text_column, label_column)
     except DataError as exc:
