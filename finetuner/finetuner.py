@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -20,10 +21,11 @@ from .config import TrainConfig
 from .data import LabelMap, validate_texts, validate_texts_and_labels
 from .errors import ConfigError, DataError, ModelLoadError
 from .metrics import SUMMARY_KEYS, full_report, logits_to_probabilities
-from .models import DEFAULT_MODEL, ResolvedModel, load_classifier, load_tokenizer,
-                     quiet_loading, resolve_model
+from .models import (DEFAULT_MODEL, ResolvedModel, load_classifier, load_tokenizer, quiet_loading,
+                     resolve_model)
 from .training.finetune import (choose_max_length, model_length_limit, predict_logits, tokenize_dataset,
                                 train_classifier)
+from .training.checkpoints import drop_incomplete, last_complete_step
 from .training.progress import Listener, ProgressCallback
 
 METADATA_FILE = "finetuner.json"
@@ -102,8 +104,12 @@ class LLMFinetuner:
         progress = ProgressCallback(listener, stop_event)
         self.history = []
         callbacks = [progress, _HistoryCallback(self.history)]
-        if resume and not _has_checkpoint(checkpoint_dir):
-            raise ConfigError(f"Nothing to resume: no checkpoint in {checkpoint_dir}. Start a new run instead.")
+        if resume:
+            if checkpoint_dir is not None:
+                drop_incomplete(checkpoint_dir)
+            if checkpoint_dir is None or last_complete_step(checkpoint_dir) is None:
+                raise ConfigError(f"Nothing to resume: no complete checkpoint in {checkpoint_dir}. "
+                                  "Start a new run instead.")
         if checkpoint_dir is not None:
             self.trainer = train_classifier(self.model, self.tokenizer, train_ds, eval_ds, config,
                                             str(checkpoint_dir), self._compute_metrics, callbacks,
@@ -112,6 +118,8 @@ class LLMFinetuner:
             with tempfile.TemporaryDirectory(prefix="finetuner-") as output_dir:
                 self.trainer = train_classifier(self.model, self.tokenizer, train_ds, eval_ds, config, output_dir,
                                                 self._compute_metrics, callbacks)
+        for callback in callbacks:  # later evaluate_model calls must not reach this run's listeners
+            self.trainer.remove_callback(callback)
         self.model = self.trainer.model
         self.config = config
         self.stopped = progress.stopped
@@ -147,8 +155,10 @@ class LLMFinetuner:
         return [dict(zip(self.label_map.names, map(float, row))) for row in probabilities]
 
     def predict_proba_array(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities as an array of shape (texts, classes), columns in ``self.label_map`` order."""
-        texts = validate_texts(list(texts), what="input to predict")
+        """Probabilities as an array of shape (texts, classes), columns in ``self.label_map`` order.
+
+        A single string counts as one text (every predict method accepts one)."""
+        texts = validate_texts([texts] if isinstance(texts, str) else list(texts), what="input to predict")
         max_length = self.max_length or model_length_limit(self.tokenizer, self.model)
         logits = predict_logits(self.model, self.tokenizer, texts, max_length, self.config.eval_batch_size)
         return logits_to_probabilities(logits)
@@ -157,13 +167,23 @@ class LLMFinetuner:
     def labels(self) -> List[str]:
         return self.label_map.names
 
+    @property
+    def is_main_process(self) -> bool:
+        """False in the other processes of a distributed run (``accelerate launch``, ``torchrun``)."""
+        if self.trainer is not None:
+            return self.trainer.is_world_process_zero()
+        return int(os.environ.get("RANK") or 0) == 0
+
     def save(self, path: Union[str, Path]) -> Path:
         """Write a self-contained model directory (safetensors, tokenizer, labels, config, metrics).
 
         The directory is written beside its target and renamed into place, so an interrupted save never
-        leaves a half-written model at ``path``.
+        leaves a half-written model at ``path``. In a distributed run every process may call this; only
+        the main process writes.
         """
         target = Path(path).expanduser().resolve()
+        if not self.is_main_process:
+            return target
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
         try:
@@ -232,13 +252,15 @@ class LLMFinetuner:
         return self.report["summary"]
 
     def _evaluation_trainer(self):
-        from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+        from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
         output_dir = str(Path(tempfile.gettempdir()) / "finetuner-eval")  # evaluation writes nothing there
         args = TrainingArguments(output_dir=output_dir, report_to="none",
                                  per_device_eval_batch_size=self.config.eval_batch_size, disable_tqdm=True,
-                                 use_cpu=not torch.cuda.is_available())
-        return Trainer(model=self.model, args=args, processing_class=self.tokenizer,
-                       data_collator=DataCollatorWithPadding(self.tokenizer), compute_metrics=self._compute_metrics)
+                                 use_cpu=not torch.cuda.is_available(), average_tokens_across_devices=False)
+        trainer = Trainer(model=self.model, args=args, processing_class=self.tokenizer,
+                          data_collator=DataCollatorWithPadding(self.tokenizer), compute_metrics=self._compute_metrics)
+        trainer.remove_callback(PrinterCallback)  # it would print the metrics dict to stdout
+        return trainer
 
     def _metadata(self) -> Dict[str, Any]:
         return {
@@ -263,10 +285,6 @@ class _HistoryCallback(ProgressCallback):
     def __init__(self, history: List[Dict[str, Any]]):
         super().__init__(listener=lambda event: history.append(
             {k: v for k, v in vars(event).items() if v is not None}))
-
-
-def _has_checkpoint(directory: Optional[Union[str, Path]]) -> bool:
-    return directory is not None and any(Path(directory).glob("checkpoint-*"))
 
 
 def _replace_dir(source: Path, target: Path) -> None:

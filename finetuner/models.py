@@ -133,8 +133,20 @@ def quiet_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+# Files one of which a saved tokenizer has (fast, WordPiece, BPE, SentencePiece).
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                    "sentencepiece.bpe.model", "tokenizer.model")
+
+
 def load_tokenizer(resolved: ResolvedModel):
     """The model's tokenizer."""
+    location = Path(resolved.location)
+    if resolved.source != "hub" and not any((location / name).is_file() for name in _TOKENIZER_FILES):
+        # transformers would build an empty-vocabulary tokenizer here and map every word to [UNK].
+        raise ModelLoadError(
+            f"{resolved.name!r} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...): "
+            "copy the tokenizer saved with the model into that directory."
+        )
     try:
         with quiet_loading():
             return AutoTokenizer.from_pretrained(resolved.location, **resolved.load_kwargs)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 import pytest
+import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (BertConfig, BertModel, DistilBertConfig, DistilBertModel, PreTrainedTokenizerFast)
 
@@ -38,6 +39,7 @@ def build_tokenizer(model_input_names: List[str]) -> PreTrainedTokenizerFast:
 
 def build_tiny_model(directory: Path, architecture: str = "bert") -> Path:
     """Save a randomly initialised tiny encoder (no classification head) and its tokenizer to ``directory``."""
+    torch.manual_seed(0)  # the same tiny model in every test session
     if architecture == "bert":
         tokenizer = build_tokenizer(["input_ids", "token_type_ids", "attention_mask"])
         model = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,

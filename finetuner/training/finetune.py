@@ -28,7 +28,7 @@ def model_length_limit(tokenizer: PreTrainedTokenizerBase, model: PreTrainedMode
 def choose_max_length(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], limit: int) -> int:
     """Truncation length from the texts: the 98th percentile of token counts, rounded up to a multiple of 8."""
     lengths = [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
-    wanted = int(np.percentile(lengths, _MAX_LENGTH_PERCENTILE)) if lengths else limit
+    wanted = math.ceil(np.percentile(lengths, _MAX_LENGTH_PERCENTILE)) if lengths else limit
     rounded = int(math.ceil(max(wanted, _MIN_MAX_LENGTH) / 8.0) * 8)
     return min(rounded, limit)
 
@@ -73,6 +73,9 @@ def training_arguments(config: TrainConfig, output_dir: str, has_eval: bool, n_t
         report_to="none",
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
+        # The classification loss is a per-example mean that ignores ``num_items_in_batch``; averaging
+        # tokens across devices would multiply it (and its gradient) by the number of processes.
+        average_tokens_across_devices=False,
     )
 
 

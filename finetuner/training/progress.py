@@ -46,19 +46,22 @@ class ProgressCallback(TrainerCallback):
         self.stop_event = stop_event or threading.Event()
         self.stopped = False
         self._started = 0.0
+        self._first_step = 0
 
     def _emit(self, kind: str, state: TrainerState, **values) -> None:
         if self.listener is None:
             return
         elapsed = time.monotonic() - self._started
         eta = None
-        if state.global_step and state.max_steps:
-            eta = elapsed / state.global_step * max(0, state.max_steps - state.global_step)
+        done = state.global_step - self._first_step  # steps run since this (possibly resumed) start
+        if done > 0 and state.max_steps:
+            eta = elapsed / done * max(0, state.max_steps - state.global_step)
         self.listener(ProgressEvent(kind, state.global_step, state.max_steps, float(state.epoch or 0.0),
                                     elapsed, eta, stopped=self.stopped, **values))
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._started = time.monotonic()
+        self._first_step = state.global_step
         self.stopped = False
         self._emit("start", state)
 
