@@ -71,6 +71,24 @@ def make_sentiment_data(n: int, seed: int = 0, classes: Tuple[str, ...] = ("posi
     return texts, labels
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per
+    process make training 10-20 times slower. Tests on real models take all threads back (``all_threads``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield threads
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def all_threads(_one_torch_thread):
+    """Every CPU thread, for the duration of a module that trains a real model."""
+    torch.set_num_threads(_one_torch_thread)
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-bert"), "bert"))

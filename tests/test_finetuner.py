@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from conftest import TINY_CONFIG, make_sentiment_data
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -26,15 +25,6 @@ VARIED_TEXTS = ["good", "the movie was awful and boring", "i really enjoyed this
                 "bad", "what a wonderful day and a great show overall", "okay", "it is the worst food",
                 "xyzzy unknown words here", "great great great great great great great great"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per
-    process make training 10-20 times slower; restored after this module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(params=["bert", "distilbert"])

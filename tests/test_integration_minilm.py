@@ -11,7 +11,7 @@ from finetuner import LLMFinetuner, TrainConfig
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("all_threads")]
 
 
 def test_seed_flow_on_the_bundled_default_with_the_lab_sentences():

@@ -7,7 +7,6 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import TINY_CONFIG
 from sklearn.model_selection import train_test_split
 
@@ -24,15 +23,6 @@ LAB_SENTENCES = [
     ("The food was awful and boring.", "negative"),
 ]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per
-    process make training 10-20 times slower; restored after this module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def lab_rows():

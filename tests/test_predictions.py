@@ -7,7 +7,6 @@ import csv
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from conftest import TINY_CONFIG, make_sentiment_data
 
 from finetuner import LLMFinetuner
@@ -16,15 +15,6 @@ from finetuner.predictions import FORMULA_PREFIXES, neutralize_cell, neutralize_
 DANGEROUS = ["=SUM(A1:A9)", "+1+2", "-2+3", "@SUM(1)", "\t=1", "\r=1", "=HYPERLINK(\"http://x\")"]
 HARMLESS = ["hello", "", "a=b", "1+1", "email@example.com", "it's -5 today", " =1"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per
-    process make training 10-20 times slower; restored after this module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("value", DANGEROUS)

@@ -7,22 +7,12 @@ import threading
 import time
 
 import pytest
-import torch
 from conftest import TINY_CONFIG, make_sentiment_data
 from transformers import TrainerControl, TrainerState
 
 from finetuner import LLMFinetuner, ProgressEvent
 from finetuner.training.progress import EVENT_KINDS, ProgressCallback
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per
-    process make training 10-20 times slower; restored after this module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_event_fraction():
@@ -183,3 +173,13 @@ def test_stop_set_before_training_stops_after_one_step(tiny_bert):
     finetuner = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(epochs=2))
     finetuner.fine_tune(*make_sentiment_data(16, seed=1), stop_event=stop)
     assert finetuner.trainer.state.global_step == 1 and finetuner.stopped
+
+
+def test_a_stopped_run_skips_the_end_of_epoch_evaluation(tiny_bert):
+    stop = threading.Event()
+    stop.set()
+    events = []
+    finetuner = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(epochs=2))
+    texts, labels = make_sentiment_data(16, seed=1)
+    finetuner.fine_tune(texts, labels, texts, labels, listener=events.append, stop_event=stop)
+    assert finetuner.stopped and "evaluate" not in [event.kind for event in events]

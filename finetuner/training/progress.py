@@ -73,6 +73,12 @@ class ProgressCallback(TrainerCallback):
             control.should_save = False
         return control
 
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.stopped:  # a stopped run ends now: no evaluation or checkpoint of the partial epoch
+            control.should_evaluate = False
+            control.should_save = False
+        return control
+
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
         if logs and "loss" in logs:
             self._emit("log", state, loss=float(logs["loss"]))

@@ -1,0 +1,67 @@
+"""Evaluate a model on labelled texts: metrics, the per-class report, and one row per text with its scores."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+import pandas as pd
+
+from .data import normalize_labels
+from .predictions import predictions_table
+
+if TYPE_CHECKING:
+    from .finetuner import LLMFinetuner
+
+# evaluate_model stores its report on the model object; models are shared between sessions.
+_LOCK = threading.Lock()
+
+
+@dataclass
+class Evaluation:
+    """Metrics, report (per class, confusion matrix) and the scored rows of one evaluation."""
+
+    metrics: Dict[str, float]
+    report: Dict[str, Any]
+    rows: pd.DataFrame
+
+
+def evaluate(finetuner: "LLMFinetuner", texts: Sequence[str], labels: Sequence[Any]) -> Evaluation:
+    """Evaluate ``finetuner`` on ``texts``/``labels``; ``rows`` has text, label, predicted_label, confidence, p_*."""
+    with _LOCK:
+        metrics = finetuner.evaluate_model(list(texts), list(labels))
+        report = finetuner.report or {}
+    rows = predictions_table(finetuner, list(texts))
+    rows.insert(1, "label", [str(v) for v in normalize_labels(labels)])
+    return Evaluation(metrics, report, rows)
+
+
+MISCLASSIFIED_COLUMNS = ("text", "label", "predicted_label", "confidence", "p_label")
+
+
+def misclassified(rows: Optional[pd.DataFrame]) -> pd.DataFrame:
+    """The wrongly predicted rows, most confident mistakes first; ``p_label`` is the true label's probability."""
+    if rows is None or rows.empty:
+        return pd.DataFrame(columns=list(MISCLASSIFIED_COLUMNS))
+    wrong = rows[rows["label"].astype(str) != rows["predicted_label"].astype(str)].copy()
+    wrong["p_label"] = [row.get(f"p_{row['label']}") for _, row in wrong.iterrows()]
+    wrong = wrong.sort_values("confidence", ascending=False).reset_index(drop=True)[list(MISCLASSIFIED_COLUMNS)]
+    return wrong.round({"confidence": 4, "p_label": 4})
+
+
+def per_class_table(report: Dict[str, Any]) -> pd.DataFrame:
+    """Precision, recall, F1 and support for each class, as a table."""
+    per_class = (report or {}).get("per_class") or {}
+    table: List[Dict[str, Any]] = [
+        {"class": name, "precision": round(values.get("precision", 0.0), 4),
+         "recall": round(values.get("recall", 0.0), 4), "f1": round(values.get("f1-score", 0.0), 4),
+         "support": int(values.get("support", 0))}
+        for name, values in per_class.items()
+    ]
+    return pd.DataFrame(table, columns=["class", "precision", "recall", "f1", "support"])
+
+
+def metrics_table(metrics: Dict[str, float]) -> pd.DataFrame:
+    """The summary metrics as a two-column table."""
+    return pd.DataFrame({"metric": list(metrics), "value": [round(float(v), 4) for v in metrics.values()]})

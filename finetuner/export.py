@@ -1,0 +1,132 @@
+"""Export a completed run: a zip of the model with a model card, or a push to the Hugging Face Hub.
+
+The Hub token is used for the upload calls only: it is never logged, stored, or put into a message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Optional, Union
+
+from .errors import FinetunerError
+from .runs import RunRecord, RunStore
+
+CARD_FILE = "README.md"
+LABELS_FILE = "labels.txt"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_METRIC_NAMES = {"accuracy": "Accuracy", "precision_macro": "Precision (macro)", "recall_macro": "Recall (macro)",
+                 "f1_macro": "F1 (macro)", "precision_weighted": "Precision (weighted)",
+                 "recall_weighted": "Recall (weighted)", "f1_weighted": "F1 (weighted)", "loss": "Loss"}
+
+
+class ExportError(FinetunerError):
+    """The model cannot be exported or pushed as asked."""
+
+
+def model_card(record: RunRecord) -> str:
+    """A Hub-style README.md: what the model is, the data it saw, its settings and its scores."""
+    data, config = record.data or {}, record.config or {}
+    base = record.base_model
+    front = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:", "- finetuner",
+             "- text-classification"]
+    if _HUB_ID.match(base) and not Path(base).expanduser().exists():  # a Hub id, not a local directory
+        front.append(f"base_model: {base}")
+    front.append("---")
+    lines = front + [
+        "", f"# Text classifier fine-tuned with finetuner (run {record.id})", "",
+        f"Fine-tuned from `{base}` to sort texts into {len(record.labels)} classes: "
+        + ", ".join(f"`{label}`" for label in record.labels) + ".", "",
+        "## Training data", "",
+        f"- Source: {data.get('source') or 'table edited in the app'}",
+        f"- Rows: {data.get('rows', '?')} ({data.get('train_rows', '?')} for training, "
+        f"{data.get('eval_rows', '?')} for evaluation, "
+        + ("a separate evaluation file)" if data.get("eval_source") == "file"
+           else f"a stratified {float(data.get('eval_fraction') or 0):.0%} split)"),
+        f"- Columns: text `{data.get('text_column', '?')}`, label `{data.get('label_column', '?')}`",
+        "- Class balance: " + ", ".join(f"{k}: {v}" for k, v in (data.get("class_counts") or {}).items()),
+        "", "## Training settings", "", f"Preset: {record.preset}", "", "| setting | value |", "|---|---|",
+        *[f"| {key} | {value} |" for key, value in config.items()],
+        "", "## Evaluation", "",
+    ]
+    if record.metrics:
+        lines += ["| metric | value |", "|---|---|",
+                  *[f"| {_METRIC_NAMES.get(k, k)} | {v:.4f} |" for k, v in record.metrics.items()]]
+    else:
+        lines.append("No evaluation data was held out.")
+    per_class = (record.report or {}).get("per_class") or {}
+    if per_class:
+        lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
+                  *[f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | {int(v['support'])} |"
+                    for name, v in per_class.items()]]
+    lines += [
+        "", "## Use", "", "```python", "from finetuner import LLMFinetuner", "",
+        'model = LLMFinetuner.load("path/to/this/folder")',
+        'model.predict_proba(["an example sentence"])', "```", "",
+        "or with transformers alone:", "", "```python", "from transformers import pipeline", "",
+        'classifier = pipeline("text-classification", model="path/to/this/folder")', "```", "",
+        "## Limitations", "",
+        "Scores come from the held-out rows above; texts unlike the training data may be classified poorly.", "",
+    ]
+    return "\n".join(lines)
+
+
+def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path]] = None) -> Path:
+    """``finetuner-<run id>.zip`` with the model files, ``labels.txt`` and the model card, in one folder."""
+    model_dir = store.model_dir(run_id)
+    record = store.get(run_id)
+    directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="finetuner-export-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"finetuner-{run_id}.zip"
+    staging = directory / f".{target.name}.{uuid.uuid4().hex[:8]}"  # renamed into place when complete
+    folder = f"finetuner-{run_id}"
+    with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(model_dir.rglob("*")):
+            if path.is_file():
+                archive.write(path, f"{folder}/{path.relative_to(model_dir).as_posix()}")
+        archive.writestr(f"{folder}/{CARD_FILE}", model_card(record))
+        archive.writestr(f"{folder}/{LABELS_FILE}", "\n".join(record.labels) + "\n")
+    os.replace(staging, target)
+    return target
+
+
+def push_to_hub(store: RunStore, run_id: str, repo_id: str, token: str, *, private: bool = True) -> str:
+    """Upload a completed run's model and card to ``repo_id`` on the Hub; returns the repository URL."""
+    repo_id, token = (repo_id or "").strip(), (token or "").strip()
+    if not _REPO_ID.match(repo_id):
+        raise ExportError(f"{repo_id!r} is not a Hub repository id: use the form 'your-name/model-name'.")
+    if not token:
+        raise ExportError("Give a Hugging Face access token with write permission to push to the Hub.")
+    model_dir = store.model_dir(run_id)
+    record = store.get(run_id)
+    from .models import hub_reachable
+
+    if not hub_reachable():
+        raise ExportError("The Hugging Face Hub cannot be reached from here (offline). Download the zip "
+                          "instead and upload it from a machine with network access.")
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    with tempfile.TemporaryDirectory(prefix="finetuner-push-") as staging:
+        upload = Path(staging) / "model"
+        shutil.copytree(model_dir, upload)
+        (upload / CARD_FILE).write_text(model_card(record), encoding="utf-8")
+        (upload / LABELS_FILE).write_text("\n".join(record.labels) + "\n", encoding="utf-8")
+        try:
+            url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            api.upload_folder(folder_path=str(upload), repo_id=repo_id, repo_type="model",
+                              commit_message=f"Upload finetuner run {run_id}")
+        except Exception as exc:  # network, permission or quota problems: report them without the token
+            raise ExportError(f"Pushing to {repo_id} failed: {_redact(str(exc), token)}") from None
+    return str(url)
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***").splitlines()[0][:300] if text else "unknown error"
+

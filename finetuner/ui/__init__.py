@@ -1,0 +1,71 @@
+"""The Gradio web app: one module per tab, wired to the backend (runs, runner, prepare, evaluation, export).
+
+``build_app()`` returns a queued ``gr.Blocks``; ``app.py`` launches it. No model is loaded at startup:
+models load on the first training, and a run's model on its first prediction.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import gradio as gr
+
+from ..models import DEFAULT_MODEL
+from ..runner import Runner
+from ..runs import RunError, RunStore
+from . import data_tab, evaluate_tab, export_tab, predict_tab, train_tab
+from .common import AppContext
+
+DEFAULT_SAMPLE = "movie_reviews_sst2.csv"
+_REPO_SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
+
+
+def build_app(*, runs_dir: Optional[Union[str, Path]] = None, model: Optional[str] = None,
+              sample: Optional[str] = None, samples_dir: Optional[Union[str, Path]] = None) -> gr.Blocks:
+    """The app. Defaults come from the environment: FINETUNER_RUNS_DIR (./runs), FINETUNER_MODEL (the bundled
+    all-MiniLM-L6-v2), FINETUNER_SAMPLE (the preloaded sample, movie_reviews_sst2.csv)."""
+    samples = Path(samples_dir) if samples_dir else _REPO_SAMPLES if _REPO_SAMPLES.is_dir() else Path("sample_data")
+    store = RunStore(runs_dir)
+    # delete_cache: uploads and downloads Gradio keeps are removed an hour after they were made.
+    with gr.Blocks(title="finetuner", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
+        ctx = AppContext(store=store, runner=Runner(store),
+                         default_model=model or os.environ.get("FINETUNER_MODEL") or DEFAULT_MODEL,
+                         samples_dir=samples, active_run=gr.State(None))
+        gr.Markdown("# finetuner\nFine-tune a pre-trained transformer to classify texts: **1** load data, "
+                    "**2** train, **3** evaluate, **4** predict, **5** export.")
+        active = gr.Markdown(_describe(ctx, None), elem_id="active-model")
+        with gr.Tabs():
+            with gr.Tab("1 · Data", id="data"):
+                data = data_tab.build(ctx, data_tab.load_initial(ctx, sample or os.environ.get("FINETUNER_SAMPLE")
+                                                                   or DEFAULT_SAMPLE))
+            with gr.Tab("2 · Train", id="train"):
+                train_tab.build(ctx, data)
+            with gr.Tab("3 · Evaluate", id="evaluate"):
+                evaluate_tab.build(ctx)
+            with gr.Tab("4 · Predict", id="predict"):
+                predict_tab.build(ctx)
+            with gr.Tab("5 · Export", id="export") as export:
+                export_tab.build(ctx, app, export)
+        ctx.active_run.change(lambda run_id: _describe(ctx, run_id), ctx.active_run, active,
+                              api_visibility="private")
+
+        def stop_session_training(request: gr.Request) -> None:
+            """Closing the page stops that session's training, so the trainer is free for others."""
+            ctx.runner.stop(request.session_hash or "")
+
+        app.unload(stop_session_training)
+    return app.queue(default_concurrency_limit=4)
+
+
+def _describe(ctx: AppContext, run_id: Optional[str]) -> str:
+    if not run_id:
+        return "**Active model:** none yet — train one (Train tab) or pick an earlier run (Export tab)."
+    try:
+        record = ctx.store.get(run_id)
+    except RunError:  # deleted meanwhile
+        return f"**Active model:** run {run_id} (no longer available)."
+    accuracy = record.metrics.get("accuracy")
+    score = f", accuracy {accuracy:.3f} on held-out rows" if accuracy is not None else ""
+    return f"**Active model:** run `{run_id}` — {record.base_model}{score}."

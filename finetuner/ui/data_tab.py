@@ -1,0 +1,250 @@
+"""Data tab: load a file or a bundled sample, edit it page by page, choose columns, see the checks."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Tuple
+
+import gradio as gr
+import pandas as pd
+
+from ..config import TrainConfig
+from ..data import detect_columns, read_table
+from ..errors import DataError
+from ..prepare import PreparedData, clean_table, prepare
+from .common import TABLE_FILE_TYPES, AppContext, TableData, column_widths, user_errors
+
+PAGE_SIZE = 50
+_SEED = TrainConfig().seed
+
+
+@dataclass
+class DataTab:
+    """The components the Train tab reads."""
+
+    table: gr.State
+    eval_table: gr.State
+    text_column: gr.Dropdown
+    label_column: gr.Dropdown
+    eval_fraction: gr.Slider
+
+
+def load_initial(ctx: AppContext, sample: Optional[str]) -> Optional[TableData]:
+    """The table shown when a session starts: ``sample`` from the samples folder, if it is there."""
+    if not sample or not (ctx.samples_dir / sample).is_file():
+        return None
+    return TableData(read_table(ctx.samples_dir / sample), sample)
+
+
+def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
+    frame = initial.frame if initial is not None else pd.DataFrame({"text": [], "label": []})
+    columns = _columns(frame)
+    checked = prepare(frame, *columns, eval_fraction=0.2, seed=_SEED, source=initial.name if initial else "")
+    gr.Markdown("Load a labelled table: one column of texts and one of labels. Edit cells directly in the grid; "
+                "the checks below update as you go.")
+    with gr.Row():
+        sample = gr.Dropdown(ctx.samples(), value=initial.name if initial else None, label="Bundled sample",
+                             info="Small ready-made datasets", scale=1, elem_id="data-sample")
+        upload = gr.File(label="Or upload a table (CSV, TSV, JSONL, Excel, Parquet)", file_types=TABLE_FILE_TYPES,
+                         height=110, scale=2)
+    with gr.Row():
+        text_column = gr.Dropdown(list(frame.columns), value=columns[0], label="Text column", allow_custom_value=True)
+        label_column = gr.Dropdown(list(frame.columns), value=columns[1], label="Label column",
+                                   allow_custom_value=True)
+    grid = gr.Dataframe(_page(frame, 1), interactive=True, wrap=True, max_height=440,
+                        column_widths=column_widths(list(frame.columns), columns[0]),
+                        label="Table (editable; right-click a row to add or delete rows)", elem_id="data-grid")
+    with gr.Row():
+        previous = gr.Button("◀ Previous page", size="sm", scale=0, min_width=150)
+        following = gr.Button("Next page ▶", size="sm", scale=0, min_width=150)
+        page_info = gr.Markdown(_page_info(frame, 1), elem_id="data-page-info")
+    with gr.Accordion("Go to a page · add, delete or clean rows", open=False):
+        with gr.Row():
+            page = gr.Number(1, label="Page (press Enter)", precision=0, elem_id="data-page")
+            delete_spec = gr.Textbox(placeholder="e.g. 3, 7-9 (row numbers in the whole table)", label="Rows to delete")
+        with gr.Row():
+            add_row = gr.Button("Add a row at the end", size="sm")
+            delete = gr.Button("Delete these rows", size="sm")
+            clean = gr.Button("Drop empty & duplicate rows", size="sm")
+    with gr.Row():
+        summary = gr.Markdown(checked.to_markdown(), elem_id="data-summary")
+        balance = gr.BarPlot(_balance(checked), x="class", y="rows", title="Class balance", height=260,
+                             x_label_angle=-30, y_lim=[0, None])
+    with gr.Accordion("Evaluation data", open=True):
+        with gr.Row():
+            eval_fraction = gr.Slider(0.05, 0.5, value=0.2, step=0.05, label="Fraction held out for evaluation",
+                                      info="A stratified split of the table (ignored when an evaluation file is given)")
+            eval_upload = gr.File(label="Optional separate evaluation file", file_types=TABLE_FILE_TYPES, height=110)
+    table = gr.State(initial or TableData(frame))
+    eval_table = gr.State(None)
+
+    checks_in = [table, text_column, label_column, eval_table, eval_fraction]
+    checks_out = [summary, balance]
+    loaded_out = [table, grid, page, page_info, text_column, label_column, *checks_out]
+    edited_out = [table, grid, page, page_info, *checks_out]
+
+    @user_errors
+    def load_sample(name: Optional[str], eval_data: Optional[TableData], fraction: float):
+        if not name:
+            return [gr.skip()] * len(loaded_out)
+        if name not in ctx.samples():
+            raise DataError(f"No sample called {name!r}; choose one of: {', '.join(ctx.samples())}.")
+        return _loaded(TableData(read_table(ctx.samples_dir / name), name), eval_data, fraction)
+
+    @user_errors
+    def load_file(path: Optional[str], eval_data: Optional[TableData], fraction: float):
+        if not path:
+            return [gr.skip()] * len(loaded_out)
+        return _loaded(TableData(read_table(path), Path(path).name), eval_data, fraction)
+
+    def go_to(data: TableData, number: Any):
+        number = _clamp_page(data.frame, number)
+        return _page(data.frame, number), number, _page_info(data.frame, number)
+
+    def apply_edit(data: TableData, number: Any, shown: pd.DataFrame, text: str, label: str,
+                   eval_data: Optional[TableData], fraction: float):
+        number = _clamp_page(data.frame, number)
+        frame = replace_page(data.frame, number, shown)
+        edited = TableData(frame, data.name)
+        return (edited, gr.skip(), gr.skip(), _page_info(frame, number),
+                *_checks(edited, text, label, eval_data, fraction))
+
+    def append_row(data: TableData, text: str, label: str, eval_data: Optional[TableData], fraction: float):
+        frame = pd.concat([data.frame, pd.DataFrame([[""] * data.frame.shape[1]], columns=data.frame.columns)],
+                          ignore_index=True)
+        return _edited(TableData(frame, data.name), _page_count(frame), text, label, eval_data, fraction)
+
+    @user_errors
+    def delete_rows(data: TableData, spec: str, number: Any, text: str, label: str,
+                    eval_data: Optional[TableData], fraction: float):
+        rows = parse_rows(spec, len(data.frame))
+        frame = data.frame.drop(index=[r - 1 for r in rows]).reset_index(drop=True)
+        gr.Info(f"Deleted {len(rows)} row(s).")
+        return _edited(TableData(frame, data.name), number, text, label, eval_data, fraction)
+
+    @user_errors
+    def clean_rows(data: TableData, number: Any, text: str, label: str, eval_data: Optional[TableData],
+                   fraction: float):
+        frame, removed = clean_table(data.frame, text, label)
+        gr.Info(f"Removed {removed} empty or duplicate row(s).")
+        return _edited(TableData(frame, data.name), number, text, label, eval_data, fraction)
+
+    @user_errors
+    def load_eval(path: Optional[str], data: TableData, text: str, label: str, fraction: float):
+        eval_data = TableData(read_table(path), Path(path).name) if path else None
+        return (eval_data, gr.Slider(interactive=eval_data is None), *_checks(data, text, label, eval_data, fraction))
+
+    def _loaded(data: TableData, eval_data: Optional[TableData], fraction: float) -> List[Any]:
+        text, label = _columns(data.frame)
+        choices = list(data.frame.columns)
+        grid_page = gr.Dataframe(_page(data.frame, 1), column_widths=column_widths(choices, text))
+        return [data, grid_page, 1, _page_info(data.frame, 1), gr.Dropdown(choices, value=text),
+                gr.Dropdown(choices, value=label), *_checks(data, text, label, eval_data, fraction)]
+
+    def _edited(data: TableData, number: Any, text: str, label: str, eval_data: Optional[TableData],
+                fraction: float) -> Tuple[Any, ...]:
+        number = _clamp_page(data.frame, number)
+        return (data, _page(data.frame, number), number, _page_info(data.frame, number),
+                *_checks(data, text, label, eval_data, fraction))
+
+    private = {"api_visibility": "private"}
+    sample.input(load_sample, [sample, eval_table, eval_fraction], loaded_out, api_name="load_sample")
+    upload.upload(load_file, [upload, eval_table, eval_fraction], loaded_out, api_name="load_file")
+    grid.input(apply_edit, [table, page, grid, text_column, label_column, eval_table, eval_fraction], edited_out,
+               trigger_mode="always_last", show_progress="hidden", **private)
+    page.submit(go_to, [table, page], [grid, page, page_info], **private)
+    previous.click(lambda data, n: go_to(data, (n or 1) - 1), [table, page], [grid, page, page_info], **private)
+    following.click(lambda data, n: go_to(data, (n or 1) + 1), [table, page], [grid, page, page_info], **private)
+    add_row.click(append_row, [table, text_column, label_column, eval_table, eval_fraction], edited_out, **private)
+    delete.click(delete_rows, [table, delete_spec, page, text_column, label_column, eval_table, eval_fraction],
+                 edited_out, **private)
+    clean.click(clean_rows, [table, page, text_column, label_column, eval_table, eval_fraction], edited_out,
+                **private)
+    for control in (text_column, label_column):
+        control.input(_checks, checks_in, checks_out, **private)
+    eval_fraction.release(_checks, checks_in, checks_out, **private)
+    eval_upload.upload(load_eval, [eval_upload, table, text_column, label_column, eval_fraction],
+                       [eval_table, eval_fraction, *checks_out], **private)
+    eval_upload.clear(load_eval, [eval_upload, table, text_column, label_column, eval_fraction],
+                      [eval_table, eval_fraction, *checks_out], **private)
+    return DataTab(table, eval_table, text_column, label_column, eval_fraction)
+
+
+def _checks(data: TableData, text: Optional[str], label: Optional[str], eval_data: Optional[TableData],
+            fraction: float) -> Tuple[str, pd.DataFrame]:
+    checked = prepare(data.frame, text, label, eval_frame=eval_data.frame if eval_data else None,
+                      eval_fraction=fraction, seed=_SEED, source=data.name)
+    return checked.to_markdown(), _balance(checked)
+
+
+def _balance(checked: PreparedData) -> pd.DataFrame:
+    return pd.DataFrame({"class": list(checked.class_counts), "rows": list(checked.class_counts.values())})
+
+
+def _columns(frame: pd.DataFrame) -> Tuple[Optional[str], Optional[str]]:
+    try:
+        return detect_columns(frame)
+    except DataError:
+        return None, None
+
+
+def _page_count(frame: pd.DataFrame) -> int:
+    return max(1, math.ceil(len(frame) / PAGE_SIZE))
+
+
+def _clamp_page(frame: pd.DataFrame, number: Any) -> int:
+    try:
+        number = int(number)
+    except (TypeError, ValueError):
+        number = 1
+    return min(max(1, number), _page_count(frame))
+
+
+def _page(frame: pd.DataFrame, number: int) -> pd.DataFrame:
+    start = (number - 1) * PAGE_SIZE
+    rows = frame.iloc[start:start + PAGE_SIZE].astype(object)
+    return rows.where(rows.notna(), "")
+
+
+def _page_info(frame: pd.DataFrame, number: int) -> str:
+    if frame.empty:
+        return "No rows yet."
+    start = (number - 1) * PAGE_SIZE
+    return (f"Rows {start + 1}–{min(start + PAGE_SIZE, len(frame))} of {len(frame)} "
+            f"· page {number} of {_page_count(frame)}")
+
+
+def replace_page(frame: pd.DataFrame, number: int, shown: pd.DataFrame) -> pd.DataFrame:
+    """The full table with page ``number`` replaced by the edited page (which may have more or fewer rows)."""
+    start = (number - 1) * PAGE_SIZE
+    frame = _align_columns(frame, shown)
+    old_rows = min(PAGE_SIZE, max(0, len(frame) - start))
+    return pd.concat([frame.iloc[:start], shown, frame.iloc[start + old_rows:]], ignore_index=True)
+
+
+def _align_columns(frame: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
+    """Follow column renames, additions and deletions made in the grid."""
+    if list(shown.columns) == list(frame.columns):
+        return frame
+    if len(shown.columns) == len(frame.columns):
+        return frame.set_axis(list(shown.columns), axis=1)
+    return frame.reindex(columns=list(shown.columns))
+
+
+def parse_rows(spec: str, total: int) -> List[int]:
+    """Row numbers from text like "3, 7-9" (1-based, as shown in the page information)."""
+    rows = set()
+    for part in filter(None, (p.strip() for p in (spec or "").split(","))):
+        match = re.fullmatch(r"(\d+)\s*(?:[-–]\s*(\d+))?", part)
+        if not match:
+            raise DataError(f"{part!r} is not a row number or range; write e.g. 3, 7-9.")
+        first, last = int(match[1]), int(match[2] or match[1])
+        if not 1 <= first <= last <= total:
+            raise DataError(f"Rows {part} are outside the table (rows 1 to {total}).")
+        rows.update(range(first, last + 1))
+    if not rows:
+        raise DataError("Give the rows to delete, e.g. 3, 7-9.")
+    return sorted(rows)

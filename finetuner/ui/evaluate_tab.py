@@ -1,0 +1,100 @@
+"""Evaluate tab: metrics, per-class report, confusion matrix and misclassified rows of the active model."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import gradio as gr
+import pandas as pd
+
+from ..data import detect_columns, read_table, table_to_labelled
+from ..errors import DataError
+from ..evaluation import MISCLASSIFIED_COLUMNS, evaluate, metrics_table, misclassified, per_class_table
+from .common import TABLE_FILE_TYPES, AppContext, column_widths, user_errors
+
+_SHOWN_ERRORS = 500
+
+
+def build(ctx: AppContext) -> None:
+    gr.Markdown("Scores of the active model on the rows held out from training, or on a test file you upload.")
+    test_file = gr.File(label="Test file (optional, same columns as the training table)",
+                        file_types=TABLE_FILE_TYPES, height=110)
+    run_button = gr.Button("Evaluate", variant="primary", elem_id="evaluate-run")
+    status = gr.Markdown("No model yet: train one on the Train tab, or pick a run on the Export tab.",
+                         elem_id="evaluate-status")
+    with gr.Row():
+        metrics = gr.Dataframe(metrics_table({}), label="Metrics", interactive=False, elem_id="evaluate-metrics")
+        per_class = gr.Dataframe(per_class_table({}), label="Per class", interactive=False)
+    confusion = gr.HTML(label="Confusion matrix", elem_id="evaluate-confusion")
+    errors = gr.Dataframe(misclassified(None), interactive=False, wrap=True, max_height=400, elem_id="evaluate-errors",
+                          label=f"Misclassified rows, most confident first (up to {_SHOWN_ERRORS}); p_label is the "
+                                "probability the model gave the true label",
+                          column_widths=column_widths(list(MISCLASSIFIED_COLUMNS), "text"))
+    outputs = [status, metrics, per_class, confusion, errors]
+
+    def show_run(run_id: Optional[str]) -> Tuple[Any, ...]:
+        """The stored evaluation of the active run."""
+        if not run_id:
+            return ("No model yet: train one on the Train tab, or pick a run on the Export tab.",
+                    metrics_table({}), per_class_table({}), "", misclassified(None))
+        record = ctx.store.get(run_id)
+        rows = ctx.store.load_evaluation(run_id)
+        where = f"{len(rows)} held-out rows" if rows is not None else "no held-out rows"
+        source = record.data.get("source") or "the table"
+        return _views(f"Run **{run_id}** ({record.base_model}) on {where} of `{source}`.", record.metrics,
+                      record.report or {}, rows)
+
+    @user_errors
+    def run_evaluation(path: Optional[str], run_id: Optional[str]) -> Tuple[Any, ...]:
+        """Evaluate the active model on a test file (or show its held-out evaluation when no file is given)."""
+        if not run_id:
+            raise DataError("No model yet: train one on the Train tab, or pick a run on the Export tab.")
+        if not path:
+            return show_run(run_id)
+        record = ctx.store.get(run_id)
+        frame = read_table(path)
+        columns = set(frame.columns)
+        text, label = detect_columns(frame, *(c if c in columns else None for c in
+                                              (record.data.get("text_column"), record.data.get("label_column"))))
+        table = table_to_labelled(frame, text, label)
+        result = evaluate(ctx.store.load_model(run_id), table.texts, table.labels)
+        return _views(f"Run **{run_id}** on `{Path(path).name}` ({len(table)} rows).", result.metrics, result.report,
+                      result.rows)
+
+    run_button.click(run_evaluation, [test_file, ctx.active_run], outputs, api_name="evaluate")
+    ctx.active_run.change(user_errors(show_run), ctx.active_run, outputs, api_visibility="private")
+
+
+def _views(title: str, metrics: Dict[str, float], report: Dict[str, Any],
+           rows: Optional[pd.DataFrame]) -> Tuple[Any, ...]:
+    wrong = misclassified(rows) if rows is not None else None
+    note = f" {len(wrong)} misclassified." if wrong is not None else ""
+    return (title + note, metrics_table(metrics), per_class_table(report), confusion_html(report),
+            wrong.head(_SHOWN_ERRORS) if wrong is not None else misclassified(None))
+
+
+def confusion_html(report: Dict[str, Any]) -> str:
+    """The confusion matrix as a heatmap table (rows: true class, columns: predicted class)."""
+    labels: List[str] = report.get("labels") or []
+    matrix: List[List[int]] = report.get("confusion_matrix") or []
+    if not labels or not matrix:
+        return ""
+    cell = "padding:6px 10px;text-align:center;border:1px solid #e5e7eb"
+    head = "".join(f'<th style="{cell}">{html.escape(str(name))}</th>' for name in labels)
+    body = []
+    for i, (name, row) in enumerate(zip(labels, matrix)):
+        total = sum(row) or 1
+        cells = "".join(f'<td style="{cell};background:{_shade(v / total, i == j)}">{v}</td>'
+                        for j, v in enumerate(row))
+        body.append(f'<tr><th style="{cell};text-align:right">{html.escape(str(name))}</th>{cells}</tr>')
+    return ('<div style="overflow-x:auto"><p style="margin:4px 0"><b>Confusion matrix</b> — rows: true class, '
+            'columns: predicted class; colour shows the share of each true class.</p>'
+            f'<table style="border-collapse:collapse"><tr><th style="{cell}">true \\ predicted</th>{head}</tr>'
+            f'{"".join(body)}</table></div>')
+
+
+def _shade(share: float, correct: bool) -> str:
+    """Green for correct predictions, red for mistakes; stronger for a larger share of the true class."""
+    return f"rgba({'22,163,74' if correct else '220,38,38'},{0.85 * share:.2f})" if share else "transparent"

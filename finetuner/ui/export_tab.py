@@ -1,0 +1,107 @@
+"""Export tab: run history (use, download or delete a run) and an optional push to the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import html
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+import gradio as gr
+import pandas as pd
+
+from ..errors import DataError, FinetunerError
+from ..export import export_zip, push_to_hub
+from ..runs import RunRecord
+from .common import AppContext, short_run_label, user_errors
+
+_EXPORTS = Path(tempfile.gettempdir()) / "finetuner-exports"  # one zip per run, rebuilt on each download
+_HISTORY_COLUMNS = ["run", "status", "model", "preset", "rows", "accuracy", "f1_macro", "seconds", "created (UTC)"]
+
+
+def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> None:
+    gr.Markdown(f"Every training run is kept in `{ctx.store.root}`. Pick a completed run to make it the active "
+                "model (for Evaluate and Predict), download it, or delete it.")
+    history = gr.Dataframe(pd.DataFrame(columns=_HISTORY_COLUMNS), label="Run history", interactive=False,
+                           elem_id="export-history")
+    with gr.Row():
+        with gr.Column(scale=3):
+            run = gr.Dropdown(label="Run", allow_custom_value=True, elem_id="export-run")
+            with gr.Row():
+                use = gr.Button("Use this run", variant="primary", elem_id="export-use")
+                download = gr.Button("Download model (.zip)", elem_id="export-zip")
+            with gr.Row():
+                refresh = gr.Button("Refresh list", size="sm")
+                delete = gr.Button("Delete run", variant="stop", size="sm")
+            status = gr.Markdown(elem_id="export-status")
+        archive = gr.File(label="Model zip: safetensors weights, tokenizer, labels and a model card (README.md)",
+                          interactive=False, scale=2)
+    with gr.Accordion("Push to the Hugging Face Hub (optional)", open=False):
+        gr.Markdown("The token is used for this upload only: it is not stored or logged, and the field is "
+                    "cleared afterwards.")
+        with gr.Row():
+            repo = gr.Textbox(label="Repository", placeholder="your-name/my-classifier")
+            token = gr.Textbox(label="Access token (write)", type="password", placeholder="hf_…")
+            private = gr.Checkbox(True, label="Private repository")
+        push = gr.Button("Push to the Hub")
+        push_status = gr.Markdown()
+
+    def refresh_history(active: Optional[str]) -> Tuple[pd.DataFrame, Any]:
+        records = ctx.store.list()
+        table = pd.DataFrame([_row(r) for r in records], columns=_HISTORY_COLUMNS)
+        choices = [(short_run_label(r.id, r.base_model, r.metrics.get("accuracy")), r.id)
+                   for r in records if r.status == "completed"]
+        value = active if any(active == value for _, value in choices) else (choices[0][1] if choices else None)
+        return table, gr.Dropdown(choices=choices, value=value)
+
+    @user_errors
+    def use_run(run_id: Optional[str]) -> Tuple[str, str]:
+        """Make a completed run the session's active model (used by evaluate and predict)."""
+        run_id = _chosen(run_id)
+        ctx.store.load_model(run_id)
+        return run_id, f"Run **{run_id}** is now the active model."
+
+    @user_errors
+    def download_zip(run_id: Optional[str]) -> str:
+        """A zip of the run's model folder with a model card."""
+        return str(export_zip(ctx.store, _chosen(run_id), _EXPORTS))
+
+    @user_errors
+    def delete_run(run_id: Optional[str], active: Optional[str]) -> Tuple[Any, ...]:
+        run_id = _chosen(run_id)
+        ctx.store.delete(run_id)
+        active = None if active == run_id else active
+        return (*refresh_history(active), active, f"Deleted run {run_id}.")
+
+    def push_run(run_id: Optional[str], repo_id: str, secret: str, is_private: bool) -> Tuple[str, str]:
+        try:
+            url = push_to_hub(ctx.store, _chosen(run_id), repo_id, secret, private=is_private)
+        except Exception as exc:  # FinetunerError messages are user-facing; nothing here may echo the token
+            message = str(exc) if isinstance(exc, FinetunerError) else f"Push failed ({type(exc).__name__})."
+            return f"❌ {html.escape(message)}", ""
+        return f"✅ Pushed to [{html.escape(url)}]({html.escape(url)}).", ""
+
+    gr.on([app.load, tab.select, refresh.click, ctx.active_run.change], refresh_history, ctx.active_run, [history, run],
+          api_visibility="private")
+    use.click(use_run, run, [ctx.active_run, status], api_name="load_run")
+    download.click(download_zip, run, archive, api_name="export_model")
+    delete.click(delete_run, [run, ctx.active_run], [history, run, ctx.active_run, status], api_visibility="private")
+    # Private: not callable through the API, and so never written to Gradio's run history with its token.
+    push.click(push_run, [run, repo, token, private], [push_status, token], api_visibility="private")
+
+
+def _chosen(run_id: Optional[str]) -> str:
+    if not run_id:
+        raise DataError("Choose a run first (train one on the Train tab).")
+    return run_id
+
+
+def _row(record: RunRecord) -> list:
+    metrics = record.metrics or {}
+    return [record.id, record.status, record.base_model, record.preset, (record.data or {}).get("rows"),
+            _round(metrics.get("accuracy")), _round(metrics.get("f1_macro")), record.duration_seconds,
+            record.created_at.replace("T", " ")[:19]]
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(float(value), 4)

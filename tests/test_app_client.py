@@ -1,0 +1,127 @@
+"""The app's named API endpoints, driven with gradio_client against the app served in-process (tiny model)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from gradio_client import Client, handle_file
+
+from finetuner.ui import build_app
+
+RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+QUICK = {"preset_name": "fast", "epochs": 3, "learning_rate": 3e-3, "batch_size": 16, "api_name": "/train"}
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory, tiny_bert):
+    app = build_app(runs_dir=tmp_path_factory.mktemp("runs"), model=tiny_bert)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+def _client(url: str) -> Client:
+    return Client(url, verbose=False)
+
+
+def _train(client: Client, **settings) -> str:
+    """Train through /train and return the completed run's id."""
+    progress, _, epochs, log = client.predict(**{**QUICK, **settings})
+    assert "Completed" in progress, progress
+    assert epochs["data"], "no per-epoch evaluation rows"
+    return RUN_ID.search(progress)[0]
+
+
+def test_the_named_endpoints_are_published(url):
+    endpoints = set(_client(url).view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/train", "/stop", "/predict", "/evaluate", "/predict_file", "/load_sample", "/load_file",
+            "/load_run", "/export_model"} <= endpoints
+    assert not any("push" in name for name in endpoints)  # the token-taking endpoint is not in the API
+
+
+def test_load_train_predict_evaluate_export(url, tmp_path):
+    client = _client(url)
+    loaded = client.predict("movie_reviews_sst2.csv", 0.2, api_name="/load_sample")
+    assert "**400 rows**, **2 classes**" in loaded[-2]
+    run_id = _train(client)
+
+    prediction = client.predict("a wonderful film", api_name="/predict")
+    assert prediction["label"] in ("negative", "positive")
+    assert sum(c["confidence"] for c in prediction["confidences"]) == pytest.approx(1.0, abs=1e-4)
+
+    title, metrics, per_class, confusion, wrong = client.predict(None, api_name="/evaluate")
+    assert run_id in title and "held-out rows" in title
+    assert [row[0] for row in metrics["data"]][:1] == ["accuracy"]
+    assert {row[0] for row in per_class["data"]} == {"negative", "positive"} and "<table" in confusion
+
+    test_file = tmp_path / "test.csv"
+    pd.DataFrame({"text": ["great fun", "dull and boring", "a masterpiece"],
+                  "label": ["positive", "negative", "positive"]}).to_csv(test_file, index=False)
+    title, metrics, *_ = client.predict(handle_file(str(test_file)), api_name="/evaluate")
+    assert "test.csv" in title and "(3 rows)" in title
+
+    texts = tmp_path / "texts.csv"
+    pd.DataFrame({"id": [1, 2], "text": ["=HYPERLINK(\"http://x\")", "just fine"]}).to_csv(texts, index=False)
+    csv_path, preview = client.predict(handle_file(str(texts)), api_name="/predict_file")
+    written = pd.read_csv(csv_path)
+    assert written["text"].tolist()[0].startswith("'=") and len(preview["data"]) == 2
+    assert {"predicted_label", "confidence", "p_negative", "p_positive"} <= set(written.columns)
+
+    archive = client.predict(run_id, api_name="/export_model")
+    assert Path(archive).name == f"finetuner-{run_id}.zip"
+    assert "is now the active model" in client.predict(run_id, api_name="/load_run")
+
+
+def test_bad_input_gives_a_clear_message_and_the_app_stays_up(url, tmp_path, monkeypatch):
+    client = _client(url)
+    with pytest.raises(Exception, match="No model yet"):
+        client.predict("hello", api_name="/predict")
+    odd = tmp_path / "notes.docx"
+    odd.write_bytes(b"PK\x03\x04 not a table")
+    with pytest.raises(Exception, match="Invalid file type"):  # refused by the upload component itself
+        client.predict(handle_file(str(odd)), 0.2, api_name="/load_file")
+    binary = tmp_path / "table.csv"
+    binary.write_bytes(b"\x00\x01\x02 binary \x00")
+    with pytest.raises(Exception, match="binary file"):
+        client.predict(handle_file(str(binary)), 0.2, api_name="/load_file")
+    with pytest.raises(Exception, match="epochs"):
+        client.predict(**{**QUICK, "epochs": 0})
+    with pytest.raises(Exception, match="not found"):
+        client.predict(**{**QUICK, "model_name": str(tmp_path / "missing-model")})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the app runs in this process
+    with pytest.raises(Exception, match="cannot be reached"):
+        client.predict(**{**QUICK, "model_name": "distilbert-base-uncased"})
+    with pytest.raises(Exception, match="column"):
+        client.predict(**{**QUICK, "label_column": "no such column"})
+    loaded = client.predict("lab_sentences.csv", 0.2, api_name="/load_sample")  # still serving
+    assert "**6 rows**" in loaded[-2]
+
+
+def test_a_second_user_waits_in_line_while_predictions_keep_working(url):
+    alice, bob = _client(url), _client(url)
+    _train(alice)
+    long_run = alice.submit(**{**QUICK, "epochs": 300})
+    _wait_for(lambda: any("Step " in out[0] for out in long_run.outputs()), "alice's training to start")
+    queued = bob.submit(**QUICK)
+    _wait_for(lambda: any("queued (position 1)" in out[0] for out in queued.outputs()), "bob to be queued")
+    assert alice.predict("what a great day", api_name="/predict")["label"] in ("negative", "positive")
+    alice.predict(api_name="/stop")
+    assert "Stopped at step" in long_run.result(timeout=120)[0]
+    assert "Completed" in queued.result(timeout=120)[0]
+
+
+def _wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -1,0 +1,84 @@
+"""The run store: records written atomically, listing, interrupted runs, ids that cannot escape the root."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from finetuner.runs import RECORD_FILE, RunError, RunStore
+
+
+@pytest.fixture
+def store(tmp_path) -> RunStore:
+    return RunStore(tmp_path / "runs")
+
+
+def test_create_finish_and_read_back(store):
+    record = store.create("some/model", preset="fast", config={"epochs": 1}, data={"rows": 6})
+    assert record.status == "running" and store.get(record.id).status == "running"
+    store.finish(record, "completed", metrics={"accuracy": 0.9}, labels=["a", "b"])
+    again = store.get(record.id)
+    assert again.status == "completed" and again.metrics == {"accuracy": 0.9} and again.labels == ["a", "b"]
+    assert again.finished_at and again.duration_seconds is not None
+    assert not list(store.path(record.id).glob(".run.json.*"))  # no staging files left behind
+
+
+def test_list_is_newest_first_and_skips_foreign_folders(store):
+    first = store.create("m")
+    second = store.create("m")
+    (store.root / "not-a-run").mkdir()
+    ids = [r.id for r in store.list()]
+    assert set(ids) == {first.id, second.id} and ids == sorted(ids, reverse=True)
+
+
+def test_the_environment_chooses_the_default_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINETUNER_RUNS_DIR", str(tmp_path / "elsewhere"))
+    assert RunStore().root == tmp_path / "elsewhere"
+
+
+def test_a_run_left_running_by_a_dead_process_reads_as_failed(store):
+    record = store.create("m")
+    path = store.path(record.id) / RECORD_FILE
+    values = json.loads(path.read_text())
+    values["process"] = "999999999-deadbeef"
+    path.write_text(json.dumps(values))
+    again = store.get(record.id)
+    assert again.status == "failed" and "Interrupted" in again.error
+
+
+@pytest.mark.parametrize("bad", ["../etc", "20250101-120000-abc123/../../x", "", None, "x" * 30])
+def test_run_ids_are_checked(store, bad):
+    with pytest.raises(RunError, match="not a run id"):
+        store.path(bad)
+
+
+def test_missing_runs_and_models_give_clear_errors(store):
+    with pytest.raises(RunError, match="not found"):
+        store.get("20250101-120000-abc123")
+    record = store.create("m")
+    store.finish(record, "stopped")
+    with pytest.raises(RunError, match="only completed runs have a model"):
+        store.model_dir(record.id)
+    with pytest.raises(RunError, match="only completed runs"):
+        store.load_model(record.id)
+
+
+def test_delete_refuses_running_runs_and_removes_finished_ones(store):
+    record = store.create("m")
+    with pytest.raises(RunError, match="still training"):
+        store.delete(record.id)
+    store.finish(record, "failed", error="boom")
+    store.delete(record.id)
+    assert store.list() == []
+
+
+def test_evaluation_rows_round_trip(store):
+    record = store.create("m")
+    assert store.load_evaluation(record.id) is None
+    rows = pd.DataFrame({"text": ["=1+1", "ok"], "label": ["a", "b"], "predicted_label": ["b", "b"],
+                         "confidence": [0.9, 0.6]})
+    store.save_evaluation(record.id, rows)
+    back = store.load_evaluation(record.id)
+    assert back["text"].tolist() == ["=1+1", "ok"] and back["confidence"].tolist() == [0.9, 0.6]
