@@ -71,7 +71,8 @@ def build(ctx: AppContext) -> None:
         for start in progress.tqdm(range(0, len(texts), _CHUNK), desc="Predicting"):
             parts.append(predictions_table(model, texts[start:start + _CHUNK]))
         table = pd.concat(parts, ignore_index=True)
-        target = Path(tempfile.mkdtemp(prefix="finetuner-predictions-")) / f"predictions-{Path(path).stem}.csv"
+        # A fixed name in a fresh folder: an uploaded file name is never part of a path written here.
+        target = Path(tempfile.mkdtemp(prefix="finetuner-predictions-")) / "predictions.csv"
         write_csv(table, target)
         return str(target), table.head(_PREVIEW_ROWS)[list(_PREVIEW_COLUMNS)]
 
