@@ -6,6 +6,8 @@ Supported files: CSV, TSV, JSONL/JSON, Excel (.xlsx) and Parquet. Every problem 
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import io
 import math
@@ -15,7 +17,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -30,6 +32,9 @@ TEXT_COLUMN_NAMES = ("text", "sentence", "texts", "review", "content", "message"
 LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "intent", "sentiment", "topic",
                       "y", "tag", "output")
 _ENCODINGS = ("utf-8-sig", "utf-16", "cp1252", "latin-1")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_SNIFF_BYTES = 65536  # the start of a streamed file that decides its encoding and delimiter
+_CSV_OPTIONS = {"dtype": str, "keep_default_na": False, "na_values": [""], "skipinitialspace": False}
 _MAX_ROWS_IN_MESSAGE = 5
 # Texts longer than this are kept but flagged: the model only sees their first max_length tokens.
 LONG_TEXT_CHARS = 20_000
@@ -62,17 +67,8 @@ def read_table(path: PathLike, sheet: Optional[Union[str, int]] = None,
     """Read a table file into a DataFrame of strings/numbers, choosing the reader by extension."""
     limits = limits or Limits.from_env()
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_EXTENSIONS:
-        raise DataError(
-            f"{path.name}: unsupported file type {suffix or '(no extension)'!r}. "
-            f"Use one of: {', '.join(SUPPORTED_EXTENSIONS)}."
-        )
-    if not path.is_file():
-        raise DataError(f"{path}: file not found.")
+    suffix = _check_file(path)
     size_mb = path.stat().st_size / 2**20
-    if size_mb == 0:
-        raise DataError(f"{path.name}: the file is empty. Upload a table with a header row and labelled texts.")
     if size_mb > limits.max_file_mb:
         raise DataError(f"{path.name}: the file is {size_mb:,.1f} MB; the limit is {limits.max_file_mb:,.0f} MB "
                         "(FINETUNER_MAX_FILE_MB). Use a sample of the rows or raise the limit.")
@@ -90,12 +86,83 @@ def read_table(path: PathLike, sheet: Optional[Union[str, int]] = None,
     except Exception as exc:  # the readers raise many types; all mean "this file is not a table"
         raise DataError(f"{path.name}: could not be read as a {suffix[1:].upper()} table ({_short(exc)}).") from exc
     if frame.shape[1] == 0 or frame.shape[0] == 0:
-        raise DataError(f"{path.name}: no data rows found (only a header, or nothing). Add labelled rows.")
+        raise _no_rows(path)
     if frame.shape[0] > limits.max_rows:
         raise DataError(f"{path.name}: {frame.shape[0]:,} rows; the limit is {limits.max_rows:,} "
                         "(FINETUNER_MAX_ROWS). Use a sample of the rows or raise the limit.")
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
+
+
+def iter_table_chunks(path: PathLike, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Read a table ``chunk_rows`` rows at a time, with the checks and messages of :func:`read_table`.
+
+    Delimited text, JSON Lines and Parquet files are streamed (no size or row limit); JSON arrays and
+    Excel files are read whole by :func:`read_table` and then cut up. Every chunk is indexed from 0.
+    """
+    path = Path(path)
+    suffix = _check_file(path)
+    rows = 0
+    try:
+        for chunk in _read_chunks(path, suffix, chunk_rows):
+            chunk.columns = [str(c).strip() for c in chunk.columns]
+            rows += len(chunk)
+            yield chunk.reset_index(drop=True)
+    except DataError:
+        raise
+    except Exception as exc:  # the readers raise many types; all mean "this file is not a readable table"
+        after = f" after {rows:,} rows" if rows else ""
+        raise DataError(f"{path.name}: could not be read as a {suffix[1:].upper()} table{after} "
+                        f"({_short(exc)}).") from None
+    if rows == 0:
+        raise _no_rows(path)
+
+
+def _read_chunks(path: Path, suffix: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The chunks of a table file as its reader gives them."""
+    is_text = suffix not in (".xlsx", ".parquet")
+    if is_text:
+        with open(path, "rb") as handle:
+            head, encoding = _decode(handle.read(_SNIFF_BYTES), path.name, complete=False)
+        if not head.strip():
+            raise _empty_file(path)
+    if suffix in (".csv", ".tsv", ".txt"):
+        sep = "\t" if suffix == ".tsv" else _sniff_delimiter(head)
+        with pd.read_csv(path, sep=sep, encoding=encoding, chunksize=chunk_rows, **_CSV_OPTIONS) as reader:
+            yield from (_aligned(chunk, path, sep) for chunk in reader)
+    elif is_text and (suffix == ".jsonl" or not head.lstrip().startswith("[")):
+        with pd.read_json(path, lines=True, dtype=False, chunksize=chunk_rows, encoding=encoding) as reader:
+            yield from (_json_table(chunk, path) for chunk in reader)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+        with pq.ParquetFile(path) as parquet:
+            yield from (batch.to_pandas() for batch in parquet.iter_batches(batch_size=chunk_rows))
+    else:  # Excel workbooks and JSON arrays
+        whole = read_table(path)
+        yield from (whole.iloc[start:start + chunk_rows] for start in range(0, len(whole), chunk_rows))
+
+
+def _check_file(path: Path) -> str:
+    """The file's (supported) extension; a DataError if it is missing or empty."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        raise DataError(
+            f"{path.name}: unsupported file type {suffix or '(no extension)'!r}. "
+            f"Use one of: {', '.join(SUPPORTED_EXTENSIONS)}."
+        )
+    if not path.is_file():
+        raise DataError(f"{path}: file not found.")
+    if path.stat().st_size == 0:
+        raise _empty_file(path)
+    return suffix
+
+
+def _empty_file(path: Path) -> DataError:
+    return DataError(f"{path.name}: the file is empty. Upload a table with a header row and labelled texts.")
+
+
+def _no_rows(path: Path) -> DataError:
+    return DataError(f"{path.name}: no data rows found (only a header, or nothing). Add labelled rows.")
 
 
 def _read_excel(path: Path, sheet: Optional[Union[str, int]]) -> pd.DataFrame:
@@ -112,33 +179,40 @@ def _read_excel(path: Path, sheet: Optional[Union[str, int]]) -> pd.DataFrame:
     return frame
 
 
-def _decode(raw: bytes, name: str) -> str:
-    if b"\x00" in raw[:4096] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+def _decode(raw: bytes, name: str, complete: bool = True) -> Tuple[str, str]:
+    """``(text, encoding)`` of a text file's bytes; ``complete=False``: only its start, maybe cut mid-character."""
+    has_bom = raw.startswith(_UTF16_BOMS)
+    if b"\x00" in raw[:4096] and not has_bom:
         raise DataError(f"{name}: looks like a binary file, not a text table. Export it as CSV (UTF-8).")
     for encoding in _ENCODINGS:
-        if encoding == "utf-16" and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        if encoding == "utf-16" and not has_bom:
             continue
         try:
-            return raw.decode(encoding)
+            return codecs.getincrementaldecoder(encoding)().decode(raw, final=complete), encoding
         except UnicodeDecodeError:
             continue
     raise DataError(f"{name}: unknown text encoding. Save the file as UTF-8.")
 
 
+def _sniff_delimiter(text: str) -> str:
+    try:
+        return csv.Sniffer().sniff(text[:20000], delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
 def _read_delimited(path: Path, sep: Optional[str]) -> pd.DataFrame:
-    text = _decode(path.read_bytes(), path.name)
+    text, _ = _decode(path.read_bytes(), path.name)
     if not text.strip():
-        raise DataError(f"{path.name}: the file is empty. Upload a table with a header row and labelled texts.")
-    if sep is None:
-        try:
-            sep = csv.Sniffer().sniff(text[:20000], delimiters=",;\t|").delimiter
-        except csv.Error:
-            sep = ","
-    frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""],
-                        skipinitialspace=False)
+        raise _empty_file(path)
+    sep = sep or _sniff_delimiter(text)
+    return _aligned(pd.read_csv(io.StringIO(text), sep=sep, **_CSV_OPTIONS), path, sep)
+
+
+def _aligned(frame: pd.DataFrame, path: Path, sep: str) -> pd.DataFrame:
+    """``frame``, unless pandas took its first column as an index: row 1 has more fields than the header."""
     if not isinstance(frame.index, pd.RangeIndex):
-        # pandas turns the first column into an index when the first data row has more fields than
-        # the header: the rows would be silently shifted one column to the right.
+        # The rows would be silently shifted one column to the right.
         raise DataError(
             f"{path.name}: row 1 has more fields than the header ({frame.shape[1]} columns); a text probably "
             f"contains an unquoted {sep!r}. Put texts that contain {sep!r} in double quotes."
@@ -147,11 +221,13 @@ def _read_delimited(path: Path, sep: Optional[str]) -> pd.DataFrame:
 
 
 def _read_json(path: Path) -> pd.DataFrame:
-    text = _decode(path.read_bytes(), path.name)
-    if text.lstrip().startswith("["):
-        frame = pd.read_json(io.StringIO(text), dtype=False)
-    else:
-        frame = pd.read_json(io.StringIO(text), lines=True, dtype=False)
+    text, _ = _decode(path.read_bytes(), path.name)
+    is_array = text.lstrip().startswith("[")
+    return _json_table(pd.read_json(io.StringIO(text), lines=not is_array, dtype=False), path)
+
+
+def _json_table(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``frame``, unless the JSON held values instead of objects (pandas names the one column 0)."""
     if list(frame.columns) == [0]:
         raise DataError(f"{path.name}: could not be read as a table: expected one JSON object per line "
                         '(like {"text": "...", "label": "..."}) or a list of such objects.')
@@ -186,6 +262,14 @@ def detect_columns(frame: pd.DataFrame, text_column: Optional[str] = None,
     if text == label:
         raise DataError(f"The text and label columns must differ; both are {text!r}.")
     return text, label
+
+
+def detect_text_column(frame: pd.DataFrame, text_column: Optional[str] = None) -> str:
+    """The column of texts in a table that needs no labels: the given name (checked), the only column, or
+    the text column :func:`detect_columns` would choose."""
+    if frame.shape[1] == 1 and text_column in (None, frame.columns[0]):
+        return str(frame.columns[0])
+    return detect_columns(frame, text_column)[0]
 
 
 def _names(columns: Sequence[Any]) -> str:
@@ -358,9 +442,9 @@ def validate_texts_and_labels(texts: Sequence[Any], labels: Sequence[Any], *, mi
     return clean_texts, clean_labels
 
 
-def validate_texts(texts: Sequence[Any], what: str = "input") -> List[str]:
-    """Texts as strings; missing or blank texts are a :class:`DataError` naming the rows."""
-    empty = [row for row, t in enumerate(texts, start=1) if _is_blank(t)]
+def validate_texts(texts: Sequence[Any], what: str = "input", first_row: int = 1) -> List[str]:
+    """Texts as strings; missing or blank texts are a :class:`DataError` naming the rows (from ``first_row``)."""
+    empty = [row for row, t in enumerate(texts, start=first_row) if _is_blank(t)]
     if empty:
         rows = ", ".join(str(r) for r in empty[:_MAX_ROWS_IN_MESSAGE])
         more = f" and {len(empty) - _MAX_ROWS_IN_MESSAGE} more" if len(empty) > _MAX_ROWS_IN_MESSAGE else ""
@@ -420,8 +504,15 @@ def load_table(path: PathLike, text_column: Optional[str] = None, label_column: 
                sheet: Optional[Union[str, int]] = None, limits: Optional[Limits] = None) -> LabelledTexts:
     """Read and validate a labelled table file."""
     frame = read_table(path, sheet=sheet, limits=limits)
-    try:
+    with in_file(path):
         return table_to_labelled(frame, text_column, label_column)
+
+
+@contextlib.contextmanager
+def in_file(path: PathLike) -> Iterator[None]:
+    """Start the message of a :class:`DataError` raised inside with the name of the file it is about."""
+    try:
+        yield
     except DataError as exc:
         raise DataError(f"{Path(path).name}: {exc}") from None
 

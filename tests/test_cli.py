@@ -16,7 +16,8 @@ import yaml
 
 from conftest import make_sentiment_data
 from finetuner import LLMFinetuner, TrainConfig
-from finetuner.cli import build_config, main, read_config_file
+from finetuner.cli import main
+from finetuner.cli.settings import build_config, read_config_file
 from finetuner.errors import ConfigError
 from finetuner.training.progress import ProgressCallback
 
@@ -289,7 +290,7 @@ def test_module_entry_point_exit_codes_and_quiet_output(tables, tiny_bert, tmp_p
 
 
 def test_progress_bar_on_a_terminal():
-    from finetuner.cli import ProgressPrinter
+    from finetuner.cli.console import ProgressPrinter
     from finetuner.training.progress import ProgressEvent
 
     stream = io.StringIO()

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from finetuner import DataError, LabelMap, LabelledTexts, load_table, read_table, split_train_eval
-from finetuner.data import (SUPPORTED_EXTENSIONS, detect_columns, normalize_label, normalize_labels,
-                            table_to_labelled, validate_texts, validate_texts_and_labels)
+from finetuner.data import (SUPPORTED_EXTENSIONS, detect_columns, detect_text_column, iter_table_chunks,
+                            normalize_label, normalize_labels, table_to_labelled, validate_texts,
+                            validate_texts_and_labels)
 
 ROWS = [("I love this film", "positive"), ("Terrible, boring; a waste", "negative"),
         ("Great fun\tfor all", "positive"), ("I hated it", "negative")]
@@ -158,6 +159,54 @@ def test_encodings(tmp_path, encoding):
 def test_column_names_are_stripped(tmp_path):
     table = load_table(write(tmp_path / "data.csv", " text , label \nhi,a\nho,b\n"))
     assert (table.text_column, table.label_column) == ("text", "label")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading in chunks
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["data.csv", "data.tsv", "data.jsonl", "data.json", "data.xlsx", "data.parquet"])
+def test_chunks_add_up_to_the_whole_table(tmp_path, name):
+    path = tmp_path / name
+    frame = pd.DataFrame({" text ": [f"text {i}" for i in range(7)], "label": ["a", "b"] * 3 + ["a"]})
+    if name.endswith(".parquet"):
+        frame.to_parquet(path)
+    elif name.endswith(".xlsx"):
+        frame.to_excel(path, index=False)
+    elif name.endswith(".json"):
+        frame.to_json(path, orient="records")
+    elif name.endswith(".jsonl"):
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_csv(path, index=False, sep="\t" if name.endswith(".tsv") else ",")
+    chunks = list(iter_table_chunks(path, 3))
+    assert [len(chunk) for chunk in chunks] == [3, 3, 1]
+    assert all(list(chunk.index) == list(range(len(chunk))) for chunk in chunks)
+    whole = pd.concat(chunks, ignore_index=True)
+    pd.testing.assert_frame_equal(whole, read_table(path), check_dtype=False)
+
+
+def test_chunked_reading_takes_the_encoding_from_the_start_of_the_file(tmp_path):
+    # The sample that decides the encoding ends inside a two-byte UTF-8 character: still UTF-8, not cp1252.
+    padding = "x" * (65536 - len("text,label\n") - 1)
+    path = write(tmp_path / "data.csv", f"text,label\n{padding}é,a\ncafé,b\n")
+    assert pd.concat(iter_table_chunks(path, 1))["text"].tolist() == [padding + "é", "café"]
+
+
+def test_chunked_reading_rejects_what_read_table_rejects(tmp_path):
+    with pytest.raises(DataError, match="row 1 has more fields than the header"):
+        list(iter_table_chunks(write(tmp_path / "data.csv", "text,label\nhello, world,a\nbye,b\n"), 1))
+    with pytest.raises(DataError, match="no data rows found"):
+        list(iter_table_chunks(write(tmp_path / "data.csv", "text,label\n"), 1))
+    with pytest.raises(DataError, match="expected one JSON object per line"):
+        list(iter_table_chunks(write(tmp_path / "data.json", '"just a string"'), 1))
+
+
+def test_detect_text_column_needs_no_label_column():
+    assert detect_text_column(pd.DataFrame({"notes": ["a"]})) == "notes"
+    assert detect_text_column(pd.DataFrame({"id": [1], "sentence": ["a b"], "label": ["x"]})) == "sentence"
+    with pytest.raises(DataError, match="'body' is not in the table"):
+        detect_text_column(pd.DataFrame({"notes": ["a"]}), "body")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,6 +359,11 @@ def test_validate_texts_blank_values(value):
 
 def test_validate_texts_converts_to_str():
     assert validate_texts(["a", 3, 4.5]) == ["a", "3", "4.5"]
+
+
+def test_validate_texts_counts_rows_from_first_row():  # a chunk of a file that starts at row 11
+    with pytest.raises(DataError, match=r"1 empty text\(s\): row 12\."):
+        validate_texts(["a", " ", "b"], first_row=11)
 
 
 def test_missing_labels_name_their_rows(tmp_path):
