@@ -482,3 +482,15 @@ def test_resume_skips_a_checkpoint_cut_off_mid_write(tiny_bert, tmp_path):
     resumed.fine_tune(texts, labels, checkpoint_dir=tmp_path, resume=True)
     assert not broken.exists()
     assert resumed.trainer.state.global_step == first.trainer.state.global_step
+
+
+def test_huge_texts_are_clipped_before_tokenizing_without_changing_the_tokens(trained):
+    from finetuner.training.finetune import clip_texts
+    finetuner, _, _ = trained
+    long_text = "the movie was really very good and " * 2000
+    full = finetuner.tokenizer(long_text, truncation=True, max_length=finetuner.max_length)["input_ids"]
+    clipped = finetuner.tokenizer(clip_texts([long_text], finetuner.max_length)[0], truncation=True,
+                                  max_length=finetuner.max_length)["input_ids"]
+    assert clipped == full and len(clip_texts([long_text], finetuner.max_length)[0]) < len(long_text)
+    huge = "good " * 2_000_000  # a 10 MB cell
+    assert np.allclose(finetuner.predict_proba_array([huge]), finetuner.predict_proba_array([huge[:20000]]))
