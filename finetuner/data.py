@@ -36,6 +36,7 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _SNIFF_BYTES = 65536  # the start of a streamed file that decides its encoding and delimiter
 _CSV_OPTIONS = {"dtype": str, "keep_default_na": False, "na_values": [""], "skipinitialspace": False}
 _MAX_ROWS_IN_MESSAGE = 5
+_ID_COLUMN = re.compile(r"(.*[_ ])?(id|idx|index|key|uuid|row)|unnamed: ?\d+")
 # Texts longer than this are kept but flagged: the model only sees their first max_length tokens.
 LONG_TEXT_CHARS = 20_000
 _DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)")
@@ -287,7 +288,9 @@ def _longest_text_column(frame: pd.DataFrame, exclude: Optional[str]) -> str:
 
 
 def _fewest_values_column(frame: pd.DataFrame, exclude: Optional[str]) -> str:
-    counts = {c: frame[c].nunique(dropna=True) for c in frame.columns if c != exclude}
+    """The column with the fewest distinct values; columns named like row ids come last."""
+    counts = {c: (_ID_COLUMN.fullmatch(c.lower()) is not None, frame[c].nunique(dropna=True))
+              for c in frame.columns if c != exclude}
     return min(counts, key=counts.get)
 
 
@@ -477,9 +480,9 @@ def table_to_labelled(frame: pd.DataFrame, text_column: Optional[str] = None,
 def _label_warnings(labels: List[Union[int, str]], label_col: str) -> List[str]:
     warnings = []
     classes = set(labels)
-    if len(classes) > max(50, len(labels) // 2):
+    if len(classes) > max(50, len(labels) // 2) or (len(labels) >= 5 and len(classes) == len(labels)):
         warnings.append(f"Column {label_col!r} has {len(classes)} distinct labels for {len(labels)} rows; "
-                        "is it really the label column?")
+                        "is it really the label column (not an ID)?")
     by_case: Dict[str, List[str]] = {}
     for label in classes:
         by_case.setdefault(str(label).casefold(), []).append(str(label))

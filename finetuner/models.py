@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from .errors import ModelLoadError
+from .gguf_models import OFFLINE_LLMS, convert_gguf, is_gguf_path, pulled_gguf
 
 if TYPE_CHECKING:
     from .data import LabelMap
@@ -27,6 +29,8 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Names that mean the bundled copy of all-MiniLM-L6-v2 (the same weights as the Hub repository).
 _BUNDLED_ALIASES = {DEFAULT_MODEL.lower(), "all-minilm-l6-v2", "minilm", "default"}
 _HUB_PROBE_TIMEOUT_S = 3.0
+# A Hub repository id: "name" or "owner/name", letters, digits, '-', '_' and '.', at most 96 characters each.
+_HUB_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 
 # Shown in the UI's model picker: (model id, short description). Hub models need network access.
 KNOWN_HUB_MODELS: Dict[str, str] = {
@@ -44,7 +48,7 @@ class ResolvedModel:
 
     name: str
     location: str
-    source: str  # "bundled", "local" or "hub"
+    source: str  # "bundled", "local", "gguf" (a converted .gguf file) or "hub"
 
     @property
     def load_kwargs(self) -> Dict[str, Any]:
@@ -67,25 +71,39 @@ def bundled_model_path() -> Path:
 
 
 def resolve_model(name: str) -> ResolvedModel:
-    """Resolve a model name: bundled alias → local dir; existing directory → itself; else a Hub id."""
+    """Resolve a model name: bundled alias → local dir; existing directory → itself; a ``.gguf`` file or an
+    offline LLM's name (``smollm2``) → its cached conversion; else a Hub id."""
     if not isinstance(name, str) or not name.strip():
         raise ModelLoadError(f"Model name must be a non-empty string; got {name!r}. Default: {DEFAULT_MODEL!r}.")
     name = name.strip()
     if name.lower() in _BUNDLED_ALIASES:
         return ResolvedModel(name, str(bundled_model_path()), "bundled")
+    if name.lower() in OFFLINE_LLMS or is_gguf_path(name):
+        return _resolve_gguf(name)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is a directory but has no config.json: it is not a saved model.")
         return ResolvedModel(name, str(path.resolve()), "local")
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+    if not _HUB_ID.fullmatch(name):
         raise ModelLoadError(
             f"Model {name!r} not found: no such directory, and it is not a Hugging Face Hub id "
-            f"(like 'distilbert-base-uncased'). The offline default is {DEFAULT_MODEL!r}."
+            f"(like 'distilbert-base-uncased' or 'org/name'). The offline default is {DEFAULT_MODEL!r}."
         )
     if not _in_hub_cache(name):
         _require_hub(name)
     return ResolvedModel(name, name, "hub")
+
+
+def _resolve_gguf(name: str) -> ResolvedModel:
+    if name.lower() in OFFLINE_LLMS:
+        path = pulled_gguf(name)
+        if path is None:
+            raise ModelLoadError(f"{name!r} has not been prepared for offline use: run "
+                                 f"`python -m finetuner models pull {name.lower()}` first.")
+    else:
+        path = Path(name).expanduser()
+    return ResolvedModel(name, str(convert_gguf(path)), "gguf")
 
 
 def _in_hub_cache(model_id: str) -> bool:
@@ -169,6 +187,22 @@ def load_classifier(resolved: ResolvedModel, label_map: "LabelMap", seed: int):
                 **resolved.load_kwargs)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"Could not load model {resolved.name!r}: {_first_line(exc)}") from exc
+
+
+def ensure_pad_token(tokenizer, model) -> None:
+    """Make batches paddable: decoders without a pad token pad with their end-of-sequence token, and the
+    model learns that id (its last-token pooling looks for the last non-pad token). Padding goes on the right,
+    where positions match those of an unpadded text."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise ModelLoadError("The tokenizer has neither a padding nor an end-of-sequence token, so texts "
+                                 "cannot be batched; save the tokenizer with a pad_token.")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if config.pad_token_id is None or config.pad_token_id != tokenizer.pad_token_id:
+        config.pad_token_id = tokenizer.pad_token_id
+        model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def _first_line(exc: BaseException) -> str:

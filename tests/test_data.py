@@ -586,3 +586,12 @@ def test_split_is_deterministic_per_seed():
 def test_split_too_few_rows():
     with pytest.raises(DataError, match="Too few rows"):
         split_train_eval(["a", "b", "c"], ["x", "y", "z"])
+
+
+def test_an_id_column_is_not_taken_for_the_label_and_unique_labels_warn(tmp_path):
+    from finetuner.data import detect_columns, table_to_labelled
+    frame = pd.DataFrame({"row_id": ["1", "2", "3", "4", "5", "6"], "opinion": list("aabbab"),
+                          "comment_body": ["long text here"] * 6})
+    assert detect_columns(frame) == ("comment_body", "opinion")
+    unique = pd.DataFrame({"text": [f"text {i}" for i in range(6)], "label": [f"x{i}" for i in range(6)]})
+    assert any("not an ID" in warning for warning in table_to_labelled(unique).warnings)

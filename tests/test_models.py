@@ -252,3 +252,9 @@ def test_quiet_loading_restores_logging():
 def test_known_hub_models_are_hub_ids():
     for model_id, description in models.KNOWN_HUB_MODELS.items():
         assert model_id.count("/") <= 1 and description
+
+
+@pytest.mark.parametrize("name", ["not a valid id!!", "a/b/c", "../nowhere", "/no/such/folder", "org/..x"])
+def test_names_that_are_neither_folders_nor_hub_ids_fail_at_once(name):
+    with pytest.raises(ModelLoadError, match="not a Hugging Face Hub id.*offline default"):
+        resolve_model(name)
