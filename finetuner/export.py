@@ -77,10 +77,13 @@ def model_card(record: RunRecord) -> str:
     return "\n".join(lines)
 
 
-def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path]] = None) -> Path:
-    """``finetuner-<run id>.zip`` with the model files, ``labels.txt`` and the model card, in one folder."""
-    model_dir = store.model_dir(run_id)
-    record = store.get(run_id)
+def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path]] = None, *,
+               owner: Optional[str] = None) -> Path:
+    """``finetuner-<run id>.zip`` with the model files, ``labels.txt`` and the model card, in one folder.
+
+    With ``owner``, only a run of that owner is exported (see :meth:`RunStore.get`)."""
+    model_dir = store.model_dir(run_id, owner)
+    record = store.get(run_id, owner)
     directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="finetuner-export-"))
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"finetuner-{run_id}.zip"
@@ -88,23 +91,25 @@ def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path
     folder = f"finetuner-{run_id}"
     with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(model_dir.rglob("*")):
-            if path.is_file():
+            # An imported model folder may hold an older card and labels file: both are written anew below.
+            if path.is_file() and path.relative_to(model_dir).as_posix() not in (CARD_FILE, LABELS_FILE):
                 archive.write(path, f"{folder}/{path.relative_to(model_dir).as_posix()}")
         archive.writestr(f"{folder}/{CARD_FILE}", model_card(record))
-        archive.writestr(f"{folder}/{LABELS_FILE}", "\n".join(record.labels) + "\n")
+        archive.writestr(f"{folder}/{LABELS_FILE}", "\n".join(map(str, record.labels)) + "\n")
     os.replace(staging, target)
     return target
 
 
-def push_to_hub(store: RunStore, run_id: str, repo_id: str, token: str, *, private: bool = True) -> str:
+def push_to_hub(store: RunStore, run_id: str, repo_id: str, token: str, *, private: bool = True,
+                owner: Optional[str] = None) -> str:
     """Upload a completed run's model and card to ``repo_id`` on the Hub; returns the repository URL."""
     repo_id, token = (repo_id or "").strip(), (token or "").strip()
     if not _REPO_ID.match(repo_id):
         raise ExportError(f"{repo_id!r} is not a Hub repository id: use the form 'your-name/model-name'.")
     if not token:
         raise ExportError("Give a Hugging Face access token with write permission to push to the Hub.")
-    model_dir = store.model_dir(run_id)
-    record = store.get(run_id)
+    model_dir = store.model_dir(run_id, owner)
+    record = store.get(run_id, owner)
     from .models import hub_reachable
 
     if not hub_reachable():
@@ -117,7 +122,7 @@ def push_to_hub(store: RunStore, run_id: str, repo_id: str, token: str, *, priva
         upload = Path(staging) / "model"
         shutil.copytree(model_dir, upload)
         (upload / CARD_FILE).write_text(model_card(record), encoding="utf-8")
-        (upload / LABELS_FILE).write_text("\n".join(record.labels) + "\n", encoding="utf-8")
+        (upload / LABELS_FILE).write_text("\n".join(map(str, record.labels)) + "\n", encoding="utf-8")
         try:
             url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
             api.upload_folder(folder_path=str(upload), repo_id=repo_id, repo_type="model",

@@ -37,11 +37,14 @@ class TrainSpec:
     config: TrainConfig
     data: PreparedData
     preset: str = "custom"
+    run_owner: str = ""  # recorded in the run: in the app, the owner id of the browser that trains it
 
 
 @dataclass
 class Job:
-    """One submitted training; ``status`` moves from queued to running to completed/stopped/failed."""
+    """One submitted training; ``status`` moves from queued to running to completed/stopped/failed.
+
+    ``owner`` says who may stop it (in the app: the page's session); the run's owner is ``spec.run_owner``."""
 
     spec: TrainSpec
     owner: str = ""
@@ -129,7 +132,7 @@ class Runner:
         job.status = "running"
         spec, store = job.spec, self.store
         record = job.record = store.create(spec.model_name, preset=spec.preset, config=spec.config.to_dict(),
-                                           data=spec.data.summary())
+                                           data=spec.data.summary(), owner=spec.run_owner)
         say = job.events.put
         try:
             from .finetuner import LLMFinetuner

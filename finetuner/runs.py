@@ -4,11 +4,16 @@ Each run directory holds ``run.json`` (status, config, data summary, metrics, re
 saved model in ``model/`` and the evaluation rows in ``evaluation.jsonl``. A run is marked
 ``completed`` only after its model was saved and loaded back; ``stopped`` and ``failed`` runs keep no
 model. Every write of ``run.json`` is atomic (a temporary file renamed into place).
+
+A run may have an ``owner`` (the app gives each browser a random owner id). Methods that take ``owner``
+treat a run of another owner exactly like a run that does not exist; ``owner=None`` means no check
+(the Python API and the command line).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -18,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import pandas as pd
 
@@ -59,6 +64,7 @@ class RunRecord:
     finished_at: Optional[str] = None
     duration_seconds: Optional[float] = None
     process: str = ""
+    owner: str = ""
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "RunRecord":
@@ -81,12 +87,11 @@ class RunStore:
     # ------------------------------------------------------------------ records
 
     def create(self, base_model: str, *, preset: str = "custom", config: Optional[Dict[str, Any]] = None,
-               data: Optional[Dict[str, Any]] = None) -> RunRecord:
+               data: Optional[Dict[str, Any]] = None, owner: str = "") -> RunRecord:
         """A new run with status ``running``."""
-        now = datetime.now(timezone.utc)
-        record = RunRecord(id=f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}", status="running",
-                           base_model=base_model, created_at=now.isoformat(timespec="seconds"), preset=preset,
-                           config=dict(config or {}), data=dict(data or {}), process=_PROCESS)
+        record_id, created = _new_id()
+        record = RunRecord(id=record_id, status="running", base_model=base_model, created_at=created, preset=preset,
+                           config=dict(config or {}), data=dict(data or {}), process=_PROCESS, owner=owner)
         (self.root / record.id).mkdir(parents=True)
         self.save(record)
         return record
@@ -111,35 +116,44 @@ class RunStore:
         self.save(record)
         return record
 
-    def get(self, run_id: str) -> RunRecord:
-        """The record of ``run_id``; a run left ``running`` by a process that is gone reads as ``failed``."""
+    def get(self, run_id: str, owner: Optional[str] = None) -> RunRecord:
+        """The record of ``run_id``; a run left ``running`` by a process that is gone reads as ``failed``.
+
+        With ``owner``, a run of anyone else raises the same "not found" error as a missing run."""
         path = self.path(run_id) / RECORD_FILE
         if not path.is_file():
-            raise RunError(f"Run {run_id!r} not found in {self.root}.")
+            raise self._not_found(run_id)
         try:
             record = RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (ValueError, TypeError) as exc:
+            if owner is not None:  # whose it is cannot be told: to an owner it does not exist
+                raise self._not_found(run_id) from None
             raise RunError(f"Run {run_id!r} has an unreadable {RECORD_FILE}: {exc}") from None
+        if owner is not None and not (owner and record.owner == owner):
+            raise self._not_found(run_id)
         if record.status == "running" and not _process_alive(record.process):
             record.status, record.error = "failed", "Interrupted: the app stopped while this run was training."
         return record
 
-    def list(self) -> List[RunRecord]:
-        """All readable runs, newest first."""
+    def _not_found(self, run_id: str) -> RunError:
+        return RunError(f"Run {run_id!r} not found in {self.root}.")
+
+    def list(self, owner: Optional[str] = None) -> List[RunRecord]:
+        """All readable runs (of ``owner`` only, when given), newest first."""
         if not self.root.is_dir():
             return []
         records = []
         for directory in sorted(self.root.iterdir(), reverse=True):
             if _RUN_ID.match(directory.name) and (directory / RECORD_FILE).is_file():
                 try:
-                    records.append(self.get(directory.name))
+                    records.append(self.get(directory.name, owner))
                 except RunError:
                     continue
         return records
 
-    def delete(self, run_id: str) -> None:
+    def delete(self, run_id: str, owner: Optional[str] = None) -> None:
         """Remove a finished run and everything in its directory."""
-        if self.get(run_id).status == "running":
+        if self.get(run_id, owner).status == "running":
             raise RunError(f"Run {run_id} is still training: stop it before deleting it.")
         with self._lock:
             self._models.pop(run_id, None)
@@ -153,21 +167,23 @@ class RunStore:
 
     # ------------------------------------------------------------------ models and evaluation rows
 
-    def model_dir(self, run_id: str) -> Path:
+    def model_dir(self, run_id: str, owner: Optional[str] = None) -> Path:
         """The saved model of a completed run."""
-        record = self.get(run_id)
+        record = self.get(run_id, owner)
         if record.status != "completed":
             raise RunError(f"Run {run_id} is {record.status}: only completed runs have a model.")
         return self.path(run_id) / MODEL_DIR
 
-    def load_model(self, run_id: str) -> "LLMFinetuner":
+    def load_model(self, run_id: str, owner: Optional[str] = None) -> "LLMFinetuner":
         """The model of a completed run, loaded once and kept in a small in-memory cache."""
+        if owner is not None:
+            self.get(run_id, owner)
         with self._lock:
             cached = self._models.get(run_id)
             if cached is not None:
                 self._models.move_to_end(run_id)
                 return cached
-        return self.cache_model(run_id, self.model_dir(run_id))
+        return self.cache_model(run_id, self.model_dir(run_id, owner))
 
     def cache_model(self, run_id: str, directory: Path) -> "LLMFinetuner":
         """Load the model saved in ``directory`` for ``run_id`` into the cache (checks that it loads)."""
@@ -186,12 +202,124 @@ class RunStore:
         table.to_json(staging, orient="records", lines=True, force_ascii=False)
         os.replace(staging, path)
 
-    def load_evaluation(self, run_id: str) -> Optional[pd.DataFrame]:
+    def load_evaluation(self, run_id: str, owner: Optional[str] = None) -> Optional[pd.DataFrame]:
         """The evaluation rows of a run (text, label, prediction, probabilities), if it has them."""
+        if owner is not None:
+            self.get(run_id, owner)
         path = self.path(run_id) / EVALUATION_FILE
         if not path.is_file() or path.stat().st_size == 0:
             return None
         return pd.read_json(path, orient="records", lines=True, dtype=False, precise_float=True)
+
+
+    # ------------------------------------------------------------------ imported models
+
+    def import_zip(self, zip_path: Union[str, Path], owner: str = "", max_unpacked_mb: float = 4096) -> RunRecord:
+        """A new completed run holding the model of a zip exported by finetuner (checked by
+        :func:`finetuner.archive.import_model_zip` before anything is extracted). Metrics, report,
+        settings and labels come from the model's ``finetuner.json``. A refused or unloadable zip
+        leaves nothing in the store."""
+        from .archive import METADATA_FILE, import_model_zip
+        from .errors import ModelLoadError
+        from .finetuner import LLMFinetuner
+
+        run_id, created = _new_id()
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = self.root / f".import-{uuid.uuid4().hex[:8]}"  # never matches a run id: not listed
+        target, moved = self.root / run_id, False
+        try:
+            model_dir = import_model_zip(zip_path, staging / MODEL_DIR, max_unpacked_mb=max_unpacked_mb)
+            try:
+                meta = json.loads((model_dir / METADATA_FILE).read_text(encoding="utf-8"))
+                if not isinstance(meta, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"The zip's {METADATA_FILE} is not readable ({exc}).") from None
+            os.rename(staging, target)  # no run.json yet: the run does not exist until its model loads
+            moved = True
+            try:
+                model = LLMFinetuner.load(target / MODEL_DIR)
+            except FinetunerError:
+                raise
+            except Exception as exc:  # a crafted or damaged model: say so, keep the app up
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                raise ModelLoadError(f"The zip holds a model that could not be loaded ({type(exc).__name__}"
+                                     f"{': ' + first if first else ''}). Upload a zip exported by finetuner.") \
+                    from None
+            record = RunRecord(
+                id=run_id, status="completed", base_model=_safe_name(meta.get("base_model")), created_at=created,
+                preset="imported", config=_json_dict(meta.get("config")),
+                data={"source": "imported model zip"}, metrics=_clean_metrics(meta.get("metrics")),
+                report=_clean_report(meta.get("report")), history=_clean_history(meta.get("history")),
+                labels=list(model.labels), finished_at=created, duration_seconds=0.0,
+                process=_PROCESS, owner=owner)
+            self.save(record)
+        except BaseException:
+            if moved:
+                shutil.rmtree(target, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        with self._lock:
+            self._models[run_id] = model
+            while len(self._models) > _CACHED_MODELS:
+                self._models.popitem(last=False)
+        return record
+
+
+def _new_id() -> Tuple[str, str]:
+    """A fresh run id and its creation time (ISO, UTC)."""
+    now = datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}", now.isoformat(timespec="seconds")
+
+
+_SAFE_NAME = re.compile(r"^[\w.\-/:~@+ ]{1,300}$")
+
+
+def _safe_name(value: Any) -> str:
+    """A base-model name read from an uploaded zip, if it looks like one (it is shown in the app)."""
+    return value if isinstance(value, str) and _SAFE_NAME.match(value) else "imported model"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _json_dict(value: Any) -> Dict[str, Any]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, (str, int, float, bool, type(None)))}
+
+
+def _clean_metrics(value: Any) -> Dict[str, float]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): float(v) for k, v in value.items() if _number(v)}
+
+
+def _clean_history(value: Any) -> List[Dict[str, Any]]:
+    return [_json_dict(item) for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _clean_report(value: Any) -> Optional[Dict[str, Any]]:
+    """An evaluation report read from an uploaded zip, if it has the shape the app and model card expect."""
+    if not isinstance(value, dict):
+        return None
+    labels, matrix, per_class = value.get("labels"), value.get("confusion_matrix"), value.get("per_class")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, (str, int)) for x in labels)):
+        return None
+    if matrix is not None and not (isinstance(matrix, list) and isinstance(labels, list)
+                                   and len(matrix) == len(labels)
+                                   and all(isinstance(row, list) and len(row) == len(labels)
+                                           and all(isinstance(v, int) and not isinstance(v, bool) for v in row)
+                                           for row in matrix)):
+        return None
+    if per_class is not None and not (isinstance(per_class, dict) and all(
+            isinstance(scores, dict) and all(_number(scores.get(key)) for key in
+                                             ("precision", "recall", "f1-score", "support"))
+            for scores in per_class.values())):
+        return None
+    return value
 
 
 def _process_alive(process: str) -> bool:

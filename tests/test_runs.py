@@ -82,3 +82,24 @@ def test_evaluation_rows_round_trip(store):
     store.save_evaluation(record.id, rows)
     back = store.load_evaluation(record.id)
     assert back["text"].tolist() == ["=1+1", "ok"] and back["confidence"].tolist() == [0.9, 0.6]
+
+
+def test_an_owner_sees_only_their_runs_and_others_read_as_missing(store):
+    alice, bob = "a" * 32, "b" * 32
+    mine = store.create("m", owner=alice)
+    theirs = store.create("m", owner=bob)
+    legacy = store.create("m")  # made before owners existed, or by the Python API: nobody's in the app
+    for record in (mine, theirs, legacy):
+        store.finish(record, "failed", error="x")
+    assert [r.id for r in store.list(alice)] == [mine.id] and [r.id for r in store.list(bob)] == [theirs.id]
+    assert {r.id for r in store.list()} == {mine.id, theirs.id, legacy.id}  # no owner given: no check
+    assert store.list("") == []
+    missing = "20200101-000000-abcdef"
+    for run_id in (theirs.id, legacy.id, missing):
+        for call in (store.get, store.delete, store.model_dir, store.load_model, store.load_evaluation):
+            with pytest.raises(RunError) as caught:
+                call(run_id, alice)
+            assert str(caught.value) == f"Run {run_id!r} not found in {store.root}."
+    assert store.get(theirs.id).owner == bob
+    store.delete(mine.id, alice)
+    assert store.list(alice) == [] and store.get(theirs.id, bob).id == theirs.id

@@ -2,10 +2,16 @@
 
 ``build_app()`` returns a queued ``gr.Blocks``; ``app.py`` launches it. No model is loaded at startup:
 models load on the first training, and a run's model on its first prediction.
+
+Users never see each other's runs: each browser keeps a random owner id in a ``gr.BrowserState``
+(localStorage), every run records its owner, and only the owner's runs are listed, loaded, evaluated,
+exported or deleted. An API client (gradio_client) has no browser storage: its session gets a fresh
+owner id, so it sees the runs it made in that session only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -16,7 +22,7 @@ from ..models import DEFAULT_MODEL
 from ..runner import Runner
 from ..runs import RunError, RunStore
 from . import data_tab, evaluate_tab, export_tab, predict_tab, train_tab
-from .common import AppContext
+from .common import AppContext, SessionOwners
 
 DEFAULT_SAMPLE = "movie_reviews_sst2.csv"
 _REPO_SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
@@ -32,10 +38,20 @@ def build_app(*, runs_dir: Optional[Union[str, Path]] = None, model: Optional[st
     with gr.Blocks(title="finetuner", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         ctx = AppContext(store=store, runner=Runner(store),
                          default_model=model or os.environ.get("FINETUNER_MODEL") or DEFAULT_MODEL,
-                         samples_dir=samples, active_run=gr.State(None))
+                         samples_dir=samples, active_run=gr.State(None), owners=SessionOwners())
+        # The page's owner id, kept in the browser. Its "secret" only obfuscates localStorage (Gradio sends it
+        # to the page); it is derived from the runs folder so that saved ids still decrypt after a restart.
+        saved_owner = gr.BrowserState(None, storage_key="finetuner-owner",
+                                      secret=hashlib.sha256(f"finetuner:{store.root.resolve()}".encode()).hexdigest())
+
+        def start_session(saved: Optional[str], request: gr.Request) -> str:
+            """A page opens: take up the owner id its browser kept, or keep (and save) the session's new one."""
+            return ctx.owners.restore(request, saved)
+
+        ctx.session_started = app.load(start_session, saved_owner, saved_owner, api_visibility="private")
         gr.Markdown("# finetuner\nFine-tune a pre-trained transformer to classify texts: **1** load data, "
                     "**2** train, **3** evaluate, **4** predict, **5** export.")
-        active = gr.Markdown(_describe(ctx, None), elem_id="active-model")
+        active = gr.Markdown(_describe(ctx, None, ""), elem_id="active-model")
         with gr.Tabs():
             with gr.Tab("1 · Data", id="data"):
                 data = data_tab.build(ctx, data_tab.load_initial(ctx, sample or os.environ.get("FINETUNER_SAMPLE")
@@ -48,22 +64,26 @@ def build_app(*, runs_dir: Optional[Union[str, Path]] = None, model: Optional[st
                 predict_tab.build(ctx)
             with gr.Tab("5 · Export", id="export") as export:
                 export_tab.build(ctx, app, export)
-        ctx.active_run.change(lambda run_id: _describe(ctx, run_id), ctx.active_run, active,
-                              api_visibility="private")
+
+        def describe(run_id: Optional[str], request: gr.Request) -> str:
+            return _describe(ctx, run_id, ctx.owner(request))
+
+        ctx.active_run.change(describe, ctx.active_run, active, api_visibility="private")
 
         def stop_session_training(request: gr.Request) -> None:
             """Closing the page stops that session's training, so the trainer is free for others."""
             ctx.runner.stop(request.session_hash or "")
+            ctx.owners.forget(request)
 
         app.unload(stop_session_training)
     return app.queue(default_concurrency_limit=4)
 
 
-def _describe(ctx: AppContext, run_id: Optional[str]) -> str:
+def _describe(ctx: AppContext, run_id: Optional[str], owner: str) -> str:
     if not run_id:
         return "**Active model:** none yet — train one (Train tab) or pick an earlier run (Export tab)."
     try:
-        record = ctx.store.get(run_id)
+        record = ctx.store.get(run_id, owner)
     except RunError:  # deleted meanwhile
         return f"**Active model:** run {run_id} (no longer available)."
     accuracy = record.metrics.get("accuracy")

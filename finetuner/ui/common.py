@@ -1,22 +1,77 @@
-"""What the tabs share: the per-process context, the per-session table value, and error handling."""
+"""What the tabs share: the per-process context, the per-session table value, owners, and error handling."""
 
 from __future__ import annotations
 
 import functools
 import html
 import inspect
+import os
+import re
+import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional
 
 import gradio as gr
 import pandas as pd
 
-from ..errors import FinetunerError
+from ..errors import FinetunerError, ModelLoadError
 from ..runner import Runner
 from ..runs import RunStore
 
 TABLE_FILE_TYPES = [".csv", ".tsv", ".txt", ".jsonl", ".json", ".xlsx", ".parquet"]
+LOCAL_MODELS_ENV = "FINETUNER_ALLOW_LOCAL_MODELS"
+_OWNER_ID = re.compile(r"^[0-9a-f]{32}$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
+
+
+def new_owner_id() -> str:
+    """A random owner id (128 bits): whoever holds it sees that owner's runs, so it is never shown to others."""
+    return secrets.token_hex(16)
+
+
+def is_owner_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(_OWNER_ID.match(value))
+
+
+class SessionOwners:
+    """The owner id of each session (a page load, or one gradio_client ``Client``).
+
+    A session starts with a fresh owner id; a browser page replaces it with the id kept in its
+    ``gr.BrowserState`` (see :meth:`restore`), so reloading the page keeps its runs. The least recently
+    used sessions are forgotten beyond ``capacity``."""
+
+    def __init__(self, capacity: int = 10_000):
+        self.capacity = capacity
+        self._owners: "OrderedDict[str, str]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, request: Optional[gr.Request]) -> str:
+        """The owner id of the request's session (a new one for a new session)."""
+        return self._set(request, None)
+
+    def restore(self, request: Optional[gr.Request], saved: Any) -> str:
+        """Use the owner id a browser kept (when it is one), else keep the session's; returns the id."""
+        return self._set(request, saved if is_owner_id(saved) else None)
+
+    def forget(self, request: Optional[gr.Request]) -> None:
+        session = getattr(request, "session_hash", None)
+        with self._lock:
+            self._owners.pop(session or "", None)
+
+    def _set(self, request: Optional[gr.Request], owner: Optional[str]) -> str:
+        session = getattr(request, "session_hash", None)
+        if not session:  # no session to remember it in: an owner of nothing
+            return owner or new_owner_id()
+        with self._lock:
+            owner = owner or self._owners.get(session) or new_owner_id()
+            self._owners[session] = owner
+            self._owners.move_to_end(session)
+            while len(self._owners) > self.capacity:
+                self._owners.popitem(last=False)
+        return owner
 
 
 @dataclass
@@ -37,6 +92,12 @@ class AppContext:
     default_model: str
     samples_dir: Path
     active_run: gr.State
+    owners: SessionOwners
+    session_started: Any = None  # the page-load event that restores the browser's owner id (chain with .then)
+
+    def owner(self, request: Optional[gr.Request]) -> str:
+        """The owner id of the request's session: only that owner's runs are listed, loaded or changed."""
+        return self.owners.get(request)
 
     def samples(self) -> List[str]:
         if not self.samples_dir.is_dir():
@@ -62,6 +123,27 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except FinetunerError as exc:
             raise error(str(exc)) from None
     return function
+
+
+def local_models_allowed() -> bool:
+    """Whether the model picker accepts local model folders (FINETUNER_ALLOW_LOCAL_MODELS, default on)."""
+    return os.environ.get(LOCAL_MODELS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def check_model_name(name: str, offered: Iterable[str]) -> None:
+    """With local models turned off, accept only the offered models and Hugging Face Hub ids.
+
+    Anything that is not a Hub id (an absolute or relative path, ``~``, ``..``, more than one ``/``) is
+    refused without looking at the file system, so the answer never tells whether a path exists. A
+    Hub-style name whose first part exists in the app's working directory (``runs``, ``sample_data``...)
+    is refused with the same message, because transformers would load such a name from disk."""
+    if local_models_allowed() or name in set(offered):
+        return
+    first = name.split("/")[0]
+    if not _HUB_ID.match(name) or ".." in name or name.endswith(".") or os.path.lexists(first):
+        raise ModelLoadError(f"Model {name!r}: local model folders cannot be used on this server "
+                             f"({LOCAL_MODELS_ENV}=0). Choose a model from the list or give a Hugging Face Hub "
+                             "model id such as 'distilbert-base-uncased' or 'organisation/model-name'.")
 
 
 def error(message: str) -> gr.Error:

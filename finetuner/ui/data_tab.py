@@ -18,6 +18,9 @@ from ..prepare import PreparedData, clean_table, prepare
 from .common import TABLE_FILE_TYPES, AppContext, TableData, column_widths, user_errors
 
 PAGE_SIZE = 50
+# Longer cells are cut for display (a 10 MB cell would stall the page); edits keep the full text (replace_page).
+MAX_CELL_CHARS = 5_000
+_CUT_NOTE = " … [{more:,} more characters not shown]"
 _SEED = TrainConfig().seed
 
 
@@ -204,9 +207,16 @@ def _clamp_page(frame: pd.DataFrame, number: Any) -> int:
 
 
 def _page(frame: pd.DataFrame, number: int) -> pd.DataFrame:
+    """The rows of page ``number`` as shown in the grid: empty cells blank, very long texts cut."""
     start = (number - 1) * PAGE_SIZE
     rows = frame.iloc[start:start + PAGE_SIZE].astype(object)
-    return rows.where(rows.notna(), "")
+    return rows.where(rows.notna(), "").map(_shown)
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_CELL_CHARS:
+        return value[:MAX_CELL_CHARS] + _CUT_NOTE.format(more=len(value) - MAX_CELL_CHARS)
+    return value
 
 
 def _page_info(frame: pd.DataFrame, number: int) -> str:
@@ -220,8 +230,13 @@ def _page_info(frame: pd.DataFrame, number: int) -> str:
 def replace_page(frame: pd.DataFrame, number: int, shown: pd.DataFrame) -> pd.DataFrame:
     """The full table with page ``number`` replaced by the edited page (which may have more or fewer rows)."""
     start = (number - 1) * PAGE_SIZE
-    frame = _align_columns(frame, shown)
     old_rows = min(PAGE_SIZE, max(0, len(frame) - start))
+    # Cells shown cut (see _page) and left unchanged get their full text back.
+    cut = {_shown(v): v for v in frame.iloc[start:start + old_rows].to_numpy().ravel()
+           if isinstance(v, str) and len(v) > MAX_CELL_CHARS}
+    if cut:
+        shown = shown.map(lambda v: cut.get(v, v) if isinstance(v, str) else v)
+    frame = _align_columns(frame, shown)
     return pd.concat([frame.iloc[:start], shown, frame.iloc[start + old_rows:]], ignore_index=True)
 
 

@@ -34,32 +34,38 @@ def build(ctx: AppContext) -> None:
                           column_widths=column_widths(list(MISCLASSIFIED_COLUMNS), "text"))
     outputs = [status, metrics, per_class, confusion, errors]
 
-    def show_run(run_id: Optional[str]) -> Tuple[Any, ...]:
+    def show_run(run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
         """The stored evaluation of the active run."""
         if not run_id:
             return ("No model yet: train one on the Train tab, or pick a run on the Export tab.",
                     metrics_table({}), per_class_table({}), "", misclassified(None))
-        record = ctx.store.get(run_id)
-        rows = ctx.store.load_evaluation(run_id)
-        where = f"{len(rows)} held-out rows" if rows is not None else "no held-out rows"
-        source = record.data.get("source") or "the table"
-        return _views(f"Run **{run_id}** ({record.base_model}) on {where} of `{source}`.", record.metrics,
-                      record.report or {}, rows)
+        owner = ctx.owner(request)
+        record = ctx.store.get(run_id, owner)
+        rows = ctx.store.load_evaluation(run_id, owner)
+        if record.preset == "imported":
+            title = (f"Run **{run_id}** ({record.base_model}) was imported from a model zip: these are the scores "
+                     "recorded in it. Upload a test file to evaluate it here.")
+        else:
+            where = f"{len(rows)} held-out rows" if rows is not None else "no held-out rows"
+            source = record.data.get("source") or "the table"
+            title = f"Run **{run_id}** ({record.base_model}) on {where} of `{source}`."
+        return _views(title, record.metrics, record.report or {}, rows)
 
     @user_errors
-    def run_evaluation(path: Optional[str], run_id: Optional[str]) -> Tuple[Any, ...]:
+    def run_evaluation(path: Optional[str], run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
         """Evaluate the active model on a test file (or show its held-out evaluation when no file is given)."""
         if not run_id:
             raise DataError("No model yet: train one on the Train tab, or pick a run on the Export tab.")
         if not path:
-            return show_run(run_id)
-        record = ctx.store.get(run_id)
+            return show_run(run_id, request)
+        owner = ctx.owner(request)
+        record = ctx.store.get(run_id, owner)
         frame = read_table(path)
         columns = set(frame.columns)
         text, label = detect_columns(frame, *(c if c in columns else None for c in
                                               (record.data.get("text_column"), record.data.get("label_column"))))
         table = table_to_labelled(frame, text, label)
-        result = evaluate(ctx.store.load_model(run_id), table.texts, table.labels)
+        result = evaluate(ctx.store.load_model(run_id, owner), table.texts, table.labels)
         return _views(f"Run **{run_id}** on `{Path(path).name}` ({len(table)} rows).", result.metrics, result.report,
                       result.rows)
 

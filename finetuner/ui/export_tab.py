@@ -1,4 +1,5 @@
-"""Export tab: run history (use, download or delete a run) and an optional push to the Hugging Face Hub."""
+"""Export tab: run history (use, download or delete a run), import of a model zip, and an optional push to
+the Hugging Face Hub. Everything here is limited to the session owner's runs (see ``finetuner.ui``)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ _HISTORY_COLUMNS = ["run", "status", "model", "preset", "rows", "accuracy", "f1_
 
 
 def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> None:
-    gr.Markdown(f"Every training run is kept in `{ctx.store.root}`. Pick a completed run to make it the active "
-                "model (for Evaluate and Predict), download it, or delete it.")
+    gr.Markdown("Your training runs are kept on this server and listed only here, in this browser. Pick a completed "
+                "run to make it the active model (for Evaluate and Predict), download it, or delete it.")
     history = gr.Dataframe(pd.DataFrame(columns=_HISTORY_COLUMNS), label="Run history", interactive=False,
                            elem_id="export-history")
     with gr.Row():
@@ -34,8 +35,11 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> None:
                 refresh = gr.Button("Refresh list", size="sm")
                 delete = gr.Button("Delete run", variant="stop", size="sm")
             status = gr.Markdown(elem_id="export-status")
-        archive = gr.File(label="Model zip: safetensors weights, tokenizer, labels and a model card (README.md)",
-                          interactive=False, scale=2)
+        with gr.Column(scale=2):
+            archive = gr.File(label="Model zip: safetensors weights, tokenizer, labels and a model card (README.md)",
+                              interactive=False)
+            upload = gr.File(label="Import model (.zip): a zip downloaded from finetuner becomes a new run of yours "
+                                   "and the active model", file_types=[".zip"], height=110, elem_id="export-import")
     with gr.Accordion("Push to the Hugging Face Hub (optional)", open=False):
         gr.Markdown("The token is used for this upload only: it is not stored or logged, and the field is "
                     "cleared afterwards.")
@@ -46,8 +50,9 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> None:
         push = gr.Button("Push to the Hub")
         push_status = gr.Markdown()
 
-    def refresh_history(active: Optional[str]) -> Tuple[pd.DataFrame, Any]:
-        records = ctx.store.list()
+    def refresh_history(active: Optional[str], request: gr.Request) -> Tuple[pd.DataFrame, Any]:
+        """Your runs (newest first) and the completed ones to choose from."""
+        records = ctx.store.list(ctx.owner(request))
         table = pd.DataFrame([_row(r) for r in records], columns=_HISTORY_COLUMNS)
         choices = [(short_run_label(r.id, r.base_model, r.metrics.get("accuracy")), r.id)
                    for r in records if r.status == "completed"]
@@ -55,37 +60,53 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> None:
         return table, gr.Dropdown(choices=choices, value=value)
 
     @user_errors
-    def use_run(run_id: Optional[str]) -> Tuple[str, str]:
-        """Make a completed run the session's active model (used by evaluate and predict)."""
+    def use_run(run_id: Optional[str], request: gr.Request) -> Tuple[str, str]:
+        """Make a completed run of yours the session's active model (used by evaluate and predict)."""
         run_id = _chosen(run_id)
-        ctx.store.load_model(run_id)
+        ctx.store.load_model(run_id, ctx.owner(request))
         return run_id, f"Run **{run_id}** is now the active model."
 
     @user_errors
-    def download_zip(run_id: Optional[str]) -> str:
-        """A zip of the run's model folder with a model card."""
-        return str(export_zip(ctx.store, _chosen(run_id), _EXPORTS))
+    def download_zip(run_id: Optional[str], request: gr.Request) -> str:
+        """A zip of your run's model folder with a model card."""
+        return str(export_zip(ctx.store, _chosen(run_id), _EXPORTS, owner=ctx.owner(request)))
 
     @user_errors
-    def delete_run(run_id: Optional[str], active: Optional[str]) -> Tuple[Any, ...]:
+    def delete_run(run_id: Optional[str], active: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
+        """Delete a finished run of yours (its model and records)."""
         run_id = _chosen(run_id)
-        ctx.store.delete(run_id)
+        ctx.store.delete(run_id, ctx.owner(request))
         active = None if active == run_id else active
-        return (*refresh_history(active), active, f"Deleted run {run_id}.")
+        return (*refresh_history(active, request), active, f"Deleted run {run_id}.")
 
-    def push_run(run_id: Optional[str], repo_id: str, secret: str, is_private: bool) -> Tuple[str, str]:
+    @user_errors
+    def import_run(path: Optional[str], request: gr.Request) -> Tuple[str, str]:
+        """Import a model zip exported by finetuner as a new completed run of yours, and make it the active model.
+        Zips with paths outside their folder, links, pickle files or too much data are refused unopened."""
+        if not path:
+            raise DataError("Upload a model zip exported by finetuner.")
+        record = ctx.store.import_zip(path, owner=ctx.owner(request))
+        return record.id, f"Imported the model as run **{record.id}**; it is now the active model."
+
+    def push_run(run_id: Optional[str], repo_id: str, secret: str, is_private: bool,
+                 request: gr.Request) -> Tuple[str, str]:
         try:
-            url = push_to_hub(ctx.store, _chosen(run_id), repo_id, secret, private=is_private)
+            url = push_to_hub(ctx.store, _chosen(run_id), repo_id, secret, private=is_private,
+                              owner=ctx.owner(request))
         except Exception as exc:  # FinetunerError messages are user-facing; nothing here may echo the token
             message = str(exc) if isinstance(exc, FinetunerError) else f"Push failed ({type(exc).__name__})."
             return f"❌ {html.escape(message)}", ""
         return f"✅ Pushed to [{html.escape(url)}]({html.escape(url)}).", ""
 
-    gr.on([app.load, tab.select, refresh.click, ctx.active_run.change], refresh_history, ctx.active_run, [history, run],
+    # After the page's owner id is restored (ctx.session_started), not at app.load: it would list for the wrong owner.
+    ctx.session_started.then(refresh_history, ctx.active_run, [history, run], api_visibility="private")
+    gr.on([tab.select, ctx.active_run.change], refresh_history, ctx.active_run, [history, run],
           api_visibility="private")
+    refresh.click(refresh_history, ctx.active_run, [history, run], api_name="list_runs")
     use.click(use_run, run, [ctx.active_run, status], api_name="load_run")
     download.click(download_zip, run, archive, api_name="export_model")
-    delete.click(delete_run, [run, ctx.active_run], [history, run, ctx.active_run, status], api_visibility="private")
+    delete.click(delete_run, [run, ctx.active_run], [history, run, ctx.active_run, status], api_name="delete_run")
+    upload.upload(import_run, upload, [ctx.active_run, status], api_name="import_model")
     # Private: not callable through the API, and so never written to Gradio's run history with its token.
     push.click(push_run, [run, repo, token, private], [push_status, token], api_visibility="private")
 

@@ -40,22 +40,23 @@ def build(ctx: AppContext) -> None:
                            column_widths=column_widths(list(_PREVIEW_COLUMNS), "text"))
 
     @user_errors
-    def predict(sentence: str, run_id: Optional[str]) -> Dict[str, float]:
+    def predict(sentence: str, run_id: Optional[str], request: gr.Request) -> Dict[str, float]:
         """Class probabilities of one text from the active model."""
         if not run_id:
             raise DataError(_NO_MODEL)
         if not (sentence or "").strip():
             raise DataError("Type a text to classify.")
-        return ctx.store.load_model(run_id).predict_proba([sentence])[0]
+        return ctx.store.load_model(run_id, ctx.owner(request)).predict_proba([sentence])[0]
 
     @user_errors
-    def predict_file(path: Optional[str], run_id: Optional[str],
+    def predict_file(path: Optional[str], run_id: Optional[str], request: gr.Request,
                      progress: gr.Progress = gr.Progress()) -> Tuple[str, pd.DataFrame]:
         """Predictions for every text in a file, as a CSV (formula-like cells neutralised) and a preview."""
         if not run_id:
             raise DataError(_NO_MODEL)
         if not path:
             raise DataError("Upload a file of texts first.")
+        model = ctx.store.load_model(run_id, ctx.owner(request))
         frame = read_texts_table(path)
         column = guess_text_column(frame)
         texts = frame[column].map(lambda v: "" if pd.isna(v) else str(v)).tolist()
@@ -66,7 +67,6 @@ def build(ctx: AppContext) -> None:
             texts = [value for value in texts if value.strip()]
         if not texts:
             raise DataError(f"No texts to classify in column {column!r} of {Path(path).name}.")
-        model = ctx.store.load_model(run_id)
         parts = []
         for start in progress.tqdm(range(0, len(texts), _CHUNK), desc="Predicting"):
             parts.append(predictions_table(model, texts[start:start + _CHUNK]))

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..models import DEFAULT_MODEL, KNOWN_HUB_MODELS, resolve_model
 from ..prepare import prepare
 from ..runner import Job, TrainSpec
-from .common import AppContext, TableData, user_errors
+from .common import AppContext, TableData, check_model_name, local_models_allowed, user_errors
 from .data_tab import DataTab
 
 if TYPE_CHECKING:  # importing it would load the transformers Trainer before the first page is served
@@ -29,11 +29,13 @@ _EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "f1_macro")
 
 
 def build(ctx: AppContext, data: DataTab) -> None:
+    choices = _model_choices(ctx.default_model)
     with gr.Row():
-        model = gr.Dropdown(_model_choices(ctx.default_model), value=ctx.default_model, allow_custom_value=True,
+        model = gr.Dropdown(choices, value=ctx.default_model, allow_custom_value=True,
                             label="Model", scale=3, elem_id="train-model",
                             info="The bundled model works offline. Hub models need a network connection. "
-                                 "Or type any Hub id or a local model folder.")
+                                 + ("Or type any Hub id or a local model folder." if local_models_allowed()
+                                    else "Or type any Hub id."))
         preset = gr.Radio(list(PRESETS), value="fast", label="Preset", scale=2, elem_id="train-preset",
                           info="fast: 1 epoch, about a minute on CPU · balanced: 3 epochs · best: up to 6 epochs "
                                "with early stopping")
@@ -80,13 +82,15 @@ def build(ctx: AppContext, data: DataTab) -> None:
                               max_length=max_length, warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed,
                               early_stopping_patience=early_stopping_patience), eval_fraction)
         model_name = (model_name or "").strip() or ctx.default_model
+        check_model_name(model_name, [value for _, value in choices])  # FINETUNER_ALLOW_LOCAL_MODELS=0: no paths
         resolve_model(model_name)  # an unknown or unreachable model fails now, not after waiting in the queue
         checked = prepare(table.frame, text_column, label_column, eval_frame=eval_table.frame if eval_table else None,
                           eval_fraction=eval_fraction, seed=config.seed, source=table.name)
         as_preset = preset_name in PRESETS and config == TrainConfig.from_preset(preset_name,
                                                                                   eval_fraction=eval_fraction)
-        job = ctx.runner.submit(TrainSpec(model_name, config, checked, preset_name if as_preset else "custom"),
-                                owner=getattr(request, "session_hash", None) or "")
+        job = ctx.runner.submit(TrainSpec(model_name, config, checked, preset_name if as_preset else "custom",
+                                          run_owner=ctx.owner(request)),
+                                owner=getattr(request, "session_hash", None) or "")  # who may stop it: this page
         view = _Progress(config)
         try:
             yield view.outputs(job, ctx.runner.position(job))
