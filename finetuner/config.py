@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from .errors import ConfigError
 
-METHODS = ("finetune",)
+# "finetune": every weight is trained; "lora": a low-rank adapter (peft) plus the classification head.
+METHODS = ("finetune", "lora")
 
 PRESETS: Dict[str, Dict[str, Any]] = {
-    # Few passes over the data: a first result in about a minute on CPU.
-    "fast": {"epochs": 1},
+    # Two passes: a first result in well under a minute on CPU. On the 400-row movie-review sample
+    # (320 to train) one epoch gave 0.689 on the SST-2 test set with ~60% confidence; two gave 0.747.
+    "fast": {"epochs": 2},
     # The defaults below.
     "balanced": {},
     # More epochs, smaller batches, early stopping on the evaluation split.
@@ -26,7 +28,10 @@ class TrainConfig:
 
     ``max_length=None`` picks the truncation length from the training texts' token lengths
     (the 98th percentile, rounded up to a multiple of 8, capped by the model's limit).
-    ``learning_rate=None`` picks one from the model's size (see :func:`default_learning_rate`).
+    ``learning_rate=None`` picks one from the model's size and the method (see :func:`default_learning_rate`).
+    The ``lora_*`` settings apply to ``method="lora"``; ``lora_target_modules=None`` adapts the attention
+    projections of the model's family (q/k/v/o on Llama/Qwen/Mistral-style decoders, query/key/value on BERT).
+    A comma-separated string is accepted for ``lora_target_modules``.
     """
 
     method: str = "finetune"
@@ -42,8 +47,16 @@ class TrainConfig:
     eval_fraction: float = 0.2
     group_by_length: bool = True
     logging_steps: int = 10
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_target_modules: Optional[List[str]] = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.lora_target_modules, str):
+            self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
+        elif isinstance(self.lora_target_modules, tuple):
+            self.lora_target_modules = list(self.lora_target_modules)
         self.validate()
 
     def validate(self) -> None:
@@ -64,6 +77,16 @@ class TrainConfig:
             _check_int(self.early_stopping_patience, "early_stopping_patience", 1, 1000)
         _check(self.eval_fraction, "eval_fraction", lambda v: 0 < v < 1, "a fraction in (0, 1), e.g. 0.2")
         _check_int(self.logging_steps, "logging_steps", 1, 100000)
+        _check_int(self.lora_r, "lora_r", 1, 1024)
+        _check(self.lora_alpha, "lora_alpha", lambda v: 0 < v <= 4096, "a positive number, e.g. 16 (twice lora_r)")
+        _check(self.lora_dropout, "lora_dropout", lambda v: 0 <= v < 1, "a fraction in [0, 1), e.g. 0.05")
+        if self.lora_target_modules is not None:
+            modules = self.lora_target_modules
+            if (not isinstance(modules, list) or not modules
+                    or not all(isinstance(m, str) and m.strip() and m.replace("_", "").replace(".", "").isalnum()
+                               for m in modules)):
+                raise ConfigError(f"lora_target_modules must be a list of module names, e.g. ['q_proj', 'v_proj'] "
+                                  f"(or none for the model's defaults); got {modules!r}.")
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "TrainConfig":
@@ -90,13 +113,18 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def default_learning_rate(num_parameters: int) -> float:
-    """A learning rate that suits full fine-tuning of a model this size.
+def default_learning_rate(num_parameters: int, method: str = "finetune") -> float:
+    """A learning rate that suits full fine-tuning of a model this size (or LoRA: 2e-3 at any size).
+
+    LoRA trains only the adapter and the head, which want a far higher rate (SST-2, 1,000 rows, SmolLM2-135M,
+    r=8 on q/k/v/o, batch 16, 2 epochs, one seed: 2e-3 → 0.859 accuracy, 1e-3 → 0.836; 3e-4 × 1 epoch → 0.585).
 
     Small encoders like all-MiniLM-L6-v2 (22M) want a high rate (AG News, 1,000 rows, 2 epochs:
     3e-4 with batch 32 → 0.875 accuracy; 2e-4 with batch 16 → 0.868); base-size models (~110M) take the
     usual 5e-5; larger ones 2e-5.
     """
+    if method == "lora":
+        return 2e-3
     if num_parameters <= 40_000_000:
         return 3e-4
     if num_parameters <= 200_000_000:

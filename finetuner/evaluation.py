@@ -62,6 +62,18 @@ def per_class_table(report: Dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(table, columns=["class", "precision", "recall", "f1", "support"])
 
 
+METRIC_NAMES = {"accuracy": "Accuracy", "precision_macro": "Precision (macro)", "recall_macro": "Recall (macro)",
+                "f1_macro": "F1 (macro)", "precision_weighted": "Precision (weighted)",
+                "recall_weighted": "Recall (weighted)", "f1_weighted": "F1 (weighted)", "loss": "Loss",
+                "epoch": "Epoch"}
+
+
+def metric_name(key: str) -> str:
+    """How a metric is named for people ("f1_macro" -> "F1 (macro)")."""
+    return METRIC_NAMES.get(key, key.replace("_", " ").capitalize())
+
+
 def metrics_table(metrics: Dict[str, float]) -> pd.DataFrame:
-    """The summary metrics as a two-column table."""
-    return pd.DataFrame({"metric": list(metrics), "value": [round(float(v), 4) for v in metrics.values()]})
+    """The summary metrics as a two-column table, with readable metric names."""
+    return pd.DataFrame({"metric": [metric_name(k) for k in metrics],
+                         "value": [round(float(v), 4) for v in metrics.values()]})

@@ -9,21 +9,20 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
 from .errors import FinetunerError
+from .evaluation import metric_name
 from .runs import RunRecord, RunStore
 
 CARD_FILE = "README.md"
 LABELS_FILE = "labels.txt"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
-_METRIC_NAMES = {"accuracy": "Accuracy", "precision_macro": "Precision (macro)", "recall_macro": "Recall (macro)",
-                 "f1_macro": "F1 (macro)", "precision_weighted": "Precision (weighted)",
-                 "recall_weighted": "Recall (weighted)", "f1_weighted": "F1 (weighted)", "loss": "Loss"}
 
 
 class ExportError(FinetunerError):
@@ -57,7 +56,7 @@ def model_card(record: RunRecord) -> str:
     ]
     if record.metrics:
         lines += ["| metric | value |", "|---|---|",
-                  *[f"| {_METRIC_NAMES.get(k, k)} | {v:.4f} |" for k, v in record.metrics.items()]]
+                  *[f"| {metric_name(k)} | {v:.4f} |" for k, v in record.metrics.items()]]
     else:
         lines.append("No evaluation data was held out.")
     per_class = (record.report or {}).get("per_class") or {}
@@ -93,11 +92,22 @@ def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path
         for path in sorted(model_dir.rglob("*")):
             # An imported model folder may hold an older card and labels file: both are written anew below.
             if path.is_file() and path.relative_to(model_dir).as_posix() not in (CARD_FILE, LABELS_FILE):
-                archive.write(path, f"{folder}/{path.relative_to(model_dir).as_posix()}")
-        archive.writestr(f"{folder}/{CARD_FILE}", model_card(record))
-        archive.writestr(f"{folder}/{LABELS_FILE}", "\n".join(map(str, record.labels)) + "\n")
+                info = _member(zipfile.ZipInfo.from_file(path, f"{folder}/{path.relative_to(model_dir).as_posix()}"))
+                with path.open("rb") as source, archive.open(info, "w") as member:
+                    shutil.copyfileobj(source, member, 1 << 20)
+        now = time.localtime()[:6]
+        archive.writestr(_member(zipfile.ZipInfo(f"{folder}/{CARD_FILE}", now)), model_card(record))
+        archive.writestr(_member(zipfile.ZipInfo(f"{folder}/{LABELS_FILE}", now)),
+                         "\n".join(map(str, record.labels)) + "\n")
     os.replace(staging, target)
     return target
+
+
+def _member(info: zipfile.ZipInfo) -> zipfile.ZipInfo:
+    """A zip member readable by everyone once extracted (mode 0644), compressed; saved files can be 0600."""
+    info.external_attr = (0o100644 << 16)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
 
 
 def push_to_hub(store: RunStore, run_id: str, repo_id: str, token: str, *, private: bool = True,

@@ -21,8 +21,9 @@ from .config import TrainConfig
 from .data import LabelMap, validate_texts, validate_texts_and_labels
 from .errors import ConfigError, DataError, ModelLoadError
 from .metrics import SUMMARY_KEYS, full_report, logits_to_probabilities
-from .models import (DEFAULT_MODEL, ResolvedModel, load_classifier, load_tokenizer, quiet_loading,
-                     resolve_model)
+from .models import (DEFAULT_MODEL, ResolvedModel, ensure_pad_token, load_classifier, load_tokenizer,
+                     quiet_loading, resolve_model)
+from .training import lora
 from .training.finetune import (choose_max_length, model_length_limit, predict_logits, tokenize_dataset,
                                 train_classifier)
 from .training.checkpoints import drop_incomplete, last_complete_step
@@ -57,6 +58,7 @@ class LLMFinetuner:
         self.tokenizer = load_tokenizer(self._resolved)
         self.label_map = LabelMap(tuple(range(int(num_labels))))
         self.model = load_classifier(self._resolved, self.label_map, self.config.seed)
+        ensure_pad_token(self.tokenizer, self.model)
         self.max_length: Optional[int] = None
         self.trainer = None
         self.metrics: Dict[str, float] = {}
@@ -91,6 +93,7 @@ class LLMFinetuner:
         missing = set(map(str, eval_labels_clean)) - set(map(str, labels))
         if missing:
             warnings.warn(f"Evaluation labels never seen in training: {sorted(missing)}.", stacklevel=2)
+        self._prepare_for_method(config)
 
         limit = model_length_limit(self.tokenizer, self.model)
         if config.max_length is not None:
@@ -121,7 +124,8 @@ class LLMFinetuner:
         for callback in callbacks:  # later evaluate_model calls must not reach this run's listeners
             self.trainer.remove_callback(callback)
         self.model = self.trainer.model
-        self.config = config
+        # Record the settings as used: a learning rate left to choose becomes the one chosen.
+        self.config = config.replace(learning_rate=self.trainer.args.learning_rate)
         self.stopped = progress.stopped
         self.trained = True
 
@@ -174,8 +178,11 @@ class LLMFinetuner:
             return self.trainer.is_world_process_zero()
         return int(os.environ.get("RANK") or 0) == 0
 
-    def save(self, path: Union[str, Path]) -> Path:
+    def save(self, path: Union[str, Path], *, merge: bool = False) -> Path:
         """Write a self-contained model directory (safetensors, tokenizer, labels, config, metrics).
+
+        A LoRA model is saved as its adapter and classification head only (a few MB; :meth:`load` puts them
+        back on the base model); ``merge=True`` saves the full model with the adapter merged in instead.
 
         The directory is written beside its target and renamed into place, so an interrupted save never
         leaves a half-written model at ``path``. In a distributed run every process may call this; only
@@ -187,10 +194,13 @@ class LLMFinetuner:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
         try:
+            adapter = lora.is_peft_model(self.model) and not merge
+            model = lora.merged_copy(self.model) if lora.is_peft_model(self.model) and merge else self.model
             with quiet_loading():
-                self.model.save_pretrained(staging, safe_serialization=True)
+                model.save_pretrained(staging, safe_serialization=True)
                 self.tokenizer.save_pretrained(staging)
-            (staging / METADATA_FILE).write_text(json.dumps(self._metadata(), indent=2), encoding="utf-8")
+            metadata = {**self._metadata(), "adapter": adapter}
+            (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
             _replace_dir(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -211,7 +221,14 @@ class LLMFinetuner:
         self._resolved = ResolvedModel(str(directory), str(directory.resolve()), "local")
         self.tokenizer = load_tokenizer(self._resolved)
         self.label_map = LabelMap(tuple(meta["labels"]))
-        self.model = load_classifier(self._resolved, self.label_map, self.config.seed)
+        if meta.get("adapter"):  # LoRA adapter + head: rebuild the base model, then put them on it
+            self._resolved = _saved_base(meta)
+            base = load_classifier(self._resolved, self.label_map, self.config.seed)
+            ensure_pad_token(self.tokenizer, base)
+            self.model = lora.load_adapter(base, directory)
+        else:
+            self.model = load_classifier(self._resolved, self.label_map, self.config.seed)
+        ensure_pad_token(self.tokenizer, self.model)
         self.max_length = meta.get("max_length")
         self.trainer = None
         self.metrics = meta.get("metrics", {})
@@ -225,6 +242,14 @@ class LLMFinetuner:
 
     def _predict_ids(self, texts: Sequence[str]) -> List[int]:
         return [int(i) for i in self.predict_proba_array(texts).argmax(axis=1)]
+
+    def _prepare_for_method(self, config: TrainConfig) -> None:
+        """LoRA wraps the model in an adapter (once); full fine-tuning of a LoRA model merges the adapter first."""
+        ensure_pad_token(self.tokenizer, self.model)
+        if config.method == "lora" and not lora.is_peft_model(self.model):
+            self.model = lora.wrap_with_lora(self.model, config)
+        elif config.method != "lora" and lora.is_peft_model(self.model):
+            self.model = self.model.merge_and_unload()
 
     def _fit_label_map(self, labels: List[Any], seed: int) -> None:
         """Make the classifier head match the classes in the data (or check it against ``num_labels``)."""
@@ -267,6 +292,7 @@ class LLMFinetuner:
             "format_version": FORMAT_VERSION,
             "finetuner_version": __version__,
             "base_model": self.model_name,
+            "base_location": self._resolved.location,
             "method": self.config.method,
             "labels": list(self.label_map.values),
             "max_length": self.max_length,
@@ -285,6 +311,14 @@ class _HistoryCallback(ProgressCallback):
     def __init__(self, history: List[Dict[str, Any]]):
         super().__init__(listener=lambda event: history.append(
             {k: v for k, v in vars(event).items() if v is not None}))
+
+
+def _saved_base(meta: Dict[str, Any]) -> ResolvedModel:
+    """The base model of a saved adapter: where it was loaded from when that still exists, else its name."""
+    location = meta.get("base_location")
+    if location and (Path(location) / "config.json").is_file():
+        return ResolvedModel(meta["base_model"], location, "local")
+    return resolve_model(meta["base_model"])
 
 
 def _replace_dir(source: Path, target: Path) -> None:

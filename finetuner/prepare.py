@@ -16,6 +16,7 @@ from .data import detect_columns, normalize_labels, read_table, split_train_eval
 from .errors import DataError
 
 _MAX_ROWS_LISTED = 5
+ERROR_MARK, WARNING_MARK, OK_MARK = "✗ Problem:", "⚠ Warning:", "✓"
 
 
 @dataclass
@@ -63,7 +64,8 @@ class PreparedData:
         lines = []
         if self.text_column and self.label_column:
             balance = ", ".join(f"{name}: {count}" for name, count in self.class_counts.items())
-            lines.append(f"**{self.rows} rows**, **{len(self.class_counts)} classes** "
+            classes = len(self.class_counts)
+            lines.append(f"**{self.rows} rows**, **{classes} class{'' if classes == 1 else 'es'}** "
                          f"(text column `{self.text_column}`, label column `{self.label_column}`)")
             if balance:
                 lines.append(f"Class balance: {balance}")
@@ -87,10 +89,11 @@ class PreparedData:
             facts.append(f"{self.overlap} evaluation text(s) also in training (overlap inflates scores)")
         if facts:
             lines.append("Checks: " + "; ".join(facts) + ".")
-        lines += [f"❌ {message}" for message in self.errors]
-        lines += [f"⚠️ {message}" for message in self.warnings]
+        # Text marks, not emoji: they show in common fonts (DejaVu, Liberation) without an emoji font.
+        lines += [f"{ERROR_MARK} {message}" for message in self.errors]
+        lines += [f"{WARNING_MARK} {message}" for message in self.warnings]
         if self.ok and not self.warnings and not facts:
-            lines.append("✅ No problems found.")
+            lines.append(f"{OK_MARK} No problems found.")
         return "\n\n".join(lines)
 
 
@@ -171,16 +174,6 @@ def clean_table(frame: pd.DataFrame, text_column: str, label_column: str) -> Tup
     keys = frame[text_column].astype(str).str.strip().where(~no_text, "")
     keep = ~no_text & ~_blank(frame[label_column]) & ~keys.duplicated()
     return frame.loc[keep].reset_index(drop=True), int((~keep).sum())
-
-
-def guess_text_column(frame: pd.DataFrame) -> str:
-    """The column holding the texts of an unlabelled table (the only one, else the detected text column)."""
-    if frame.shape[1] == 1:
-        return str(frame.columns[0])
-    try:
-        return detect_columns(frame)[0]
-    except DataError:
-        return str(frame.columns[0])
 
 
 def read_texts_table(path: Union[str, Path]) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, List, Optional, Union
+from typing import Any, Deque, Dict, List, Optional, Union
 
 from .config import TrainConfig
 from .errors import FinetunerError
@@ -156,9 +156,9 @@ class Runner:
             store.cache_model(record.id, store.path(record.id) / MODEL_DIR)  # proves that the saved model loads
             if result is not None:
                 store.save_evaluation(record.id, result.rows)
-            store.finish(record, "completed", metrics=result.metrics if result else {},
-                         report=result.report if result else None, history=finetuner.history,
-                         labels=finetuner.labels)
+            store.finish(record, "completed", config=used_settings(finetuner, spec.config),
+                         metrics=result.metrics if result else {}, report=result.report if result else None,
+                         history=finetuner.history, labels=finetuner.labels)
             job.status = "completed"
             say(f"Completed run {record.id}.")
         except FinetunerError as exc:
@@ -172,3 +172,13 @@ class Runner:
         shutil.rmtree(self.store.path(record.id) / MODEL_DIR, ignore_errors=True)  # e.g. saved but would not load
         self.store.finish(record, "failed", error=message)
         job.events.put(f"Failed: {message}")
+
+
+def used_settings(finetuner: Any, asked: TrainConfig) -> Dict[str, Any]:
+    """The settings a training actually used, for its record and model card: the learning rate and maximum text
+    length chosen automatically (None in ``asked``) are filled in from the trained model."""
+    config = getattr(finetuner, "config", None)
+    settings = (config if isinstance(config, TrainConfig) else asked).to_dict()
+    if getattr(finetuner, "max_length", None):
+        settings["max_length"] = finetuner.max_length
+    return settings

@@ -110,3 +110,47 @@ def sentiment_data():
 @pytest.fixture
 def tiny_config() -> TrainConfig:
     return TINY_CONFIG.replace()
+
+
+DECODER_SPECIAL = ["<unk>", "<s>", "</s>"]
+
+
+def build_decoder_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer like a decoder LLM's: a BOS token in front, an EOS token, and no pad token."""
+    words = sorted(set(POSITIVE + NEGATIVE + NEUTRAL + FILLER))
+    vocab = {token: i for i, token in enumerate(DECODER_SPECIAL + words)}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B:1", special_tokens=[("<s>", vocab["<s>"])])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   model_max_length=64, model_input_names=["input_ids", "attention_mask"])
+
+
+def build_tiny_decoder(directory: Path, architecture: str = "llama") -> Path:
+    """Save a randomly initialised tiny decoder LLM (Llama; hidden 32, 2 layers) and its tokenizer, which has
+    no pad token, as the tokenizers of most decoder LLMs.
+
+    Only Llama: for model_type "qwen2", transformers 5 loads any tokenizer as its Qwen2Tokenizer, which adds
+    an <|endoftext|> token outside this vocabulary and splits words differently."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = build_decoder_tokenizer()
+    sizes = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
+                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=None,
+                 tie_word_embeddings=False)
+    if architecture != "llama":
+        raise ValueError(architecture)
+    model = LlamaForCausalLM(LlamaConfig(**sizes))
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    return str(build_tiny_decoder(tmp_path_factory.mktemp("tiny-llama"), "llama"))

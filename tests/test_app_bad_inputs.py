@@ -14,6 +14,7 @@ from gradio_client import Client, handle_file
 
 from bad_inputs import CASES
 from finetuner.ui import build_app
+from finetuner.prepare import ERROR_MARK
 from finetuner.ui.data_tab import MAX_CELL_CHARS, PAGE_SIZE, _page, replace_page
 
 # Rejected by the upload component itself (its file_types), before the app's reader sees the file.
@@ -38,7 +39,8 @@ def corpus(tmp_path_factory):
 
 
 def _grid(loaded) -> dict:
-    """The grid page from /load_file's outputs: grid, page, page info, text column, label column, checks, balance."""
+    """The grid page from /load_file's outputs: grid, page, page info, text column, label column, checks, balance,
+    the "Loaded:" line, the sample picker and the upload box."""
     grid = loaded[0]
     return grid.get("value", grid)
 
@@ -66,8 +68,8 @@ def test_every_corpus_file_through_the_ui(client, corpus, name, write, expectati
     assert len(json.dumps(loaded)) < _GRID_LIMIT_BYTES, f"{name}: the page would receive a huge update"
     assert len(grid["data"]) <= PAGE_SIZE
     if kind == "error":
-        # The table loads so that it can be fixed in the grid; what stops training is shown as an ❌ check.
-        problems = [line for line in checks.split("\n\n") if line.startswith("❌")]
+        # The table loads so that it can be fixed in the grid; what stops training is shown as a problem check.
+        problems = [line for line in checks.split("\n\n") if line.startswith(ERROR_MARK)]
         assert problems, f"{name}: loaded without a problem shown: {checks}"
         for word in detail:
             assert word.lower() in " ".join(problems).lower(), checks
@@ -75,7 +77,7 @@ def test_every_corpus_file_through_the_ui(client, corpus, name, write, expectati
             client.predict(preset_name="fast", epochs=1, api_name="/train")
         assert "Traceback" not in str(caught.value) and len(str(caught.value)) > 20, str(caught.value)
     else:
-        assert "rows**" in checks and "❌ The table" not in checks, checks
+        assert "rows**" in checks and f"{ERROR_MARK} The table" not in checks, checks
 
 
 def test_large_cases_are_paged_and_long_cells_cut_for_display(client, corpus):

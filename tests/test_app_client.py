@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -50,7 +51,7 @@ def test_the_named_endpoints_are_published(url):
 def test_load_train_predict_evaluate_export(url, tmp_path):
     client = _client(url)
     loaded = client.predict("movie_reviews_sst2.csv", 0.2, api_name="/load_sample")
-    assert "**400 rows**, **2 classes**" in loaded[-2]
+    assert "**400 rows**, **2 classes**" in loaded[5]
     run_id = _train(client)
 
     prediction = client.predict("a wonderful film", api_name="/predict")
@@ -59,7 +60,7 @@ def test_load_train_predict_evaluate_export(url, tmp_path):
 
     title, metrics, per_class, confusion, wrong = client.predict(None, api_name="/evaluate")
     assert run_id in title and "held-out rows" in title
-    assert [row[0] for row in metrics["data"]][:1] == ["accuracy"]
+    assert [row[0] for row in metrics["data"]][:1] == ["Accuracy"]
     assert {row[0] for row in per_class["data"]} == {"negative", "positive"} and "<table" in confusion
 
     test_file = tmp_path / "test.csv"
@@ -69,11 +70,17 @@ def test_load_train_predict_evaluate_export(url, tmp_path):
     assert "test.csv" in title and "(3 rows)" in title
 
     texts = tmp_path / "texts.csv"
-    pd.DataFrame({"id": [1, 2], "text": ["=HYPERLINK(\"http://x\")", "just fine"]}).to_csv(texts, index=False)
-    csv_path, preview = client.predict(handle_file(str(texts)), api_name="/predict_file")
+    pd.DataFrame({"id": [1, 2, 3], "text": ["=HYPERLINK(\"http://x\")", "", "just fine " * 2000]}).to_csv(
+        texts, index=False)
+    csv_path, preview, note = client.predict(handle_file(str(texts)), api_name="/predict_file")
     written = pd.read_csv(csv_path)
-    assert written["text"].tolist()[0].startswith("'=") and len(preview["data"]) == 2
-    assert {"predicted_label", "confidence", "p_negative", "p_positive"} <= set(written.columns)
+    # Every column and row of the file, in order, with the predictions added; the empty text gets none.
+    assert list(written.columns) == ["id", "text", "predicted_label", "confidence", "p_negative", "p_positive"]
+    assert written["id"].tolist() == [1, 2, 3] and written["text"].tolist()[0].startswith("'=")
+    assert pd.isna(written["predicted_label"][1]) and not pd.isna(written["predicted_label"][2])
+    assert "1 row(s) with an empty text" in note and "row 2" in note
+    assert len(preview["data"]) == 3 and len(preview["data"][2][0]) < 6000  # long texts cut for the page
+    assert all(len(str(row[2]).split(".")[-1]) <= 3 for row in preview["data"] if row[2] != "")
 
     archive = client.predict(run_id, api_name="/export_model")
     assert Path(archive).name == f"finetuner-{run_id}.zip"
@@ -102,7 +109,7 @@ def test_bad_input_gives_a_clear_message_and_the_app_stays_up(url, tmp_path, mon
     with pytest.raises(Exception, match="column"):
         client.predict(**{**QUICK, "label_column": "no such column"})
     loaded = client.predict("lab_sentences.csv", 0.2, api_name="/load_sample")  # still serving
-    assert "**6 rows**" in loaded[-2]
+    assert "**6 rows**" in loaded[5]
 
 
 def test_a_second_user_waits_in_line_while_predictions_keep_working(url):
@@ -116,6 +123,36 @@ def test_a_second_user_waits_in_line_while_predictions_keep_working(url):
     alice.predict(api_name="/stop")
     assert "Stopped at step" in long_run.result(timeout=120)[0]
     assert "Completed" in queued.result(timeout=120)[0]
+
+
+def test_a_preset_given_to_train_applies_its_settings_unless_given_otherwise(url):
+    client = _client(url)
+    progress, _, epochs, _ = client.predict(preset_name="best", epochs=1, api_name="/train")
+    assert "Completed" in progress, progress
+    assert len(epochs["data"]) == 1  # epochs given: 1, not the preset's 6
+    run_id = RUN_ID.search(progress)[0]
+    with zipfile.ZipFile(client.predict(run_id, api_name="/export_model")) as archive:
+        card = archive.read(f"finetuner-{run_id}/README.md").decode()
+    # The preset's batch size and early stopping (the form's defaults were not given), recorded with the preset.
+    assert "Preset: best (edited)" in card and "| batch_size | 16 |" in card
+    assert "| early_stopping_patience | 2 |" in card and "| epochs | 1" in card
+    assert "| learning_rate | None |" not in card and "| max_length | None |" not in card  # the values used
+    assert "best (edited)" in [row[3] for row in client.predict(api_name="/list_runs")[0]["data"]]
+    with pytest.raises(Exception, match="not in the list of choices"):
+        client.predict(preset_name="fastest", api_name="/train")
+
+
+def test_a_stopped_run_can_be_deleted(url):
+    client = _client(url)
+    job = client.submit(**{**QUICK, "epochs": 300})
+    _wait_for(lambda: any("Step " in out[0] for out in job.outputs()), "the training to start")
+    client.predict(api_name="/stop")
+    assert "Stopped at step" in job.result(timeout=120)[0]
+    table, picker = client.predict(api_name="/list_runs")
+    stopped = [row[0] for row in table["data"] if row[1] == "stopped"]
+    assert len(stopped) == 1 and stopped[0] in [value for _, value in picker["choices"]]
+    table, _, status = client.predict(stopped[0], api_name="/delete_run")
+    assert f"Deleted run {stopped[0]}" in status and table["data"] == []
 
 
 def _wait_for(condition, what: str, timeout: float = 60) -> None:

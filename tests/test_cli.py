@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import make_sentiment_data
-from finetuner import LLMFinetuner, TrainConfig
+from finetuner import PRESETS, LLMFinetuner, TrainConfig
 from finetuner.cli import main
 from finetuner.cli.settings import build_config, read_config_file
 from finetuner.errors import ConfigError
@@ -105,11 +105,11 @@ def test_settings_precedence_defaults_preset_file_flags(tables, tiny_bert, tmp_p
 
 def test_build_config_precedence_and_json_files(tmp_path):
     json_file = tmp_path / "settings.json"
-    json_file.write_text(json.dumps({"epochs": 2, "batch-size": 4, "max_length": None}))
-    assert read_config_file(str(json_file)) == {"epochs": 2, "batch_size": 4, "max_length": None}
+    json_file.write_text(json.dumps({"epochs": 4, "batch-size": 4, "max_length": None}))
+    assert read_config_file(str(json_file)) == {"epochs": 4, "batch_size": 4, "max_length": None}
     config = build_config(preset="fast", config_file=str(json_file), flags={"batch_size": 12})
-    assert (config.epochs, config.batch_size) == (2, 12)
-    assert build_config(preset="fast").epochs == 1
+    assert (config.epochs, config.batch_size) == (4, 12)
+    assert build_config(preset="fast").epochs == PRESETS["fast"]["epochs"] != TrainConfig().epochs
     with pytest.raises(ConfigError, match="settings.json: Unknown training setting"):
         json_file.write_text('{"epoch": 2}')
         build_config(config_file=str(json_file))

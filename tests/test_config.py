@@ -55,6 +55,11 @@ OUT_OF_RANGE = [
     ("eval_fraction", 1.5, "eval_fraction=1.5 is out of range"),
     ("logging_steps", 0, "logging_steps=0 is out of range"),
     ("logging_steps", 100001, "logging_steps=100001 is out of range"),
+    ("lora_r", 0, "lora_r=0 is out of range"),
+    ("lora_r", 4.5, "lora_r must be a whole number"),
+    ("lora_alpha", 0, "lora_alpha=0 is out of range"),
+    ("lora_dropout", 1, "lora_dropout=1 is out of range"),
+    ("lora_target_modules", [], "lora_target_modules must be a list of module names"),
 ]
 
 
@@ -75,8 +80,8 @@ def test_every_numeric_field_is_covered_by_the_range_tests():
 
 
 def test_unsupported_method_lists_the_supported_ones():
-    with pytest.raises(ConfigError, match=r"method='lora' is not supported; choose one of finetune"):
-        TrainConfig(method="lora")
+    with pytest.raises(ConfigError, match=r"method='qlora' is not supported; choose one of finetune, lora"):
+        TrainConfig(method="qlora")
     assert "finetune" in METHODS
 
 
@@ -153,8 +158,8 @@ def test_presets_apply_their_values(name):
 
 
 def test_preset_overrides_win():
-    config = TrainConfig.from_preset("fast", epochs=2, seed=3)
-    assert config.epochs == 2 and config.seed == 3
+    config = TrainConfig.from_preset("fast", epochs=5, seed=3)
+    assert config.epochs == 5 and config.seed == 3
     assert config.batch_size == PRESETS["fast"].get("batch_size", TrainConfig().batch_size)
 
 

@@ -37,6 +37,7 @@ def test_model_card_has_data_settings_and_scores(completed):
     for expected in ("## Training data", "s.csv", "negative: ", "## Training settings", "| epochs | 2",
                      "| Accuracy |", "| negative |", "LLMFinetuner.load"):
         assert expected in card
+    assert "| learning_rate | None |" not in card and "| max_length | None |" not in card  # the values used
 
 
 def test_the_zip_holds_a_loadable_model_with_card_and_labels(completed, tmp_path):
@@ -50,6 +51,8 @@ def test_the_zip_holds_a_loadable_model_with_card_and_labels(completed, tmp_path
                 f"{folder}/finetuner.json", f"{folder}/config.json"} <= names
         assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in names)
         assert opened.read(f"{folder}/labels.txt").decode().split() == ["negative", "positive"]
+        modes = {info.filename: (info.external_attr >> 16) & 0o777 for info in opened.infolist()}
+        assert set(modes.values()) == {0o644}, modes  # readable once unzipped, whatever the saved files had
         opened.extractall(tmp_path / "unzipped")
     model = LLMFinetuner.load(tmp_path / "unzipped" / folder)
     expected = store.load_model(run_id).predict_proba(["great film"])[0]

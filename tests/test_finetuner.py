@@ -494,3 +494,11 @@ def test_huge_texts_are_clipped_before_tokenizing_without_changing_the_tokens(tr
     assert clipped == full and len(clip_texts([long_text], finetuner.max_length)[0]) < len(long_text)
     huge = "good " * 2_000_000  # a 10 MB cell
     assert np.allclose(finetuner.predict_proba_array([huge]), finetuner.predict_proba_array([huge[:20000]]))
+
+
+def test_the_learning_rate_chosen_is_recorded_in_the_config(tiny_bert, tmp_path):
+    finetuner = LLMFinetuner(tiny_bert, config=FAST.replace(learning_rate=None))
+    finetuner.fine_tune(*make_sentiment_data(16))
+    assert finetuner.config.learning_rate == 3e-4  # a tiny model counts as small
+    saved = json.loads((finetuner.save(tmp_path / "m") / "finetuner.json").read_text())
+    assert saved["config"]["learning_rate"] == 3e-4 and saved["max_length"] == finetuner.max_length

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 from conftest import make_sentiment_data
 
+from finetuner.data import detect_text_column
 from finetuner.errors import DataError
-from finetuner.prepare import clean_table, drop_blank_rows, guess_text_column, prepare, read_texts_table
+from finetuner.prepare import clean_table, drop_blank_rows, prepare, read_texts_table
 
 
 def _table(n: int = 40) -> pd.DataFrame:
@@ -90,8 +91,8 @@ def test_texts_to_predict_from_txt_and_tables(tmp_path):
     lines.write_text("first text\n\n=SUM(A1)\n", encoding="utf-8")
     frame = read_texts_table(lines)
     assert frame["text"].tolist() == ["first text", "=SUM(A1)"]
-    assert guess_text_column(frame) == "text"
-    assert guess_text_column(pd.DataFrame({"id": [1, 2], "review": ["long text here", "another one"]})) == "review"
+    assert detect_text_column(frame) == "text"
+    assert detect_text_column(pd.DataFrame({"id": [1, 2], "review": ["long text here", "another one"]})) == "review"
     (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
     with pytest.raises(DataError, match="no texts"):
         read_texts_table(tmp_path / "empty.txt")

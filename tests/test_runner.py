@@ -54,6 +54,9 @@ def test_a_run_completes_with_model_metrics_and_evaluation_rows(runner, tiny_ber
     assert set(record.metrics) >= {"accuracy", "f1_macro", "loss"}
     assert record.data["source"] == "made-up.csv" and record.data["eval_rows"] == 12
     assert record.history and record.report["confusion_matrix"]
+    # The settings chosen automatically are recorded with the values used, not as None.
+    assert tiny_config.max_length is None or record.config["max_length"] == tiny_config.max_length
+    assert isinstance(record.config["learning_rate"], float) and isinstance(record.config["max_length"], int)
     assert (runner.store.path(record.id) / MODEL_DIR / "model.safetensors").is_file()
     rows = runner.store.load_evaluation(record.id)
     assert len(rows) == 12 and {"text", "label", "predicted_label", "confidence"} <= set(rows.columns)

@@ -34,6 +34,11 @@ _SETTING_HELP = {
     "eval_fraction": "share of the training rows held out for evaluation when --eval is not given",
     "group_by_length": "batch texts of similar length together (less padding)",
     "logging_steps": "report the training loss every N steps",
+    "lora_r": "rank of the LoRA adapter matrices (--method lora)",
+    "lora_alpha": "LoRA scaling: the adapter's update is multiplied by alpha/r (--method lora)",
+    "lora_dropout": "dropout on the LoRA adapter's input (--method lora)",
+    "lora_target_modules": "comma-separated layer names to adapt, e.g. q_proj,v_proj; 'auto' takes the "
+                           "attention projections of the model's family (--method lora)",
 }
 
 
@@ -63,6 +68,8 @@ def value_parser(kind: Any, optional: bool = False) -> Callable[[str], Any]:
                 return float(text)
             if kind is str:
                 return text
+            if typing.get_origin(kind) is list:  # a comma-separated list: q_proj,v_proj
+                return [item.strip() for item in text.split(",") if item.strip()]
             return json.loads(text)
         except ValueError:
             what = {int: "a whole number", float: "a number"}.get(kind, "a value")
@@ -86,7 +93,7 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
         kwargs["type"] = value_parser(kind, optional)
-        kwargs["metavar"] = {int: "N", float: "X"}.get(kind, "VALUE")
+        kwargs["metavar"] = {int: "N", float: "X"}.get(kind, "NAMES" if typing.get_origin(kind) is list else "VALUE")
         if field.name == "method":
             kwargs["choices"] = METHODS
         group.add_argument(flag, **kwargs)

@@ -37,7 +37,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--text-column", metavar="C", help="column of texts (default: detected)")
     p.add_argument("--label-column", metavar="C", help="column of labels (default: detected)")
     p.add_argument("--model", metavar="M",
-                   help="base model: a Hub id, a local model directory or a run directory (default: the "
+                   help="base model: a Hub id, a local model directory, a run directory, a .gguf file or an "
+                        "offline LLM from `models pull` (smollm2) (default: the "
                         "bundled sentence-transformers/all-MiniLM-L6-v2)")
     p.add_argument("--output", metavar="DIR", help=f"run directory (default: {DEFAULT_OUTPUT_ROOT}/<TRAIN name>)")
     p.add_argument("--config", metavar="FILE", help="YAML or JSON file of training settings (TrainConfig fields)")
@@ -239,9 +240,10 @@ def _same_as_run(config: TrainConfig, saved: TrainConfig, output: Path) -> None:
 
 
 def _model_id(name: str) -> str:
-    """A local model directory as an absolute path (so that the run record works from anywhere)."""
+    """A local model directory or .gguf file as an absolute path (so that the run record works from anywhere)."""
     directory = Path(name).expanduser()
-    return str(directory.resolve()) if directory.is_dir() else name
+    is_gguf = directory.suffix.lower() == ".gguf" and directory.is_file()
+    return str(directory.resolve()) if directory.is_dir() or is_gguf else name
 
 
 def _base_model(name: str) -> str:

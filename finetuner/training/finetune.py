@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -105,7 +106,8 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         model=model,
         args=training_arguments(config, output_dir, has_eval=eval_dataset is not None,
                                 n_train=len(train_dataset), checkpoints=checkpoints or resume,
-                                learning_rate=config.learning_rate or default_learning_rate(model.num_parameters())),
+                                learning_rate=config.learning_rate
+                                or default_learning_rate(model.num_parameters(), config.method)),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
@@ -126,10 +128,15 @@ def predict_logits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, t
     device = next(model.parameters()).device
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model's own model
+    accepts_position_ids = "position_ids" in inspect.signature(base.forward).parameters
     for start in range(0, len(order), batch_size):
         batch_ids = order[start:start + batch_size]
         batch = clip_texts([texts[i] for i in batch_ids], max_length)
         encoded = tokenizer(batch, truncation=True, max_length=max_length, padding=True,
                             return_tensors="pt").to(device)
+        if tokenizer.padding_side == "left" and accepts_position_ids:
+            # Left padding shifts every position; count positions from each text's first real token instead.
+            encoded["position_ids"] = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         logits[batch_ids] = model(**encoded).logits.float().cpu().numpy()
     return logits

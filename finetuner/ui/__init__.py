@@ -63,12 +63,21 @@ def build_app(*, runs_dir: Optional[Union[str, Path]] = None, model: Optional[st
             with gr.Tab("4 · Predict", id="predict"):
                 predict_tab.build(ctx)
             with gr.Tab("5 · Export", id="export") as export:
-                export_tab.build(ctx, app, export)
+                export_tab.build(ctx, export)
 
         def describe(run_id: Optional[str], request: gr.Request) -> str:
             return _describe(ctx, run_id, ctx.owner(request))
 
         ctx.active_run.change(describe, ctx.active_run, active, api_visibility="private")
+
+        def restore_active(run_id: Optional[str], request: gr.Request) -> Optional[str]:
+            """After a reload, the owner's most recent completed run is the active model again."""
+            if run_id:
+                return gr.skip()
+            latest = next((r.id for r in ctx.store.list(ctx.owner(request)) if r.status == "completed"), None)
+            return latest or gr.skip()
+
+        ctx.session_started.then(restore_active, ctx.active_run, ctx.active_run, api_visibility="private")
 
         def stop_session_training(request: gr.Request) -> None:
             """Closing the page stops that session's training, so the trainer is free for others."""

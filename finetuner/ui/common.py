@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import gradio as gr
 import pandas as pd
@@ -24,6 +24,9 @@ from ..runs import RunStore
 TABLE_FILE_TYPES = [".csv", ".tsv", ".txt", ".jsonl", ".json", ".xlsx", ".parquet"]
 LOCAL_MODELS_ENV = "FINETUNER_ALLOW_LOCAL_MODELS"
 _OWNER_ID = re.compile(r"^[0-9a-f]{32}$")
+# Longer cells are cut for display (a 10 MB cell would stall the page); the data itself keeps the full text.
+MAX_CELL_CHARS = 5_000
+_CUT_NOTE = " … [{more:,} more characters not shown]"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
 
 
@@ -105,15 +108,32 @@ class AppContext:
         return sorted(p.name for p in self.samples_dir.iterdir() if p.suffix.lower() in TABLE_FILE_TYPES)
 
 
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Show :class:`FinetunerError` messages in the UI (as ``gr.Error``) instead of a traceback."""
+def user_errors(fn: Optional[Callable[..., Any]] = None, *,
+                keep: Optional[Callable[[str], Any]] = None) -> Callable[..., Any]:
+    """Turn :class:`FinetunerError` into a message for the user instead of a traceback.
+
+    On the page (the browser's own calls carry ``x-gradio-user: app``) the message shows in a warning toast
+    and the event's outputs keep what they showed: the handler returns ``keep(message)`` — updates that are
+    ``gr.skip()`` except a status line that repeats the message — or a single ``gr.skip()`` without ``keep``.
+    (A raised ``gr.Error`` would turn every output into a red "Error" badge.) API clients (gradio_client,
+    the JS client, plain HTTP) get a ``gr.Error`` with the message, so their call fails with it."""
+    if fn is None:
+        return functools.partial(user_errors, keep=keep)
+
+    def kept(exc: FinetunerError) -> Any:
+        message = str(exc)
+        if not from_page():
+            raise error(message) from None
+        warn(message)
+        return keep(message) if keep is not None else gr.skip()
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def generator(*args: Any, **kwargs: Any):
             try:
                 yield from fn(*args, **kwargs)
             except FinetunerError as exc:
-                raise error(str(exc)) from None
+                yield kept(exc)
         return generator
 
     @functools.wraps(fn)
@@ -121,8 +141,27 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except FinetunerError as exc:
-            raise error(str(exc)) from None
+            return kept(exc)
     return function
+
+
+def from_page() -> bool:
+    """Whether the running event was sent by the app's own page (not by an API client)."""
+    from gradio.context import LocalContext
+
+    request = LocalContext.request.get(None)
+    headers = getattr(request, "headers", None) or {}
+    return headers.get("x-gradio-user") == "app"
+
+
+def status_line(message: str) -> str:
+    """A persistent status line for a user error (markdown; the message is escaped)."""
+    return f"**Problem:** {html.escape(message)}"
+
+
+def kept_outputs(count: int, values: Dict[int, Any]) -> List[Any]:
+    """Updates for ``count`` outputs: ``gr.skip()`` (unchanged) except ``values`` (by position)."""
+    return [values[i] if i in values else gr.skip() for i in range(count)]
 
 
 def local_models_allowed() -> bool:
@@ -154,6 +193,19 @@ def error(message: str) -> gr.Error:
 def warn(message: str) -> None:
     """Show a warning toast (escaped, like :func:`error`)."""
     gr.Warning(html.escape(message))
+
+
+def shown(value: Any) -> Any:
+    """A cell as shown in a table on the page: a text longer than ``MAX_CELL_CHARS`` is cut, with a note."""
+    if isinstance(value, str) and len(value) > MAX_CELL_CHARS:
+        return value[:MAX_CELL_CHARS] + _CUT_NOTE.format(more=len(value) - MAX_CELL_CHARS)
+    return value
+
+
+def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as shown on the page: empty cells blank, very long texts cut (see :func:`shown`)."""
+    rows = frame.astype(object)
+    return rows.where(rows.notna(), "").map(shown)
 
 
 def column_widths(columns: List[Any], text_column: Optional[str]) -> Optional[List[str]]:

@@ -15,12 +15,10 @@ from ..config import TrainConfig
 from ..data import detect_columns, read_table
 from ..errors import DataError
 from ..prepare import PreparedData, clean_table, prepare
-from .common import TABLE_FILE_TYPES, AppContext, TableData, column_widths, user_errors
+from .common import (MAX_CELL_CHARS, TABLE_FILE_TYPES, AppContext, TableData, column_widths, kept_outputs,
+                     shown, shown_table, status_line, user_errors)
 
 PAGE_SIZE = 50
-# Longer cells are cut for display (a 10 MB cell would stall the page); edits keep the full text (replace_page).
-MAX_CELL_CHARS = 5_000
-_CUT_NOTE = " … [{more:,} more characters not shown]"
 _SEED = TrainConfig().seed
 
 
@@ -52,7 +50,9 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
         sample = gr.Dropdown(ctx.samples(), value=initial.name if initial else None, label="Bundled sample",
                              info="Small ready-made datasets", scale=1, elem_id="data-sample")
         upload = gr.File(label="Or upload a table (CSV, TSV, JSONL, Excel, Parquet)", file_types=TABLE_FILE_TYPES,
-                         height=110, scale=2)
+                         height=110, scale=2, elem_id="data-upload")
+    source = gr.Markdown(_source(initial.frame if initial else frame, initial.name if initial else ""),
+                         elem_id="data-source")
     with gr.Row():
         text_column = gr.Dropdown(list(frame.columns), value=columns[0], label="Text column", allow_custom_value=True)
         label_column = gr.Dropdown(list(frame.columns), value=columns[1], label="Label column",
@@ -86,41 +86,51 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
 
     checks_in = [table, text_column, label_column, eval_table, eval_fraction]
     checks_out = [summary, balance]
-    loaded_out = [table, grid, page, page_info, text_column, label_column, *checks_out]
-    edited_out = [table, grid, page, page_info, *checks_out]
+    # The API's outputs of /load_sample and /load_file: grid, page, page info, text column, label column, checks,
+    # balance, the "Loaded:" line, the sample picker and the upload box (the picker not used is reset).
+    loaded_out = [table, grid, page, page_info, text_column, label_column, *checks_out, source, sample, upload]
+    edited_out = [table, grid, page, page_info, *checks_out, source]
 
-    @user_errors
+    def load_failed(message: str) -> List[Any]:
+        """A file or sample that cannot be loaded: the table shown stays, and so does the picker that loaded it."""
+        return kept_outputs(len(loaded_out), {loaded_out.index(source): status_line(
+            f"{message} The table below is unchanged.") + "  \n" + _LOADED_HINT, loaded_out.index(upload): None})
+
+    def edit_failed(message: str) -> List[Any]:
+        return kept_outputs(len(edited_out), {edited_out.index(source): status_line(message)})
+
+    @user_errors(keep=load_failed)
     def load_sample(name: Optional[str], eval_data: Optional[TableData], fraction: float):
         if not name:
             return [gr.skip()] * len(loaded_out)
         if name not in ctx.samples():
             raise DataError(f"No sample called {name!r}; choose one of: {', '.join(ctx.samples())}.")
-        return _loaded(TableData(read_table(ctx.samples_dir / name), name), eval_data, fraction)
+        return _loaded(TableData(read_table(ctx.samples_dir / name), name), eval_data, fraction, from_sample=True)
 
-    @user_errors
+    @user_errors(keep=load_failed)
     def load_file(path: Optional[str], eval_data: Optional[TableData], fraction: float):
         if not path:
             return [gr.skip()] * len(loaded_out)
-        return _loaded(TableData(read_table(path), Path(path).name), eval_data, fraction)
+        return _loaded(TableData(read_table(path), Path(path).name), eval_data, fraction, from_sample=False)
 
     def go_to(data: TableData, number: Any):
         number = _clamp_page(data.frame, number)
         return _page(data.frame, number), number, _page_info(data.frame, number)
 
-    def apply_edit(data: TableData, number: Any, shown: pd.DataFrame, text: str, label: str,
+    def apply_edit(data: TableData, number: Any, shown_page: pd.DataFrame, text: str, label: str,
                    eval_data: Optional[TableData], fraction: float):
         number = _clamp_page(data.frame, number)
-        frame = replace_page(data.frame, number, shown)
+        frame = replace_page(data.frame, number, shown_page)
         edited = TableData(frame, data.name)
         return (edited, gr.skip(), gr.skip(), _page_info(frame, number),
-                *_checks(edited, text, label, eval_data, fraction))
+                *_checks(edited, text, label, eval_data, fraction), _source(frame, data.name))
 
     def append_row(data: TableData, text: str, label: str, eval_data: Optional[TableData], fraction: float):
         frame = pd.concat([data.frame, pd.DataFrame([[""] * data.frame.shape[1]], columns=data.frame.columns)],
                           ignore_index=True)
         return _edited(TableData(frame, data.name), _page_count(frame), text, label, eval_data, fraction)
 
-    @user_errors
+    @user_errors(keep=edit_failed)
     def delete_rows(data: TableData, spec: str, number: Any, text: str, label: str,
                     eval_data: Optional[TableData], fraction: float):
         rows = parse_rows(spec, len(data.frame))
@@ -128,30 +138,32 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
         gr.Info(f"Deleted {len(rows)} row(s).")
         return _edited(TableData(frame, data.name), number, text, label, eval_data, fraction)
 
-    @user_errors
+    @user_errors(keep=edit_failed)
     def clean_rows(data: TableData, number: Any, text: str, label: str, eval_data: Optional[TableData],
                    fraction: float):
         frame, removed = clean_table(data.frame, text, label)
         gr.Info(f"Removed {removed} empty or duplicate row(s).")
         return _edited(TableData(frame, data.name), number, text, label, eval_data, fraction)
 
-    @user_errors
+    @user_errors(keep=lambda message: kept_outputs(4, {}))
     def load_eval(path: Optional[str], data: TableData, text: str, label: str, fraction: float):
         eval_data = TableData(read_table(path), Path(path).name) if path else None
         return (eval_data, gr.Slider(interactive=eval_data is None), *_checks(data, text, label, eval_data, fraction))
 
-    def _loaded(data: TableData, eval_data: Optional[TableData], fraction: float) -> List[Any]:
+    def _loaded(data: TableData, eval_data: Optional[TableData], fraction: float, from_sample: bool) -> List[Any]:
         text, label = _columns(data.frame)
         choices = list(data.frame.columns)
         grid_page = gr.Dataframe(_page(data.frame, 1), column_widths=column_widths(choices, text))
         return [data, grid_page, 1, _page_info(data.frame, 1), gr.Dropdown(choices, value=text),
-                gr.Dropdown(choices, value=label), *_checks(data, text, label, eval_data, fraction)]
+                gr.Dropdown(choices, value=label), *_checks(data, text, label, eval_data, fraction),
+                _source(data.frame, data.name), gr.skip() if from_sample else None,
+                gr.skip() if not from_sample else None]
 
     def _edited(data: TableData, number: Any, text: str, label: str, eval_data: Optional[TableData],
                 fraction: float) -> Tuple[Any, ...]:
         number = _clamp_page(data.frame, number)
         return (data, _page(data.frame, number), number, _page_info(data.frame, number),
-                *_checks(data, text, label, eval_data, fraction))
+                *_checks(data, text, label, eval_data, fraction), _source(data.frame, data.name))
 
     private = {"api_visibility": "private"}
     sample.input(load_sample, [sample, eval_table, eval_fraction], loaded_out, api_name="load_sample")
@@ -183,6 +195,15 @@ def _checks(data: TableData, text: Optional[str], label: Optional[str], eval_dat
     return checked.to_markdown(), _balance(checked)
 
 
+def _source(frame: pd.DataFrame, name: str) -> str:
+    """The "Loaded:" line: which table the other tabs use, and its size."""
+    rows = f"{len(frame):,} row{'' if len(frame) == 1 else 's'}"
+    return f"**Loaded:** `{name}` ({rows})" if name else f"**Loaded:** a table edited here ({rows})"
+
+
+_LOADED_HINT = "Pick a bundled sample or upload another file."
+
+
 def _balance(checked: PreparedData) -> pd.DataFrame:
     return pd.DataFrame({"class": list(checked.class_counts), "rows": list(checked.class_counts.values())})
 
@@ -209,14 +230,7 @@ def _clamp_page(frame: pd.DataFrame, number: Any) -> int:
 def _page(frame: pd.DataFrame, number: int) -> pd.DataFrame:
     """The rows of page ``number`` as shown in the grid: empty cells blank, very long texts cut."""
     start = (number - 1) * PAGE_SIZE
-    rows = frame.iloc[start:start + PAGE_SIZE].astype(object)
-    return rows.where(rows.notna(), "").map(_shown)
-
-
-def _shown(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_CELL_CHARS:
-        return value[:MAX_CELL_CHARS] + _CUT_NOTE.format(more=len(value) - MAX_CELL_CHARS)
-    return value
+    return shown_table(frame.iloc[start:start + PAGE_SIZE])
 
 
 def _page_info(frame: pd.DataFrame, number: int) -> str:
@@ -227,17 +241,17 @@ def _page_info(frame: pd.DataFrame, number: int) -> str:
             f"· page {number} of {_page_count(frame)}")
 
 
-def replace_page(frame: pd.DataFrame, number: int, shown: pd.DataFrame) -> pd.DataFrame:
+def replace_page(frame: pd.DataFrame, number: int, edited: pd.DataFrame) -> pd.DataFrame:
     """The full table with page ``number`` replaced by the edited page (which may have more or fewer rows)."""
     start = (number - 1) * PAGE_SIZE
     old_rows = min(PAGE_SIZE, max(0, len(frame) - start))
     # Cells shown cut (see _page) and left unchanged get their full text back.
-    cut = {_shown(v): v for v in frame.iloc[start:start + old_rows].to_numpy().ravel()
+    cut = {shown(v): v for v in frame.iloc[start:start + old_rows].to_numpy().ravel()
            if isinstance(v, str) and len(v) > MAX_CELL_CHARS}
     if cut:
-        shown = shown.map(lambda v: cut.get(v, v) if isinstance(v, str) else v)
-    frame = _align_columns(frame, shown)
-    return pd.concat([frame.iloc[:start], shown, frame.iloc[start + old_rows:]], ignore_index=True)
+        edited = edited.map(lambda v: cut.get(v, v) if isinstance(v, str) else v)
+    frame = _align_columns(frame, edited)
+    return pd.concat([frame.iloc[:start], edited, frame.iloc[start + old_rows:]], ignore_index=True)
 
 
 def _align_columns(frame: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:

@@ -12,14 +12,14 @@ import pandas as pd
 from ..data import detect_columns, read_table, table_to_labelled
 from ..errors import DataError
 from ..evaluation import MISCLASSIFIED_COLUMNS, evaluate, metrics_table, misclassified, per_class_table
-from .common import TABLE_FILE_TYPES, AppContext, column_widths, user_errors
+from .common import TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, shown_table, status_line, user_errors
 
 _SHOWN_ERRORS = 500
 
 
 def build(ctx: AppContext) -> None:
     gr.Markdown("Scores of the active model on the rows held out from training, or on a test file you upload.")
-    test_file = gr.File(label="Test file (optional, same columns as the training table)",
+    test_file = gr.File(label="Test file (optional, same columns as the training table)", elem_id="evaluate-file",
                         file_types=TABLE_FILE_TYPES, height=110)
     run_button = gr.Button("Evaluate", variant="primary", elem_id="evaluate-run")
     status = gr.Markdown("No model yet: train one on the Train tab, or pick a run on the Export tab.",
@@ -51,7 +51,10 @@ def build(ctx: AppContext) -> None:
             title = f"Run **{run_id}** ({record.base_model}) on {where} of `{source}`."
         return _views(title, record.metrics, record.report or {}, rows)
 
-    @user_errors
+    def failed(message: str) -> List[Any]:
+        return kept_outputs(len(outputs), {0: status_line(message)})
+
+    @user_errors(keep=failed)
     def run_evaluation(path: Optional[str], run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
         """Evaluate the active model on a test file (or show its held-out evaluation when no file is given)."""
         if not run_id:
@@ -70,15 +73,21 @@ def build(ctx: AppContext) -> None:
                       result.rows)
 
     run_button.click(run_evaluation, [test_file, ctx.active_run], outputs, api_name="evaluate")
-    ctx.active_run.change(user_errors(show_run), ctx.active_run, outputs, api_visibility="private")
+    ctx.active_run.change(user_errors(show_run, keep=failed), ctx.active_run, outputs, api_visibility="private")
 
 
 def _views(title: str, metrics: Dict[str, float], report: Dict[str, Any],
            rows: Optional[pd.DataFrame]) -> Tuple[Any, ...]:
     wrong = misclassified(rows) if rows is not None else None
     note = f" {len(wrong)} misclassified." if wrong is not None else ""
-    return (title + note, metrics_table(metrics), per_class_table(report), confusion_html(report),
-            wrong.head(_SHOWN_ERRORS) if wrong is not None else misclassified(None))
+    if wrong is None:
+        shown = misclassified(None)
+    elif wrong.empty:  # say so, rather than show an empty table
+        shown = pd.DataFrame([["No misclassified rows: every row was predicted correctly."]
+                              + [""] * (len(MISCLASSIFIED_COLUMNS) - 1)], columns=list(MISCLASSIFIED_COLUMNS))
+    else:
+        shown = shown_table(wrong.head(_SHOWN_ERRORS))  # very long texts cut, as in the Data tab's grid
+    return title + note, metrics_table(metrics), per_class_table(report), confusion_html(report), shown
 
 
 def confusion_html(report: Dict[str, Any]) -> str:
@@ -87,7 +96,7 @@ def confusion_html(report: Dict[str, Any]) -> str:
     matrix: List[List[int]] = report.get("confusion_matrix") or []
     if not labels or not matrix:
         return ""
-    cell = "padding:6px 10px;text-align:center;border:1px solid #e5e7eb"
+    cell = "padding:10px 18px;text-align:center;border:1px solid #e5e7eb;font-size:15px;min-width:64px"
     head = "".join(f'<th style="{cell}">{html.escape(str(name))}</th>' for name in labels)
     body = []
     for i, (name, row) in enumerate(zip(labels, matrix)):
@@ -95,9 +104,10 @@ def confusion_html(report: Dict[str, Any]) -> str:
         cells = "".join(f'<td style="{cell};background:{_shade(v / total, i == j)}">{v}</td>'
                         for j, v in enumerate(row))
         body.append(f'<tr><th style="{cell};text-align:right">{html.escape(str(name))}</th>{cells}</tr>')
-    return ('<div style="overflow-x:auto"><p style="margin:4px 0"><b>Confusion matrix</b> — rows: true class, '
-            'columns: predicted class; colour shows the share of each true class.</p>'
-            f'<table style="border-collapse:collapse"><tr><th style="{cell}">true \\ predicted</th>{head}</tr>'
+    return ('<div style="overflow-x:auto;text-align:center"><p style="margin:4px 0"><b>Confusion matrix</b> — rows: '
+            'true class, columns: predicted class; colour shows the share of each true class.</p>'
+            '<table style="border-collapse:collapse;margin:8px auto">'
+            f'<tr><th style="{cell}">true \\ predicted</th>{head}</tr>'
             f'{"".join(body)}</table></div>')
 
 

@@ -14,17 +14,20 @@ import pandas as pd
 from ..errors import DataError, FinetunerError
 from ..export import export_zip, push_to_hub
 from ..runs import RunRecord
-from .common import AppContext, short_run_label, user_errors
+from .common import AppContext, kept_outputs, short_run_label, status_line, user_errors
 
 _EXPORTS = Path(tempfile.gettempdir()) / "finetuner-exports"  # one zip per run, rebuilt on each download
-_HISTORY_COLUMNS = ["run", "status", "model", "preset", "rows", "accuracy", "f1_macro", "seconds", "created (UTC)"]
+_HISTORY_COLUMNS = ["run", "status", "model", "preset", "rows", "accuracy", "F1 (macro)", "seconds", "created (UTC)"]
+# Fixed shares of the width, so that the last column is not pushed out of view (Gradio 6.31 sizes by content).
+_HISTORY_WIDTHS = ["17%", "9%", "18%", "9%", "6%", "8%", "8%", "8%", "17%"]
 
 
-def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> None:
+def build(ctx: AppContext, tab: gr.Tab) -> None:
     gr.Markdown("Your training runs are kept on this server and listed only here, in this browser. Pick a completed "
-                "run to make it the active model (for Evaluate and Predict), download it, or delete it.")
+                "run to make it the active model (for Evaluate and Predict) or download it; any finished run can "
+                "be deleted.")
     history = gr.Dataframe(pd.DataFrame(columns=_HISTORY_COLUMNS), label="Run history", interactive=False,
-                           elem_id="export-history")
+                           elem_id="export-history", column_widths=_HISTORY_WIDTHS, wrap=True)
     with gr.Row():
         with gr.Column(scale=3):
             run = gr.Dropdown(label="Run", allow_custom_value=True, elem_id="export-run")
@@ -33,7 +36,10 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> None:
                 download = gr.Button("Download model (.zip)", elem_id="export-zip")
             with gr.Row():
                 refresh = gr.Button("Refresh list", size="sm")
-                delete = gr.Button("Delete run", variant="stop", size="sm")
+                delete = gr.Button("Delete run…", variant="stop", size="sm", elem_id="export-delete")
+            with gr.Row(visible=False) as confirm_row:  # deleting takes a second, deliberate click
+                confirm = gr.Button("Yes, delete it for good", variant="stop", size="sm", elem_id="export-confirm")
+                cancel = gr.Button("Cancel", size="sm", elem_id="export-cancel")
             status = gr.Markdown(elem_id="export-status")
         with gr.Column(scale=2):
             archive = gr.File(label="Model zip: safetensors weights, tokenizer, labels and a model card (README.md)",
@@ -51,15 +57,19 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> None:
         push_status = gr.Markdown()
 
     def refresh_history(active: Optional[str], request: gr.Request) -> Tuple[pd.DataFrame, Any]:
-        """Your runs (newest first) and the completed ones to choose from."""
+        """Your runs (newest first) and the finished ones to choose from (completed ones first)."""
         records = ctx.store.list(ctx.owner(request))
         table = pd.DataFrame([_row(r) for r in records], columns=_HISTORY_COLUMNS)
-        choices = [(short_run_label(r.id, r.base_model, r.metrics.get("accuracy")), r.id)
-                   for r in records if r.status == "completed"]
+        finished = sorted((r for r in records if r.status != "running"), key=lambda r: r.status != "completed")
+        choices = [(short_run_label(r.id, r.base_model, r.metrics.get("accuracy"))
+                    + ("" if r.status == "completed" else f" · {r.status}"), r.id) for r in finished]
         value = active if any(active == value for _, value in choices) else (choices[0][1] if choices else None)
         return table, gr.Dropdown(choices=choices, value=value)
 
-    @user_errors
+    def failed(count: int, at: int):
+        return lambda message: kept_outputs(count, {at: status_line(message)})
+
+    @user_errors(keep=failed(2, 1))
     def use_run(run_id: Optional[str], request: gr.Request) -> Tuple[str, str]:
         """Make a completed run of yours the session's active model (used by evaluate and predict)."""
         run_id = _chosen(run_id)
@@ -71,15 +81,22 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> None:
         """A zip of your run's model folder with a model card."""
         return str(export_zip(ctx.store, _chosen(run_id), _EXPORTS, owner=ctx.owner(request)))
 
-    @user_errors
+    @user_errors(keep=failed(2, 1))
+    def ask_to_delete(run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
+        """The page's first click on Delete: say what would be deleted and show the confirm button."""
+        record = ctx.store.get(_chosen(run_id), ctx.owner(request))
+        return (gr.Row(visible=True), f"Delete run **{record.id}** ({record.status}, {html.escape(record.base_model)})"
+                                      " with its model and records? This cannot be undone.")
+
+    @user_errors(keep=failed(5, 3))
     def delete_run(run_id: Optional[str], active: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
-        """Delete a finished run of yours (its model and records)."""
+        """Delete a finished run of yours (completed, stopped or failed: its model and records)."""
         run_id = _chosen(run_id)
         ctx.store.delete(run_id, ctx.owner(request))
         active = None if active == run_id else active
-        return (*refresh_history(active, request), active, f"Deleted run {run_id}.")
+        return (*refresh_history(active, request), active, f"Deleted run {run_id}.", gr.Row(visible=False))
 
-    @user_errors
+    @user_errors(keep=failed(2, 1))
     def import_run(path: Optional[str], request: gr.Request) -> Tuple[str, str]:
         """Import a model zip exported by finetuner as a new completed run of yours, and make it the active model.
         Zips with paths outside their folder, links, pickle files or too much data are refused unopened."""
@@ -95,8 +112,8 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> None:
                               owner=ctx.owner(request))
         except Exception as exc:  # FinetunerError messages are user-facing; nothing here may echo the token
             message = str(exc) if isinstance(exc, FinetunerError) else f"Push failed ({type(exc).__name__})."
-            return f"❌ {html.escape(message)}", ""
-        return f"✅ Pushed to [{html.escape(url)}]({html.escape(url)}).", ""
+            return status_line(message), ""
+        return f"✓ Pushed to [{html.escape(url)}]({html.escape(url)}).", ""
 
     # After the page's owner id is restored (ctx.session_started), not at app.load: it would list for the wrong owner.
     ctx.session_started.then(refresh_history, ctx.active_run, [history, run], api_visibility="private")
@@ -105,7 +122,12 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> None:
     refresh.click(refresh_history, ctx.active_run, [history, run], api_name="list_runs")
     use.click(use_run, run, [ctx.active_run, status], api_name="load_run")
     download.click(download_zip, run, archive, api_name="export_model")
-    delete.click(delete_run, [run, ctx.active_run], [history, run, ctx.active_run, status], api_name="delete_run")
+    delete.click(ask_to_delete, run, [confirm_row, status], api_visibility="private")
+    # The API's /delete_run deletes at once: a client names the run it deletes.
+    confirm.click(delete_run, [run, ctx.active_run], [history, run, ctx.active_run, status, confirm_row],
+                  api_name="delete_run")
+    gr.on([cancel.click, run.input], lambda: (gr.Row(visible=False), ""), None, [confirm_row, status],
+          api_visibility="private")
     upload.upload(import_run, upload, [ctx.active_run, status], api_name="import_model")
     # Private: not callable through the API, and so never written to Gradio's run history with its token.
     push.click(push_run, [run, repo, token, private], [push_status, token], api_visibility="private")

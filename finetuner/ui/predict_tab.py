@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import html
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import gradio as gr
 import pandas as pd
 
+from ..data import detect_text_column
 from ..errors import DataError
 from ..predictions import predictions_table, write_csv
-from ..prepare import guess_text_column, read_texts_table
-from .common import TABLE_FILE_TYPES, AppContext, column_widths, user_errors, warn
+from ..prepare import read_texts_table
+from .common import TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, shown_table, status_line, user_errors
 
 _CHUNK = 256
 _PREVIEW_ROWS = 50
 _PREVIEW_COLUMNS = ("text", "predicted_label", "confidence")
+_PREVIEW_DECIMALS = 3
 _NO_MODEL = "No model yet: train one on the Train tab, or pick a run on the Export tab."
 
 
@@ -32,9 +35,12 @@ def build(ctx: AppContext) -> None:
                 ".txt file with one text per line; download the predictions as CSV.")
     with gr.Row():
         with gr.Column(scale=3):
-            batch_file = gr.File(label="Texts to classify", file_types=TABLE_FILE_TYPES, height=110)
+            batch_file = gr.File(label="Texts to classify", file_types=TABLE_FILE_TYPES, height=110,
+                                 elem_id="predict-batch")
             batch_button = gr.Button("Predict file", elem_id="predict-file")
-        batch_csv = gr.File(label="Predictions (CSV)", interactive=False, height=110, scale=2)
+        batch_csv = gr.File(label="Predictions (CSV): your columns and rows, with the predictions added",
+                            interactive=False, height=110, scale=2)
+    batch_status = gr.Markdown(elem_id="predict-file-status")
     preview = gr.Dataframe(pd.DataFrame(columns=list(_PREVIEW_COLUMNS)), label=f"First {_PREVIEW_ROWS} predictions",
                            interactive=False, wrap=True, max_height=360,
                            column_widths=column_widths(list(_PREVIEW_COLUMNS), "text"))
@@ -48,34 +54,64 @@ def build(ctx: AppContext) -> None:
             raise DataError("Type a text to classify.")
         return ctx.store.load_model(run_id, ctx.owner(request)).predict_proba([sentence])[0]
 
-    @user_errors
+    batch_outputs = [batch_csv, preview, batch_status]
+
+    @user_errors(keep=lambda message: kept_outputs(len(batch_outputs), {2: status_line(message)}))
     def predict_file(path: Optional[str], run_id: Optional[str], request: gr.Request,
-                     progress: gr.Progress = gr.Progress()) -> Tuple[str, pd.DataFrame]:
-        """Predictions for every text in a file, as a CSV (formula-like cells neutralised) and a preview."""
+                     progress: gr.Progress = gr.Progress()) -> Tuple[str, pd.DataFrame, str]:
+        """Predictions for every row of a file, as a CSV and a preview: every column and row of the file, in order,
+        with predicted_label, confidence and one p_<class> column per class added (empty texts get no
+        prediction). Formula-like cells are neutralised in the CSV."""
         if not run_id:
             raise DataError(_NO_MODEL)
         if not path:
             raise DataError("Upload a file of texts first.")
         model = ctx.store.load_model(run_id, ctx.owner(request))
         frame = read_texts_table(path)
-        column = guess_text_column(frame)
+        column = detect_text_column(frame)
         texts = frame[column].map(lambda v: "" if pd.isna(v) else str(v)).tolist()
-        empty = [row for row, value in enumerate(texts, start=1) if not value.strip()]
-        if empty:
-            warn(f"Skipped {len(empty)} row(s) with an empty {column!r} (row {', '.join(map(str, empty[:5]))}"
-                       f"{'…' if len(empty) > 5 else ''}).")
-            texts = [value for value in texts if value.strip()]
-        if not texts:
+        filled = [i for i, value in enumerate(texts) if value.strip()]
+        if not filled:
             raise DataError(f"No texts to classify in column {column!r} of {Path(path).name}.")
         parts = []
-        for start in progress.tqdm(range(0, len(texts), _CHUNK), desc="Predicting"):
-            parts.append(predictions_table(model, texts[start:start + _CHUNK]))
-        table = pd.concat(parts, ignore_index=True)
+        for start in progress.tqdm(range(0, len(filled), _CHUNK), desc="Predicting"):
+            parts.append(predictions_table(model, [texts[i] for i in filled[start:start + _CHUNK]]))
+        table = with_predictions(frame, filled, pd.concat(parts, ignore_index=True).drop(columns="text"))
         # A fixed name in a fresh folder: an uploaded file name is never part of a path written here.
         target = Path(tempfile.mkdtemp(prefix="finetuner-predictions-")) / "predictions.csv"
         write_csv(table, target)
-        return str(target), table.head(_PREVIEW_ROWS)[list(_PREVIEW_COLUMNS)]
+        empty = len(texts) - len(filled)
+        note = f"Predicted {len(filled):,} row(s) of `{html.escape(Path(path).name)}` (texts from column " \
+               f"`{html.escape(str(column))}`)."
+        if empty:
+            rows = [str(i + 1) for i, value in enumerate(texts) if not value.strip()]
+            note += (f" {empty:,} row(s) with an empty text have no prediction (row {', '.join(rows[:5])}"
+                     f"{'…' if empty > 5 else ''}).")
+        return str(target), _preview(table, column, frame.shape[1]), note
 
     gr.on([submit.click, text.submit], predict, [text, ctx.active_run], label, api_name="predict",
           concurrency_limit=4)
-    batch_button.click(predict_file, [batch_file, ctx.active_run], [batch_csv, preview], api_name="predict_file")
+    batch_button.click(predict_file, [batch_file, ctx.active_run], batch_outputs, api_name="predict_file")
+
+
+def with_predictions(frame: pd.DataFrame, rows: List[int], predictions: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (every column and row, in order) with the prediction columns added; ``predictions`` holds the
+    predictions of the rows at positions ``rows``, the other rows get empty cells. A prediction column whose name
+    the file already uses is called e.g. ``predicted_label_2``."""
+    result = frame.reset_index(drop=True).copy()
+    for name in predictions.columns:
+        target, n = name, 2
+        while target in result.columns:
+            target, n = f"{name}_{n}", n + 1
+        column = pd.Series([None] * len(result), dtype=object)
+        column.iloc[rows] = predictions[name].to_numpy(dtype=object)
+        result[target] = column
+    return result
+
+
+def _preview(table: pd.DataFrame, text_column: str, first_added: int) -> pd.DataFrame:
+    """The first rows for the page: the text, predicted label and confidence (3 decimals), long texts cut."""
+    label, confidence = table.columns[first_added:first_added + 2]
+    shown = table.head(_PREVIEW_ROWS)[[text_column, label, confidence]].copy()
+    shown[confidence] = pd.to_numeric(shown[confidence], errors="coerce").round(_PREVIEW_DECIMALS)
+    return shown_table(shown)  # the same three columns as the preview's widths: text first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import queue
 import time
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
@@ -11,11 +12,13 @@ import gradio as gr
 import pandas as pd
 
 from ..config import PRESETS, TrainConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, FinetunerError
+from ..evaluation import metric_name
 from ..models import DEFAULT_MODEL, KNOWN_HUB_MODELS, resolve_model
 from ..prepare import prepare
 from ..runner import Job, TrainSpec
-from .common import AppContext, TableData, check_model_name, local_models_allowed, user_errors
+from .common import (AppContext, TableData, check_model_name, from_page, kept_outputs, local_models_allowed,
+                     user_errors)
 from .data_tab import DataTab
 
 if TYPE_CHECKING:  # importing it would load the transformers Trainer before the first page is served
@@ -37,21 +40,23 @@ def build(ctx: AppContext, data: DataTab) -> None:
                                  + ("Or type any Hub id or a local model folder." if local_models_allowed()
                                     else "Or type any Hub id."))
         preset = gr.Radio(list(PRESETS), value="fast", label="Preset", scale=2, elem_id="train-preset",
-                          info="fast: 1 epoch, about a minute on CPU · balanced: 3 epochs · best: up to 6 epochs "
+                          info="fast: 2 epochs, under a minute on CPU · balanced: 3 epochs · best: up to 6 epochs "
                                "with early stopping")
-    fast = TrainConfig.from_preset("fast")
+    # The form starts with the "fast" preset (an API call's defaults too: see preset_settings).
+    fast = dict(zip(_FIELDS, _form("fast")))
     # No minimum/maximum on these fields: TrainConfig's checks give messages that name the setting.
     with gr.Accordion("Hyperparameters", open=False):
         with gr.Row():
-            epochs = gr.Number(fast.epochs, label="Epochs", elem_id="hp-epochs")
-            learning_rate = gr.Number(fast.learning_rate or 0, label="Learning rate (0 = from the model size)")
-            batch_size = gr.Number(fast.batch_size, label="Batch size", precision=0, elem_id="hp-batch")
-            max_length = gr.Number(0, label="Max tokens per text (0 = from the data)", precision=0)
+            epochs = gr.Number(fast["epochs"], label="Epochs", elem_id="hp-epochs")
+            learning_rate = gr.Number(fast["learning_rate"], label="Learning rate (0 = from the model size)")
+            batch_size = gr.Number(fast["batch_size"], label="Batch size", precision=0, elem_id="hp-batch")
+            max_length = gr.Number(fast["max_length"], label="Max tokens per text (0 = from the data)", precision=0)
         with gr.Row():
-            warmup_ratio = gr.Number(fast.warmup_ratio, label="Warm-up ratio")
-            weight_decay = gr.Number(fast.weight_decay, label="Weight decay")
-            seed = gr.Number(fast.seed, label="Seed", precision=0)
-            patience = gr.Number(0, label="Early-stopping patience (0 = off)", precision=0)
+            warmup_ratio = gr.Number(fast["warmup_ratio"], label="Warm-up ratio")
+            weight_decay = gr.Number(fast["weight_decay"], label="Weight decay")
+            seed = gr.Number(fast["seed"], label="Seed", precision=0)
+            patience = gr.Number(fast["early_stopping_patience"], label="Early-stopping patience (0 = off)",
+                                 precision=0)
     hyper = [epochs, learning_rate, batch_size, max_length, warmup_ratio, weight_decay, seed, patience]
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
@@ -61,34 +66,43 @@ def build(ctx: AppContext, data: DataTab) -> None:
     progress = gr.HTML(_bar(0.0, "Ready. Press Start training to fine-tune on the table from the Data tab.", "idle"),
                        elem_id="train-progress")
     with gr.Row():
-        # Starts as None: a LinePlot created with an empty table draws no lines later (Gradio 6.31).
-        loss_plot = gr.LinePlot(None, x="step", y="loss", color="series", title="Loss", height=280, scale=3)
+        # An SVG drawn here, not a gr.LinePlot: that one shows no markers (a single evaluation point is
+        # invisible) and, in Gradio 6.31, a series that appears mid-training only after a tab switch.
+        with gr.Column(scale=3):  # gr.HTML alone does not take its share of the row
+            loss_plot = gr.HTML(loss_chart([]), elem_id="train-loss")
         epoch_table = gr.Dataframe(_Progress.empty_epochs(), label="Evaluation after each epoch", interactive=False,
                                    scale=2, elem_id="train-epochs")
     log = gr.Textbox(label="Log (newest first)", lines=6, max_lines=6, interactive=False, elem_id="train-log")
 
-    def apply_preset(name: str) -> List[Any]:
-        config = TrainConfig.from_preset(name)
-        return [config.epochs, config.learning_rate or 0, config.batch_size, config.max_length or 0,
-                config.warmup_ratio, config.weight_decay, config.seed, config.early_stopping_patience or 0]
+    outputs = [progress, loss_plot, epoch_table, log, start, stop, ctx.active_run]
 
-    @user_errors
+    def failed(message: str) -> List[Any]:
+        """Training could not start (or failed): say so in the progress area; the rest stays as it was."""
+        return kept_outputs(len(outputs), {0: _bar(0.0, f"Failed: {message}", "failed")})
+
+    @user_errors(keep=failed)
     def train(table: TableData, eval_table: Optional[TableData], text_column: str, label_column: str,
               eval_fraction: float, model_name: str, preset_name: str, epochs: float, learning_rate: float,
               batch_size: int, max_length: int, warmup_ratio: float, weight_decay: float, seed: int,
               early_stopping_patience: int, request: gr.Request) -> Iterator[Tuple[Any, ...]]:
-        """Train on the Data tab's table; streams progress, the loss curve, per-epoch metrics and a log."""
-        config = _config(dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                              max_length=max_length, warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed,
-                              early_stopping_patience=early_stopping_patience), eval_fraction)
+        """Train on the Data tab's table; streams progress, the loss curve, per-epoch metrics and a log.
+
+        ``preset_name`` (fast, balanced, best) gives the settings; a hyperparameter given with another value
+        than the form's default (the "fast" values) overrides the preset's."""
+        named = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
+                     warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed,
+                     early_stopping_patience=early_stopping_patience)
+        if not from_page():  # on the page, choosing a preset has already filled in the fields
+            named = preset_settings(preset_name, named)
+        config = _config(named, eval_fraction)
         model_name = (model_name or "").strip() or ctx.default_model
         check_model_name(model_name, [value for _, value in choices])  # FINETUNER_ALLOW_LOCAL_MODELS=0: no paths
         resolve_model(model_name)  # an unknown or unreachable model fails now, not after waiting in the queue
         checked = prepare(table.frame, text_column, label_column, eval_frame=eval_table.frame if eval_table else None,
                           eval_fraction=eval_fraction, seed=config.seed, source=table.name)
-        as_preset = preset_name in PRESETS and config == TrainConfig.from_preset(preset_name,
-                                                                                  eval_fraction=eval_fraction)
-        job = ctx.runner.submit(TrainSpec(model_name, config, checked, preset_name if as_preset else "custom",
+        as_preset = config == TrainConfig.from_preset(preset_name, eval_fraction=eval_fraction)
+        job = ctx.runner.submit(TrainSpec(model_name, config, checked,
+                                          preset_name if as_preset else f"{preset_name} (edited)",
                                           run_owner=ctx.owner(request)),
                                 owner=getattr(request, "session_hash", None) or "")  # who may stop it: this page
         view = _Progress(config)
@@ -108,7 +122,7 @@ def build(ctx: AppContext, data: DataTab) -> None:
             if not job.finished:  # the page went away or the event was cancelled: free the trainer for others
                 job.stop()
         if job.status == "failed":
-            raise gr.Error(html.escape(job.error or "Training failed."), print_exception=False)
+            raise FinetunerError(job.error or "Training failed.")
 
     def stop_training(request: gr.Request) -> None:
         """Stop this session's training at its next step (or cancel it while it is queued)."""
@@ -117,10 +131,10 @@ def build(ctx: AppContext, data: DataTab) -> None:
         else:
             gr.Info("No training of yours is running.")
 
-    preset.input(apply_preset, preset, hyper, api_visibility="private")
+    preset.input(_form, preset, hyper, api_visibility="private")
     start.click(train, [data.table, data.eval_table, data.text_column, data.label_column, data.eval_fraction,
                         model, preset, *hyper],
-                [progress, loss_plot, epoch_table, log, start, stop, ctx.active_run], api_name="train",
+                outputs, api_name="train",
                 show_progress="hidden", concurrency_limit=16)
     stop.click(stop_training, None, None, api_name="stop", concurrency_limit=None)
 
@@ -130,6 +144,24 @@ def _model_choices(default: str) -> List[Tuple[str, str]]:
     if default != DEFAULT_MODEL:
         choices.insert(0, (f"{default} · this app's default", default))
     return choices + [(f"{name} · {about} · needs the Hub", name) for name, about in KNOWN_HUB_MODELS.items()]
+
+
+def _form(name: str) -> List[Any]:
+    """The hyperparameter fields as a preset fills them in (0 for "automatic" or "off")."""
+    config = TrainConfig.from_preset(name)
+    return [config.epochs, config.learning_rate or 0, config.batch_size, config.max_length or 0,
+            config.warmup_ratio, config.weight_decay, config.seed, config.early_stopping_patience or 0]
+
+
+_FIELDS = ("epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "weight_decay", "seed",
+           "early_stopping_patience")
+
+
+def preset_settings(preset: str, named: Dict[str, Any]) -> Dict[str, Any]:
+    """The settings of an API call: the preset's, except those given with a value other than the form's default."""
+    default, chosen = dict(zip(_FIELDS, _form("fast"))), dict(zip(_FIELDS, _form(preset)))
+    return {name: chosen[name] if value is None or value == "" or value == default[name] else value
+            for name, value in named.items()}
 
 
 def _config(named: Dict[str, Any], eval_fraction: float) -> TrainConfig:
@@ -160,7 +192,7 @@ class _Progress:
 
     @staticmethod
     def empty_epochs() -> pd.DataFrame:
-        return pd.DataFrame(columns=list(_EPOCH_COLUMNS))
+        return pd.DataFrame(columns=[metric_name(c) for c in _EPOCH_COLUMNS])
 
     def drain(self, events: "queue.Queue[Any]") -> None:
         """Take every waiting event (waiting a moment for the first)."""
@@ -199,9 +231,10 @@ class _Progress:
     def outputs(self, job: Job, position: int) -> Tuple[Any, ...]:
         running = not job.finished
         run_id = job.record.id if job.status == "completed" and job.record else gr.skip()
-        losses = pd.DataFrame(self.losses) if self.losses else None
-        epochs = pd.DataFrame(list(self.evaluations.values())) if self.evaluations else self.empty_epochs()
-        return (self._html(job, position), losses, epochs, "\n".join(reversed(self.lines[-_LOG_LINES:])),
+        epochs = (pd.DataFrame(list(self.evaluations.values())).rename(columns=metric_name) if self.evaluations
+                  else self.empty_epochs())
+        log = "\n".join(reversed(self.lines[-_LOG_LINES:]))
+        return (self._html(job, position), loss_chart(self.losses), epochs, log,
                 gr.Button(interactive=not running), gr.Button(interactive=running), run_id)
 
     def _html(self, job: Job, position: int) -> str:
@@ -245,3 +278,63 @@ def _bar(fraction: float, text: str, state: str) -> str:
 def _clock(seconds: Optional[float]) -> str:
     seconds = int(round(seconds or 0))
     return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+_SERIES = {"training": "#4f46e5", "evaluation": "#dc2626"}
+
+
+def loss_chart(points: List[Dict[str, Any]], width: int = 560, height: int = 260) -> str:
+    """The loss curve as inline SVG: training loss as a line, evaluation loss as a line with a marker on each
+    point (so that a single evaluation shows), steps on an integer x axis."""
+    pad_left, pad_right, pad_top, pad_bottom = 52, 16, 34, 36
+    frame = (f'<svg id="loss-chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             'aria-label="Loss per training step" style="display:block;max-width:100%;height:auto;'
+             'font:11px sans-serif">')
+    title = f'<text x="{pad_left}" y="16" font-weight="bold" font-size="13">Loss</text>'
+    legend = "".join(f'<circle cx="{width - 190 + 100 * i}" cy="12" r="4" fill="{color}"/>'
+                     f'<text x="{width - 182 + 100 * i}" y="16">{name}</text>'
+                     for i, (name, color) in enumerate(_SERIES.items()))
+    if not points:
+        return (frame + title + legend + f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
+                'fill="#6b7280">The loss appears here while training runs.</text></svg>')
+    steps = [p["step"] for p in points]
+    losses = [p["loss"] for p in points]
+    x_max = max(max(steps), 1)
+    y_max = max(losses) * 1.1 or 1.0
+    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
+
+    def x(step: float) -> float:
+        return pad_left + plot_w * step / x_max
+
+    def y(loss: float) -> float:
+        return pad_top + plot_h * (1 - loss / y_max)
+
+    axes = [f'<line x1="{pad_left}" y1="{pad_top + plot_h}" x2="{pad_left + plot_w}" y2="{pad_top + plot_h}" '
+            'stroke="#9ca3af"/>',
+            f'<line x1="{pad_left}" y1="{pad_top}" x2="{pad_left}" y2="{pad_top + plot_h}" stroke="#9ca3af"/>']
+    for tick in _integer_ticks(x_max):
+        axes.append(f'<text x="{x(tick):.1f}" y="{pad_top + plot_h + 14}" text-anchor="middle">{tick}</text>')
+    for i in range(5):
+        value = y_max * i / 4
+        axes.append(f'<text x="{pad_left - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.2f}</text>'
+                    f'<line x1="{pad_left}" y1="{y(value):.1f}" x2="{pad_left + plot_w}" y2="{y(value):.1f}" '
+                    'stroke="#e5e7eb"/>')
+    axes.append(f'<text x="{pad_left + plot_w / 2}" y="{height - 4}" text-anchor="middle">step</text>')
+    series = []
+    for name, color in _SERIES.items():
+        chosen = sorted((p["step"], p["loss"]) for p in points if p["series"] == name)
+        if not chosen:
+            continue
+        path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in chosen)
+        series.append(f'<polyline data-series="{name}" points="{path}" fill="none" stroke="{color}" '
+                      'stroke-width="2"/>')
+        if name == "evaluation" or len(chosen) == 1:
+            series += [f'<circle data-series="{name}" cx="{x(s):.1f}" cy="{y(v):.1f}" r="4" fill="{color}">'
+                       f'<title>{name} loss {v:.4f} at step {s}</title></circle>' for s, v in chosen]
+    return frame + title + legend + "".join(axes) + "".join(series) + "</svg>"
+
+
+def _integer_ticks(top: int, most: int = 8) -> List[int]:
+    """Whole-number ticks from 0 to ``top`` (steps are integers), at most about ``most`` of them."""
+    step = max(1, math.ceil(top / most))
+    return list(range(0, int(top) + 1, step))

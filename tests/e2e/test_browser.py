@@ -116,8 +116,21 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     page.get_by_role("option", name="news_topics_agnews.csv").click()
     page.locator("#data-summary").get_by_text("4 classes").wait_for()
     assert "Sci/Tech: 100" in page.locator("#data-summary").inner_text()
+    assert "Loaded: news_topics_agnews.csv (400 rows)" in page.locator("#data-source").inner_text()
     assert "Rows 1–50 of 400" in page.locator("#data-page-info").inner_text()
     _shot(page, "01_data_sample_loaded")
+
+    # A file that cannot be read: a message, and the table shown stays as it was (no "Error" badges).
+    bad = ARTIFACTS / "e2e-binary.csv"
+    bad.write_bytes(b"\x00\x01\x02 binary \x00")
+    page.locator("#data-upload input[type=file]").set_input_files(str(bad))
+    page.locator("#data-source").get_by_text("Problem").wait_for()
+    assert "binary" in page.locator("#data-source").inner_text()
+    assert "4 classes" in page.locator("#data-summary").inner_text()
+    assert "Rows 1–50 of 400" in page.locator("#data-page-info").inner_text()
+    assert page.locator("#data-grid [data-testid=cell-0-1]").inner_text().strip() == "Sci/Tech"
+    _shot(page, "01b_data_upload_error")
+    bad.unlink()
 
     # Edit a label in the grid (the checks follow), then page through the table.
     label_cell = page.locator("#data-grid [data-testid=cell-0-1]")
@@ -142,14 +155,16 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     assert len(steps) >= 2, f"progress updated only {len(steps)} time(s): {seen}"
     first_run = RUN_ID.search(seen[-1])[0]
     epochs_table = page.locator("#train-epochs").inner_text()
-    assert "accuracy" in epochs_table and "f1_macro" in epochs_table
+    assert "Accuracy" in epochs_table and "F1 (macro)" in epochs_table
+    # The evaluation loss is drawn live, one marker per evaluation (one per epoch here).
+    assert page.locator('#loss-chart circle[data-series="evaluation"]').count() >= 1
     _shot(page, "03_train_completed")
 
     # Evaluate: metrics, per-class report and the confusion matrix of the new run.
     _tab(page, "3 · Evaluate")
     page.locator("#evaluate-status").get_by_text(first_run).wait_for()
     metrics = page.locator("#evaluate-metrics").inner_text()
-    assert "accuracy" in metrics and "f1_weighted" in metrics
+    assert "Accuracy" in metrics and "F1 (weighted)" in metrics
     assert "Sports" in page.locator("#evaluate-confusion").inner_text()
     _shot(page, "04_evaluate")
 

@@ -83,6 +83,7 @@ def test_a_browser_keeps_its_runs_across_reloads_and_others_do_not_see_them(url,
 
     page.reload()  # same browser: the owner id comes back from localStorage, and with it the run
     page.locator("#data-summary").get_by_text("rows").first.wait_for()
+    _wait_text(page.locator("#active-model"), run_id)  # the most recent completed run is active again
     _export_tab(page)
     _wait_text(page.locator("#export-history"), run_id)
 
@@ -100,5 +101,15 @@ def test_a_browser_keeps_its_runs_across_reloads_and_others_do_not_see_them(url,
     # The first browser still has it after the second one came and went.
     page.get_by_role("button", name="Refresh list").click()
     _wait_text(page.locator("#export-history"), run_id)
+
+    # Deleting asks first; Cancel keeps the run, the confirm button deletes it.
+    page.locator("#export-delete").click()
+    _wait_text(page.locator("#export-status"), "cannot be undone")
+    page.locator("#export-cancel").click()
+    page.locator("#export-confirm").wait_for(state="hidden")
+    assert run_id in page.locator("#export-history").inner_text()
+    page.locator("#export-delete").click()
+    page.locator("#export-confirm").click()
+    _wait_text(page.locator("#export-status"), f"Deleted run {run_id}")
     first.close()
     second.close()
