@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 from pathlib import Path
-from typing import List, Tuple
+from typing import Iterator, List, Tuple
 
 import pytest
 import torch
@@ -54,6 +56,26 @@ def build_tiny_model(directory: Path, architecture: str = "bert") -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_app(runs_dir: Path, model: str) -> Iterator[str]:
+    """The Gradio app served in this process on a free localhost port; yields its URL."""
+    from finetuner.ui import build_app
+    app = build_app(runs_dir=runs_dir, model=model)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
 
 
 def make_sentiment_data(n: int, seed: int = 0, classes: Tuple[str, ...] = ("positive", "negative")
@@ -154,3 +176,31 @@ def build_tiny_decoder(directory: Path, architecture: str = "llama") -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> str:
     return str(build_tiny_decoder(tmp_path_factory.mktemp("tiny-llama"), "llama"))
+
+
+# --------------------------------------------------------------------------------------- browser tests
+
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def pytest_collection_modifyitems(items):
+    """Every test in tests/e2e is a browser (e2e) test, skipped with the install command where Chromium is missing."""
+    missing = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian Chromium is not installed at "
+                                 "/usr/bin/chromium (apt-get install chromium chromium-driver)")
+    for item in items:
+        if Path(str(item.fspath)).parent == E2E_DIR:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(missing)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

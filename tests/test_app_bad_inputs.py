@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import html
 import json
-import socket
 
 import pandas as pd
 import pytest
+from conftest import serve_app
 from gradio_client import Client, handle_file
 
 from bad_inputs import CASES
-from finetuner.ui import build_app
 from finetuner.prepare import ERROR_MARK
 from finetuner.ui.data_tab import MAX_CELL_CHARS, PAGE_SIZE, _page, replace_page
 
@@ -24,13 +23,8 @@ _GRID_LIMIT_BYTES = 100_000  # what one page of the grid may send to the browser
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, tiny_bert):
-    app = build_app(runs_dir=tmp_path_factory.mktemp("runs"), model=tiny_bert)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    app.close()
+    with serve_app(tmp_path_factory.mktemp("runs"), tiny_bert) as url:
+        yield Client(url, verbose=False)
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-import socket
 import time
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import serve_app
 from gradio_client import Client, handle_file
 
-from finetuner.ui import build_app
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 QUICK = {"preset_name": "fast", "epochs": 3, "learning_rate": 3e-3, "batch_size": 16, "api_name": "/train"}
@@ -20,13 +19,8 @@ QUICK = {"preset_name": "fast", "epochs": 3, "learning_rate": 3e-3, "batch_size"
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, tiny_bert):
-    app = build_app(runs_dir=tmp_path_factory.mktemp("runs"), model=tiny_bert)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
+    with serve_app(tmp_path_factory.mktemp("runs"), tiny_bert) as url:
+        yield url
 
 
 def _client(url: str) -> Client:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -18,10 +17,9 @@ import pandas as pd
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import make_sentiment_data
+from conftest import make_sentiment_data, serve_app
 from finetuner.errors import ModelLoadError
 from finetuner.runs import RunStore
-from finetuner.ui import build_app
 from finetuner.ui.common import LOCAL_MODELS_ENV, SessionOwners, check_model_name, is_owner_id
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
@@ -34,13 +32,8 @@ TOPICS = {"topic-a", "topic-b", "topic-c"}
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_bert):
     runs = tmp_path_factory.mktemp("runs")
-    app = build_app(runs_dir=runs, model=tiny_bert)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/", runs
-    app.close()
+    with serve_app(runs, tiny_bert) as url:
+        yield url, runs
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -14,26 +13,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 SHOTS = ARTIFACTS / "screenshots"
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian Chromium is not installed at /usr/bin/chromium "
-                                                     "(apt-get install chromium chromium-driver)"),
-]
-
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, tiny_bert):
     """`python app.py` in a subprocess on a free port, with the tiny model as its default model."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, FINETUNER_MODEL=tiny_bert, FINETUNER_RUNS_DIR=str(tmp_path_factory.mktemp("runs")),
                GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
                OMP_NUM_THREADS="1")  # a tiny model only slows down with more threads on a busy machine
@@ -58,18 +49,12 @@ def app_url(tmp_path_factory, tiny_bert):
 
 
 @pytest.fixture(scope="module")
-def page():
-    sync_api = pytest.importorskip("playwright.sync_api")
+def page(browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(60_000)
-        yield page
-        browser.close()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(60_000)
+    yield page
+    page.close()
 
 
 def _shot(page, name: str) -> None:

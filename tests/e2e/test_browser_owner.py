@@ -4,46 +4,20 @@ listed; another browser sees none of them. The run comes from the Export tab's "
 from __future__ import annotations
 
 import re
-import socket
 import time
-from pathlib import Path
 
 import pytest
+from conftest import serve_app
 from gradio_client import Client
 
-from finetuner.ui import build_app
 
-CHROMIUM = Path("/usr/bin/chromium")
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian Chromium is not installed at /usr/bin/chromium "
-                                                     "(apt-get install chromium chromium-driver)"),
-]
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, tiny_bert):
-    app = build_app(runs_dir=tmp_path_factory.mktemp("runs"), model=tiny_bert)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"])
-        yield browser
-        browser.close()
+    with serve_app(tmp_path_factory.mktemp("runs"), tiny_bert) as url:
+        yield url
 
 
 def _model_zip(url: str) -> str:
