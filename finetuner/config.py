@@ -11,6 +11,18 @@ from .errors import ConfigError
 # "finetune": every weight is trained; "lora": a low-rank adapter (peft) plus the classification head.
 METHODS = ("finetune", "lora")
 
+# "auto": bf16 on a GPU that has it, else fp16 on a GPU; fp32 on CPU. "bf16" also runs on CPU (this project's
+# AVX-512 CPUs: ~1.46x faster at ~0.3 points lower accuracy), "fp16" needs a GPU.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+# Defaults that depend on the method (``epochs=None`` / ``batch_size=None`` take them). LoRA on SmolLM2-135M,
+# 1,000 SST-2 rows, 2 cores: 2 epochs at batch 16 → 0.859 on the SST-2 test set in 142 s; 3 epochs at batch 32
+# → 0.838 in 208 s.
+METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "finetune": {"epochs": 3.0, "batch_size": 32},
+    "lora": {"epochs": 2.0, "batch_size": 16},
+}
+
 PRESETS: Dict[str, Dict[str, Any]] = {
     # Two passes: a first result in well under a minute on CPU. On the 400-row movie-review sample
     # (320 to train) one epoch gave 0.689 on the SST-2 test set with ~60% confidence; two gave 0.747.
@@ -28,6 +40,9 @@ class TrainConfig:
 
     ``max_length=None`` picks the truncation length from the training texts' token lengths
     (the 98th percentile, rounded up to a multiple of 8, capped by the model's limit).
+    ``epochs`` and ``batch_size`` left unset take the method's defaults (``METHOD_DEFAULTS``).
+    ``precision`` chooses mixed precision (see ``PRECISIONS``); ``gradient_checkpointing`` trades compute for
+    memory on large models.
     ``learning_rate=None`` picks one from the model's size and the method (see :func:`default_learning_rate`).
     The ``lora_*`` settings apply to ``method="lora"``; ``lora_target_modules=None`` adapts the attention
     projections of the model's family (q/k/v/o on Llama/Qwen/Mistral-style decoders, query/key/value on BERT).
@@ -35,9 +50,9 @@ class TrainConfig:
     """
 
     method: str = "finetune"
-    epochs: float = 3.0
+    epochs: Optional[float] = None
     learning_rate: Optional[float] = None
-    batch_size: int = 32
+    batch_size: Optional[int] = None
     eval_batch_size: int = 64
     max_length: Optional[int] = None
     weight_decay: float = 0.01
@@ -46,6 +61,8 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = None
     eval_fraction: float = 0.2
     group_by_length: bool = True
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
     logging_steps: int = 10
     lora_r: int = 8
     lora_alpha: float = 16.0
@@ -53,6 +70,11 @@ class TrainConfig:
     lora_target_modules: Optional[List[str]] = None
 
     def __post_init__(self) -> None:
+        defaults = METHOD_DEFAULTS.get(self.method, METHOD_DEFAULTS["finetune"])
+        if self.epochs is None:
+            self.epochs = defaults["epochs"]
+        if self.batch_size is None:
+            self.batch_size = defaults["batch_size"]
         if isinstance(self.lora_target_modules, str):
             self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
         elif isinstance(self.lora_target_modules, tuple):
@@ -61,6 +83,10 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first setting that is out of range."""
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r} is not supported; choose one of {', '.join(PRECISIONS)}.")
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise ConfigError(f"gradient_checkpointing must be true or false; got {self.gradient_checkpointing!r}.")
         if self.method not in METHODS:
             raise ConfigError(f"method={self.method!r} is not supported; choose one of {', '.join(METHODS)}.")
         _check(self.epochs, "epochs", lambda v: 0 < v <= 1000, "a number of epochs between 0 and 1000, e.g. 3")

@@ -75,7 +75,8 @@ def test_each_out_of_range_field_is_a_config_error(name, value, expected):
 
 def test_every_numeric_field_is_covered_by_the_range_tests():
     checked = {name for name, _, _ in OUT_OF_RANGE}
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"method", "group_by_length"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"method", "group_by_length", "precision",
+                                                                   "gradient_checkpointing"}
     assert fields == checked
 
 
@@ -178,3 +179,17 @@ def test_unknown_preset_lists_the_presets():
 def test_preset_with_unknown_override_is_an_error():
     with pytest.raises(ConfigError, match="Unknown training setting"):
         TrainConfig.from_preset("fast", epoch=3)
+
+
+def test_epochs_and_batch_size_default_by_method():
+    assert (TrainConfig().epochs, TrainConfig().batch_size) == (3.0, 32)
+    assert (TrainConfig(method="lora").epochs, TrainConfig(method="lora").batch_size) == (2.0, 16)
+    assert TrainConfig(method="lora", epochs=5, batch_size=8).epochs == 5
+
+
+def test_precision_and_gradient_checkpointing_are_validated():
+    assert TrainConfig(precision="bf16", gradient_checkpointing=True).precision == "bf16"
+    with pytest.raises(ConfigError, match="precision='half' is not supported; choose one of auto, fp32, bf16, fp16"):
+        TrainConfig(precision="half")
+    with pytest.raises(ConfigError, match="gradient_checkpointing must be true or false"):
+        TrainConfig(gradient_checkpointing="yes")

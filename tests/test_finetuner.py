@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from conftest import TINY_CONFIG, make_sentiment_data
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -502,3 +503,26 @@ def test_the_learning_rate_chosen_is_recorded_in_the_config(tiny_bert, tmp_path)
     assert finetuner.config.learning_rate == 3e-4  # a tiny model counts as small
     saved = json.loads((finetuner.save(tmp_path / "m") / "finetuner.json").read_text())
     assert saved["config"]["learning_rate"] == 3e-4 and saved["max_length"] == finetuner.max_length
+
+
+def test_mixed_precision_choices_on_this_machine(monkeypatch):
+    from finetuner.training.finetune import mixed_precision
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert mixed_precision("auto") == {} and mixed_precision("fp32") == {}
+    assert mixed_precision("bf16") == {"bf16": True}
+    with pytest.raises(ConfigError, match="fp16.*needs a CUDA GPU"):
+        mixed_precision("fp16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert mixed_precision("auto") == {"fp16": True}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert mixed_precision("auto") == {"bf16": True}
+
+
+def test_bf16_and_gradient_checkpointing_train_on_cpu(tiny_bert):
+    finetuner = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(precision="bf16", gradient_checkpointing=True))
+    texts, labels = make_sentiment_data(40)
+    finetuner.fine_tune(texts, labels)
+    assert finetuner.trainer.args.bf16 and finetuner.trainer.args.activation_checkpointing
+    assert finetuner.model.is_activation_checkpointing
+    assert len(finetuner.predict(texts[:3])) == 3

@@ -22,9 +22,9 @@ _NONE_WORDS = ("none", "null", "auto", "off")
 
 _SETTING_HELP = {
     "method": "training method",
-    "epochs": "passes over the training data (fractions allowed)",
+    "epochs": "passes over the training data (fractions allowed); auto: 3, or 2 with --method lora",
     "learning_rate": "peak learning rate; 'auto' picks one from the model size",
-    "batch_size": "training texts per step and process",
+    "batch_size": "training texts per step and process; auto: 32, or 16 with --method lora",
     "eval_batch_size": "texts per evaluation/prediction batch",
     "max_length": "truncate texts to this many tokens; 'auto' picks it from the training texts",
     "weight_decay": "AdamW weight decay",
@@ -33,6 +33,8 @@ _SETTING_HELP = {
     "early_stopping_patience": "stop after this many evaluations without a better F1; 'none' trains all epochs",
     "eval_fraction": "share of the training rows held out for evaluation when --eval is not given",
     "group_by_length": "batch texts of similar length together (less padding)",
+    "precision": "auto (bf16/fp16 on a GPU, fp32 on CPU), fp32, bf16 (also on CPU) or fp16 (GPU)",
+    "gradient_checkpointing": "recompute activations in the backward pass: less memory, slower",
     "logging_steps": "report the training loss every N steps",
     "lora_r": "rank of the LoRA adapter matrices (--method lora)",
     "lora_alpha": "LoRA scaling: the adapter's update is multiplied by alpha/r (--method lora)",

@@ -14,6 +14,7 @@ from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PreTra
                           TrainingArguments)
 
 from ..config import TrainConfig, default_learning_rate
+from ..errors import ConfigError
 
 _MAX_LENGTH_PERCENTILE = 98
 _MIN_MAX_LENGTH = 16
@@ -53,6 +54,18 @@ def tokenize_dataset(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], l
     return Dataset.from_dict(columns)
 
 
+def mixed_precision(precision: str) -> Dict[str, bool]:
+    """TrainingArguments flags for a ``TrainConfig.precision`` on this machine."""
+    cuda = torch.cuda.is_available()
+    if precision == "fp32" or (precision == "auto" and not cuda):
+        return {}
+    if precision == "auto":
+        return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+    if precision == "fp16" and not cuda:
+        raise ConfigError("precision='fp16' needs a CUDA GPU; on CPU use 'bf16' or 'fp32'.")
+    return {precision: True}
+
+
 def training_arguments(config: TrainConfig, output_dir: str, has_eval: bool, n_train: int,
                        learning_rate: float, checkpoints: bool = False) -> TrainingArguments:
     """TrainingArguments for ``config``: per-epoch evaluation; checkpoints each epoch only when asked for
@@ -83,6 +96,8 @@ def training_arguments(config: TrainConfig, output_dir: str, has_eval: bool, n_t
         report_to="none",
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
+        activation_checkpointing=config.gradient_checkpointing,
+        **mixed_precision(config.precision),
         # The classification loss is a per-example mean that ignores ``num_items_in_batch``; averaging
         # tokens across devices would multiply it (and its gradient) by the number of processes.
         average_tokens_across_devices=False,
