@@ -33,8 +33,9 @@ def model_card(record: RunRecord) -> str:
     """A Hub-style README.md: what the model is, the data it saw, its settings and its scores."""
     data, config = record.data or {}, record.config or {}
     base = record.base_model
-    front = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags:", "- finetuner",
-             "- text-classification"]
+    adapter = config.get("method") == "lora"  # runs save a LoRA model as its adapter and head only
+    front = ["---", f"library_name: {'peft' if adapter else 'transformers'}", "pipeline_tag: text-classification",
+             "tags:", "- finetuner", "- text-classification", *(["- lora"] if adapter else [])]
     if _HUB_ID.match(base) and not Path(base).expanduser().exists():  # a Hub id, not a local directory
         front.append(f"base_model: {base}")
     front.append("---")
@@ -42,6 +43,8 @@ def model_card(record: RunRecord) -> str:
         "", f"# Text classifier fine-tuned with finetuner (run {record.id})", "",
         f"Fine-tuned from `{base}` to sort texts into {len(record.labels)} classes: "
         + ", ".join(f"`{label}`" for label in record.labels) + ".", "",
+        *(_adapter_note(base) if adapter else ["Method: full fine-tuning (every weight trained; the folder holds "
+                                                "the whole model).", ""]),
         "## Training data", "",
         f"- Source: {data.get('source') or 'table edited in the app'}",
         f"- Rows: {data.get('rows', '?')} ({data.get('train_rows', '?')} for training, "
@@ -68,12 +71,23 @@ def model_card(record: RunRecord) -> str:
         "", "## Use", "", "```python", "from finetuner import LLMFinetuner", "",
         'model = LLMFinetuner.load("path/to/this/folder")',
         'model.predict_proba(["an example sentence"])', "```", "",
-        "or with transformers alone:", "", "```python", "from transformers import pipeline", "",
-        'classifier = pipeline("text-classification", model="path/to/this/folder")', "```", "",
+        *(["(This needs the base model named above.)"] if adapter else [
+            "or with transformers alone:", "", "```python", "from transformers import pipeline", "",
+            'classifier = pipeline("text-classification", model="path/to/this/folder")', "```"]), "",
         "## Limitations", "",
         "Scores come from the held-out rows above; texts unlike the training data may be classified poorly.", "",
     ]
     return "\n".join(lines)
+
+
+def _adapter_note(base: str) -> list:
+    """The model card's lines on a LoRA run: the folder holds the adapter only, and which base model it needs."""
+    return [f"Method: LoRA. **This folder holds only the LoRA adapter and the classification head**, not the base "
+            f"model: loading it needs the base model `{base}`, which finetuner loads as it did for training "
+            "(from the Hub, the local folder or file of that name, or the offline LLM pulled with "
+            f"`python -m finetuner models pull`). With peft alone: load `{base}` with "
+            "`AutoModelForSequenceClassification` and this folder's labels, then "
+            "`PeftModel.from_pretrained(base, \"path/to/this/folder\")`.", ""]
 
 
 def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path]] = None, *,

@@ -40,6 +40,12 @@ KNOWN_HUB_MODELS: Dict[str, str] = {
     "microsoft/deberta-v3-small": "DeBERTa-v3 small (141M), English",
     "xlm-roberta-base": "XLM-RoBERTa base (278M), multilingual",
 }
+# Small decoder LLMs on the Hub, shown in the model picker for LoRA (method="lora"); they need network access.
+KNOWN_HUB_DECODERS: Dict[str, str] = {
+    "HuggingFaceTB/SmolLM2-135M": "SmolLM2 135M decoder, English",
+    "HuggingFaceTB/SmolLM2-360M": "SmolLM2 360M decoder, English",
+    "Qwen/Qwen2.5-0.5B": "Qwen2.5 0.5B decoder, multilingual",
+}
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,27 @@ def test_load_train_predict_evaluate_export(url, tmp_path):
     assert "is now the active model" in client.predict(run_id, api_name="/load_run")
 
 
+def test_lora_on_a_tiny_decoder_trains_predicts_and_exports_the_adapter(url, tiny_llama, tmp_path, monkeypatch):
+    client = _client(url)
+    monkeypatch.setenv("FINETUNER_CACHE_DIR", str(tmp_path))  # the app runs in this process: nothing pulled
+    with pytest.raises(Exception, match="python -m finetuner models pull smollm2"):
+        client.predict(**{**QUICK, "model_name": "smollm2", "method": "lora"})
+    progress, _, epochs, log = client.predict(preset_name="fast", epochs=2, batch_size=16, model_name=tiny_llama,
+                                              method="lora", lora_r=4, lora_target_modules="q_proj, v_proj",
+                                              api_name="/train")
+    assert "Completed" in progress, progress
+    run_id = RUN_ID.search(progress)[0]
+    assert client.predict("a wonderful film", api_name="/predict")["label"] in ("negative", "positive")
+    with zipfile.ZipFile(client.predict(run_id, api_name="/export_model")) as archive:
+        names = {Path(name).name for name in archive.namelist()}
+        card = archive.read(f"finetuner-{run_id}/README.md").decode()
+    assert "adapter_model.safetensors" in names and "model.safetensors" not in names  # the adapter only
+    assert "| method | lora |" in card and "| lora_r | 4 |" in card and "| learning_rate | None |" not in card
+    assert f"needs the base model `{tiny_llama}`" in card
+    with pytest.raises(Exception, match="not in the list of choices"):
+        client.predict(**{**QUICK, "method": "qlora"})
+
+
 def test_bad_input_gives_a_clear_message_and_the_app_stays_up(url, tmp_path, monkeypatch):
     client = _client(url)
     with pytest.raises(Exception, match="No model yet"):

@@ -97,4 +97,5 @@ def _describe(ctx: AppContext, run_id: Optional[str], owner: str) -> str:
         return f"**Active model:** run {run_id} (no longer available)."
     accuracy = record.metrics.get("accuracy")
     score = f", accuracy {accuracy:.3f} on held-out rows" if accuracy is not None else ""
-    return f"**Active model:** run `{run_id}` — {record.base_model}{score}."
+    method = " (LoRA adapter)" if (record.config or {}).get("method") == "lora" else ""
+    return f"**Active model:** run `{run_id}` — {record.base_model}{method}{score}."

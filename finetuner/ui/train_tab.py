@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import json
 import math
 import queue
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 import gradio as gr
@@ -14,11 +16,12 @@ import pandas as pd
 from ..config import PRESETS, TrainConfig
 from ..errors import ConfigError, FinetunerError
 from ..evaluation import metric_name
-from ..models import DEFAULT_MODEL, KNOWN_HUB_MODELS, resolve_model
+from ..gguf_models import OFFLINE_LLMS, is_gguf_path, pulled_gguf
+from ..models import DEFAULT_MODEL, KNOWN_HUB_DECODERS, KNOWN_HUB_MODELS, resolve_model
 from ..prepare import prepare
 from ..runner import Job, TrainSpec
 from .common import (AppContext, TableData, check_model_name, from_page, kept_outputs, local_models_allowed,
-                     user_errors)
+                     user_errors, warn)
 from .data_tab import DataTab
 
 if TYPE_CHECKING:  # importing it would load the transformers Trainer before the first page is served
@@ -29,26 +32,43 @@ _LOG_LINES = 200
 _COLORS = {"queued": "#9ca3af", "running": "#4f46e5", "completed": "#16a34a", "stopped": "#d97706",
            "failed": "#dc2626", "idle": "#9ca3af"}
 _EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "f1_macro")
+METHOD_CHOICES = [("Full fine-tuning", "finetune"), ("LoRA (adapter + head)", "lora")]
 
 
 def build(ctx: AppContext, data: DataTab) -> None:
-    choices = _model_choices(ctx.default_model)
+    choices = model_choices(ctx.default_model)
     with gr.Row():
         model = gr.Dropdown(choices, value=ctx.default_model, allow_custom_value=True,
                             label="Model", scale=3, elem_id="train-model",
-                            info="The bundled model works offline. Hub models need a network connection. "
-                                 + ("Or type any Hub id or a local model folder." if local_models_allowed()
-                                    else "Or type any Hub id."))
+                            info="The bundled model and pulled offline LLMs work offline; Hub models need a "
+                                 "network connection. Decoder LLMs train with LoRA. "
+                                 + ("Or type any Hub id, a local model folder or a .gguf file."
+                                    if local_models_allowed() else "Or type any Hub id."))
         preset = gr.Radio(list(PRESETS), value="fast", label="Preset", scale=2, elem_id="train-preset",
                           info="fast: 2 epochs, under a minute on CPU · balanced: 3 epochs · best: up to 6 epochs "
                                "with early stopping")
+    defaults = TrainConfig()
+    method_choice = gr.Radio(METHOD_CHOICES, value="lora" if is_decoder(ctx.default_model) else "finetune",
+                             label="Method", elem_id="train-method",
+                             info="Full fine-tuning trains every weight. LoRA trains a small adapter and the "
+                                  "classification head only: less memory, small saved models (they need the base "
+                                  "model to load).")
+    with gr.Accordion("LoRA settings", visible=method_choice.value == "lora", elem_id="train-lora") as lora_box:
+        with gr.Row():
+            lora_r = gr.Number(defaults.lora_r, label="Rank r", precision=0, elem_id="lora-r")
+            lora_alpha = gr.Number(defaults.lora_alpha, label="Alpha (the update is scaled by alpha / r)")
+            lora_dropout = gr.Number(defaults.lora_dropout, label="Dropout")
+            lora_targets = gr.Textbox("", label="Target modules (comma-separated; empty = the model's defaults)",
+                                      placeholder="e.g. q_proj, v_proj", elem_id="lora-targets")
+    lora_fields = [lora_r, lora_alpha, lora_dropout, lora_targets]
     # The form starts with the "fast" preset (an API call's defaults too: see preset_settings).
     fast = dict(zip(_FIELDS, _form("fast")))
     # No minimum/maximum on these fields: TrainConfig's checks give messages that name the setting.
     with gr.Accordion("Hyperparameters", open=False):
         with gr.Row():
             epochs = gr.Number(fast["epochs"], label="Epochs", elem_id="hp-epochs")
-            learning_rate = gr.Number(fast["learning_rate"], label="Learning rate (0 = from the model size)")
+            learning_rate = gr.Number(fast["learning_rate"],
+                                      label="Learning rate (0 = automatic, from the model size and method)")
             batch_size = gr.Number(fast["batch_size"], label="Batch size", precision=0, elem_id="hp-batch")
             max_length = gr.Number(fast["max_length"], label="Max tokens per text (0 = from the data)", precision=0)
         with gr.Row():
@@ -84,23 +104,27 @@ def build(ctx: AppContext, data: DataTab) -> None:
     def train(table: TableData, eval_table: Optional[TableData], text_column: str, label_column: str,
               eval_fraction: float, model_name: str, preset_name: str, epochs: float, learning_rate: float,
               batch_size: int, max_length: int, warmup_ratio: float, weight_decay: float, seed: int,
-              early_stopping_patience: int, request: gr.Request) -> Iterator[Tuple[Any, ...]]:
+              early_stopping_patience: int, method: str = "finetune", lora_r: Optional[int] = None,
+              lora_alpha: Optional[float] = None, lora_dropout: Optional[float] = None,
+              lora_target_modules: str = "", request: gr.Request = None) -> Iterator[Tuple[Any, ...]]:
         """Train on the Data tab's table; streams progress, the loss curve, per-epoch metrics and a log.
 
         ``preset_name`` (fast, balanced, best) gives the settings; a hyperparameter given with another value
-        than the form's default (the "fast" values) overrides the preset's."""
+        than the form's default (the "fast" values) overrides the preset's. ``method`` is "finetune" or
+        "lora"; the ``lora_*`` settings apply to LoRA (empty: the defaults; target modules comma-separated)."""
         named = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
                      warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed,
                      early_stopping_patience=early_stopping_patience)
         if not from_page():  # on the page, choosing a preset has already filled in the fields
             named = preset_settings(preset_name, named)
-        config = _config(named, eval_fraction)
+        method_settings = lora_settings(method, lora_r, lora_alpha, lora_dropout, lora_target_modules)
+        config = _config(named, eval_fraction, method_settings)
         model_name = (model_name or "").strip() or ctx.default_model
         check_model_name(model_name, [value for _, value in choices])  # FINETUNER_ALLOW_LOCAL_MODELS=0: no paths
         resolve_model(model_name)  # an unknown or unreachable model fails now, not after waiting in the queue
         checked = prepare(table.frame, text_column, label_column, eval_frame=eval_table.frame if eval_table else None,
                           eval_fraction=eval_fraction, seed=config.seed, source=table.name)
-        as_preset = config == TrainConfig.from_preset(preset_name, eval_fraction=eval_fraction)
+        as_preset = config == TrainConfig.from_preset(preset_name, eval_fraction=eval_fraction, **method_settings)
         job = ctx.runner.submit(TrainSpec(model_name, config, checked,
                                           preset_name if as_preset else f"{preset_name} (edited)",
                                           run_owner=ctx.owner(request)),
@@ -131,19 +155,72 @@ def build(ctx: AppContext, data: DataTab) -> None:
         else:
             gr.Info("No training of yours is running.")
 
+    def model_chosen(name: str) -> Any:
+        """A decoder LLM selects LoRA, another model full fine-tuning; an offline LLM not pulled yet says how."""
+        name = (name or "").strip()
+        if name.lower() in OFFLINE_LLMS and pulled_gguf(name) is None:
+            warn(f"{name} is not on this machine yet: run `python -m finetuner models pull {name.lower()}` "
+                 "where the app runs, then train.")
+        return "lora" if is_decoder(name) else "finetune"
+
+    def refresh_models() -> Any:
+        """On page load: mark offline LLMs pulled since the app started."""
+        return gr.Dropdown(choices=model_choices(ctx.default_model))
+
+    model.change(model_chosen, model, method_choice, api_visibility="private")
+    method_choice.change(lambda chosen: gr.Accordion(visible=chosen == "lora"), method_choice, lora_box,
+                         api_visibility="private")
+    if ctx.session_started is not None:
+        ctx.session_started.then(refresh_models, None, model, api_visibility="private")
     preset.input(_form, preset, hyper, api_visibility="private")
     start.click(train, [data.table, data.eval_table, data.text_column, data.label_column, data.eval_fraction,
-                        model, preset, *hyper],
+                        model, preset, *hyper, method_choice, *lora_fields],
                 outputs, api_name="train",
                 show_progress="hidden", concurrency_limit=16)
     stop.click(stop_training, None, None, api_name="stop", concurrency_limit=None)
 
 
-def _model_choices(default: str) -> List[Tuple[str, str]]:
+def model_choices(default: str) -> List[Tuple[str, str]]:
+    """The model picker's (label, value) pairs: the app's default and the bundled model, the offline decoder
+    LLMs (marked "offline" once pulled, else with the command that pulls them), then Hub encoders and decoders."""
     choices = [(f"{DEFAULT_MODEL} · bundled, works offline", DEFAULT_MODEL)]
     if default != DEFAULT_MODEL:
         choices.insert(0, (f"{default} · this app's default", default))
-    return choices + [(f"{name} · {about} · needs the Hub", name) for name, about in KNOWN_HUB_MODELS.items()]
+    for llm in OFFLINE_LLMS.values():
+        where = "offline" if pulled_gguf(llm.name) else f"run: python -m finetuner models pull {llm.name}"
+        choices.append((f"{llm.name} · {llm.description} · {where} · LoRA", llm.name))
+    choices += [(f"{name} · {about} · needs the Hub", name) for name, about in KNOWN_HUB_MODELS.items()]
+    choices += [(f"{name} · {about} · needs the Hub · LoRA", name) for name, about in KNOWN_HUB_DECODERS.items()]
+    return [(label, value) for i, (label, value) in enumerate(choices)  # the default listed once, first
+            if i == 0 or value != default]
+
+
+def is_decoder(name: str) -> bool:
+    """Whether ``name`` is a decoder LLM (trained with LoRA by default): an offline LLM, a .gguf file, a listed
+    Hub decoder, or (where local models are allowed) a model folder whose config names a *ForCausalLM class."""
+    name = (name or "").strip()
+    if name.lower() in OFFLINE_LLMS or is_gguf_path(name) or name in KNOWN_HUB_DECODERS:
+        return True
+    if not name or not local_models_allowed():
+        return False
+    try:
+        config = json.loads((Path(name).expanduser() / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    return any(str(a).endswith("ForCausalLM") for a in architectures or [])
+
+
+def lora_settings(method: Optional[str], r: Any, alpha: Any, dropout: Any, targets: Optional[str]) -> Dict[str, Any]:
+    """TrainConfig's method and LoRA settings from the form or an API call (empty: TrainConfig's defaults;
+    target modules as comma-separated text, empty for the model family's defaults). TrainConfig checks them."""
+    defaults = TrainConfig()
+    given = {"lora_r": r, "lora_alpha": alpha, "lora_dropout": dropout}
+    settings: Dict[str, Any] = {name: getattr(defaults, name) if value is None or value == "" else value
+                                for name, value in given.items()}
+    if isinstance(settings["lora_r"], float) and settings["lora_r"].is_integer():
+        settings["lora_r"] = int(settings["lora_r"])
+    return {"method": method or "finetune", **settings, "lora_target_modules": (targets or "").strip() or None}
 
 
 def _form(name: str) -> List[Any]:
@@ -164,8 +241,9 @@ def preset_settings(preset: str, named: Dict[str, Any]) -> Dict[str, Any]:
             for name, value in named.items()}
 
 
-def _config(named: Dict[str, Any], eval_fraction: float) -> TrainConfig:
-    """A TrainConfig from the hyperparameter fields (0 means "automatic" or "off" where the labels say so)."""
+def _config(named: Dict[str, Any], eval_fraction: float, method_settings: Dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from the hyperparameter fields (0 means "automatic" or "off" where the labels say so) and
+    the method's settings (see :func:`lora_settings`)."""
     empty = [name for name, value in named.items() if value is None or value == ""]
     if empty:
         raise ConfigError(f"Fill in the hyperparameter(s): {', '.join(empty)}.")
@@ -174,7 +252,7 @@ def _config(named: Dict[str, Any], eval_fraction: float) -> TrainConfig:
         batch_size=int(named["batch_size"]), max_length=int(named["max_length"]) or None,
         warmup_ratio=float(named["warmup_ratio"]), weight_decay=float(named["weight_decay"]),
         seed=int(named["seed"]), early_stopping_patience=int(named["early_stopping_patience"]) or None,
-        eval_fraction=float(eval_fraction))
+        eval_fraction=float(eval_fraction), **method_settings)
 
 
 class _Progress:

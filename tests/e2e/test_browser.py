@@ -183,3 +183,15 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     history.get_by_text("stopped").wait_for()
     assert "completed" in history.inner_text()
     _shot(page, "07_export_history_after_stop")
+
+    # Method: a decoder LLM in the model picker selects LoRA and shows its settings; the user can switch back.
+    _tab(page, "2 · Train")
+    lora = page.locator("#train-lora")
+    assert not lora.is_visible()
+    page.locator("#train-model input").click()
+    page.get_by_role("option", name=re.compile(r"^smollm2 · .*· LoRA$")).click()
+    lora.get_by_text("Rank r").wait_for()
+    assert page.locator("#train-method").get_by_label("LoRA (adapter + head)").is_checked()
+    _shot(page, "08_train_lora_settings")
+    page.locator("#train-method").get_by_label("Full fine-tuning", exact=True).check()
+    lora.wait_for(state="hidden")
