@@ -91,3 +91,14 @@ def test_a_preset_gives_the_settings_not_given_through_the_api():
     best = TrainConfig.from_preset("best")
     assert settings["epochs"] == best.epochs and settings["early_stopping_patience"] == 2
     assert settings["learning_rate"] == 3e-3  # given: kept
+
+
+def test_lora_through_the_api_gets_lora_epochs_and_batch_size_unless_given():
+    fast = TrainConfig.from_preset("fast")
+    given = dict(epochs=fast.epochs, learning_rate=0, batch_size=fast.batch_size, max_length=0,
+                 warmup_ratio=fast.warmup_ratio, weight_decay=fast.weight_decay, seed=fast.seed,
+                 early_stopping_patience=0)
+    lora = TrainConfig.from_preset("fast", method="lora")
+    settings = preset_settings("fast", given, "lora")
+    assert (settings["epochs"], settings["batch_size"]) == (lora.epochs, lora.batch_size) == (2.0, 16)
+    assert preset_settings("fast", {**given, "batch_size": 4}, "lora")["batch_size"] == 4

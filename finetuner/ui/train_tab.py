@@ -116,7 +116,7 @@ def build(ctx: AppContext, data: DataTab) -> None:
                      warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed,
                      early_stopping_patience=early_stopping_patience)
         if not from_page():  # on the page, choosing a preset has already filled in the fields
-            named = preset_settings(preset_name, named)
+            named = preset_settings(preset_name, named, method)
         method_settings = lora_settings(method, lora_r, lora_alpha, lora_dropout, lora_target_modules)
         config = _config(named, eval_fraction, method_settings)
         model_name = (model_name or "").strip() or ctx.default_model
@@ -168,11 +168,16 @@ def build(ctx: AppContext, data: DataTab) -> None:
         return gr.Dropdown(choices=model_choices(ctx.default_model))
 
     model.change(model_chosen, model, method_choice, api_visibility="private")
-    method_choice.change(lambda chosen: gr.Accordion(visible=chosen == "lora"), method_choice, lora_box,
+    def method_chosen(chosen: str, preset_name: str) -> Tuple[Any, ...]:
+        """Show the LoRA settings for LoRA, and the preset's epochs and batch size for the method."""
+        filled = dict(zip(_FIELDS, _form(preset_name or "fast", chosen)))
+        return gr.Accordion(visible=chosen == "lora"), filled["epochs"], filled["batch_size"]
+
+    method_choice.change(method_chosen, [method_choice, preset], [lora_box, epochs, batch_size],
                          api_visibility="private")
     if ctx.session_started is not None:
         ctx.session_started.then(refresh_models, None, model, api_visibility="private")
-    preset.input(_form, preset, hyper, api_visibility="private")
+    preset.input(_form, [preset, method_choice], hyper, api_visibility="private")
     start.click(train, [data.table, data.eval_table, data.text_column, data.label_column, data.eval_fraction,
                         model, preset, *hyper, method_choice, *lora_fields],
                 outputs, api_name="train",
@@ -223,9 +228,9 @@ def lora_settings(method: Optional[str], r: Any, alpha: Any, dropout: Any, targe
     return {"method": method or "finetune", **settings, "lora_target_modules": (targets or "").strip() or None}
 
 
-def _form(name: str) -> List[Any]:
-    """The hyperparameter fields as a preset fills them in (0 for "automatic" or "off")."""
-    config = TrainConfig.from_preset(name)
+def _form(name: str, method: str = "finetune") -> List[Any]:
+    """The hyperparameter fields as a preset fills them in for a method (0 for "automatic" or "off")."""
+    config = TrainConfig.from_preset(name, method=method or "finetune")
     return [config.epochs, config.learning_rate or 0, config.batch_size, config.max_length or 0,
             config.warmup_ratio, config.weight_decay, config.seed, config.early_stopping_patience or 0]
 
@@ -234,9 +239,10 @@ _FIELDS = ("epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio"
            "early_stopping_patience")
 
 
-def preset_settings(preset: str, named: Dict[str, Any]) -> Dict[str, Any]:
-    """The settings of an API call: the preset's, except those given with a value other than the form's default."""
-    default, chosen = dict(zip(_FIELDS, _form("fast"))), dict(zip(_FIELDS, _form(preset)))
+def preset_settings(preset: str, named: Dict[str, Any], method: str = "finetune") -> Dict[str, Any]:
+    """The settings of an API call: the preset's for the method (LoRA has its own epochs and batch size), except
+    those given with a value other than the form's default."""
+    default, chosen = dict(zip(_FIELDS, _form("fast"))), dict(zip(_FIELDS, _form(preset, method)))
     return {name: chosen[name] if value is None or value == "" or value == default[name] else value
             for name, value in named.items()}
 
