@@ -57,8 +57,7 @@ class LLMFinetuner:
         self._resolved = resolve_model(model_name)
         self.tokenizer = load_tokenizer(self._resolved)
         self.label_map = LabelMap(tuple(range(int(num_labels))))
-        self.model = load_classifier(self._resolved, self.label_map, self.config.seed)
-        ensure_pad_token(self.tokenizer, self.model)
+        self.model = self._load_model(self.label_map, self.config.seed)
         self.max_length: Optional[int] = None
         self.trainer = None
         self.metrics: Dict[str, float] = {}
@@ -223,12 +222,9 @@ class LLMFinetuner:
         self.label_map = LabelMap(tuple(meta["labels"]))
         if meta.get("adapter"):  # LoRA adapter + head: rebuild the base model, then put them on it
             self._resolved = _saved_base(meta)
-            base = load_classifier(self._resolved, self.label_map, self.config.seed)
-            ensure_pad_token(self.tokenizer, base)
-            self.model = lora.load_adapter(base, directory)
+            self.model = lora.load_adapter(self._load_model(self.label_map, self.config.seed), directory)
         else:
-            self.model = load_classifier(self._resolved, self.label_map, self.config.seed)
-        ensure_pad_token(self.tokenizer, self.model)
+            self.model = self._load_model(self.label_map, self.config.seed)
         self.max_length = meta.get("max_length")
         self.trainer = None
         self.metrics = meta.get("metrics", {})
@@ -243,9 +239,14 @@ class LLMFinetuner:
     def _predict_ids(self, texts: Sequence[str]) -> List[int]:
         return [int(i) for i in self.predict_proba_array(texts).argmax(axis=1)]
 
+    def _load_model(self, label_map: LabelMap, seed: int):
+        """The classifier for ``label_map`` from ``self._resolved``, with padding set up for batches."""
+        model = load_classifier(self._resolved, label_map, seed)
+        ensure_pad_token(self.tokenizer, model)
+        return model
+
     def _prepare_for_method(self, config: TrainConfig) -> None:
         """LoRA wraps the model in an adapter (once); full fine-tuning of a LoRA model merges the adapter first."""
-        ensure_pad_token(self.tokenizer, self.model)
         if config.method == "lora" and not lora.is_peft_model(self.model):
             self.model = lora.wrap_with_lora(self.model, config)
         elif config.method != "lora" and lora.is_peft_model(self.model):
@@ -264,7 +265,7 @@ class LLMFinetuner:
         if label_map == self.label_map:
             return
         if len(label_map) != self.model.config.num_labels:
-            self.model = load_classifier(self._resolved, label_map, seed)
+            self.model = self._load_model(label_map, seed)
         else:
             self.model.config.id2label, self.model.config.label2id = label_map.id2label, label_map.label2id
         self.label_map = label_map
