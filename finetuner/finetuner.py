@@ -27,7 +27,7 @@ from .training import lora
 from .training.finetune import (choose_max_length, model_length_limit, predict_logits, tokenize_dataset,
                                 train_classifier)
 from .training.checkpoints import drop_incomplete, last_complete_step
-from .training.progress import Listener, ProgressCallback
+from .training.progress import Listener, ProgressCallback, ProgressEvent
 
 METADATA_FILE = "finetuner.json"
 FORMAT_VERSION = 1
@@ -81,6 +81,12 @@ class LLMFinetuner:
         """
         config = config or self.config
         config.validate()
+        if resume:
+            if checkpoint_dir is not None:
+                drop_incomplete(checkpoint_dir)
+            if checkpoint_dir is None or last_complete_step(checkpoint_dir) is None:
+                raise ConfigError(f"Nothing to resume: no complete checkpoint in {checkpoint_dir}. "
+                                  "Start a new run instead.")
         texts, labels = validate_texts_and_labels(train_texts, train_labels, what="training data")
         has_eval = eval_texts is not None and len(eval_texts) > 0
         if has_eval:
@@ -103,25 +109,23 @@ class LLMFinetuner:
         eval_ds = tokenize_dataset(self.tokenizer, eval_texts_clean, self.label_map.encode(eval_labels_clean),
                                    self.max_length) if has_eval else None
 
-        progress = ProgressCallback(listener, stop_event)
         self.history = []
-        callbacks = [progress, _HistoryCallback(self.history)]
-        if resume:
-            if checkpoint_dir is not None:
-                drop_incomplete(checkpoint_dir)
-            if checkpoint_dir is None or last_complete_step(checkpoint_dir) is None:
-                raise ConfigError(f"Nothing to resume: no complete checkpoint in {checkpoint_dir}. "
-                                  "Start a new run instead.")
+
+        def record(event: ProgressEvent) -> None:  # the run's history (plots, saved record), then the listener
+            self.history.append({k: v for k, v in vars(event).items() if v is not None})
+            if listener is not None:
+                listener(event)
+
+        progress = ProgressCallback(record, stop_event)
         if checkpoint_dir is not None:
             self.trainer = train_classifier(self.model, self.tokenizer, train_ds, eval_ds, config,
-                                            str(checkpoint_dir), self._compute_metrics, callbacks,
+                                            str(checkpoint_dir), self._compute_metrics, [progress],
                                             checkpoints=True, resume=resume)
         else:
             with tempfile.TemporaryDirectory(prefix="finetuner-") as output_dir:
                 self.trainer = train_classifier(self.model, self.tokenizer, train_ds, eval_ds, config, output_dir,
-                                                self._compute_metrics, callbacks)
-        for callback in callbacks:  # later evaluate_model calls must not reach this run's listeners
-            self.trainer.remove_callback(callback)
+                                                self._compute_metrics, [progress])
+        self.trainer.remove_callback(progress)  # later evaluate_model calls must not reach this run's listeners
         self.model = self.trainer.model
         # Record the settings as used: a learning rate left to choose becomes the one chosen.
         self.config = config.replace(learning_rate=self.trainer.args.learning_rate)
@@ -304,14 +308,6 @@ class LLMFinetuner:
             "stopped_early_by_user": self.stopped,
             "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-
-
-class _HistoryCallback(ProgressCallback):
-    """Records every progress event as a dict (for plots and the saved run record)."""
-
-    def __init__(self, history: List[Dict[str, Any]]):
-        super().__init__(listener=lambda event: history.append(
-            {k: v for k, v in vars(event).items() if v is not None}))
 
 
 def _saved_base(meta: Dict[str, Any]) -> ResolvedModel:
