@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, TextIO
@@ -71,18 +70,12 @@ class ProgressPrinter:
         self.stream = stream
         self.tty = stream.isatty() if tty is None else tty
         self._bar = None
-        self._started = time.monotonic()
-        self._first_step = 0
         self._done = False
 
     def __call__(self, event: ProgressEvent) -> None:
-        if self._done:  # the final evaluation after training reports through the same callbacks
+        if self._done:  # nothing after the end of training (e.g. a later evaluation) belongs to the bar
             return
-        elapsed = time.monotonic() - self._started
-        done_here = event.step - self._first_step
-        eta = elapsed / done_here * max(0, event.max_steps - event.step) if done_here > 0 else None
         if event.kind == "start":
-            self._started, self._first_step = time.monotonic(), event.step
             resumed = f", resuming at step {event.step}" if event.step else ""
             if self.tty:
                 from tqdm.auto import tqdm
@@ -98,7 +91,8 @@ class ProgressPrinter:
                 self._bar.update(max(0, event.step - self._bar.n))
             else:
                 self._line(f"step {event.step}/{event.max_steps} ({event.fraction:.0%})  epoch {event.epoch:.2f}  "
-                           f"loss {event.loss:.4f}  elapsed {duration(elapsed)}  eta {duration(eta)}")
+                           f"loss {event.loss:.4f}  elapsed {duration(event.elapsed_seconds)}  "
+                           f"eta {duration(event.eta_seconds)}")
         elif event.kind == "evaluate":
             shown = "  ".join(f"{key} {event.metrics[key]:.4f}" for key in ("accuracy", "f1_macro", "loss")
                               if key in event.metrics)
@@ -109,7 +103,7 @@ class ProgressPrinter:
                 self._bar.close()
                 self._bar = None
             how = "stopped" if event.stopped else "finished"
-            self._line(f"Training {how} at step {event.step}/{event.max_steps} in {duration(elapsed)}")
+            self._line(f"Training {how} at step {event.step}/{event.max_steps} in {duration(event.elapsed_seconds)}")
             self._done = True
 
     def _line(self, text: str) -> None:
