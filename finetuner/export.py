@@ -34,6 +34,7 @@ def model_card(record: RunRecord) -> str:
     data, config = record.data or {}, record.config or {}
     base = record.base_model
     adapter = config.get("method") == "lora"  # runs save a LoRA model as its adapter and head only
+    sentence = config.get("method") in ("head", "fewshot")  # an encoder + a head on its mean-pooled embeddings
     front = ["---", f"library_name: {'peft' if adapter else 'transformers'}", "pipeline_tag: text-classification",
              "tags:", "- finetuner", "- text-classification", *(["- lora"] if adapter else [])]
     if _HUB_ID.match(base) and not Path(base).expanduser().exists():  # a Hub id, not a local directory
@@ -43,8 +44,8 @@ def model_card(record: RunRecord) -> str:
         "", f"# Text classifier fine-tuned with finetuner (run {record.id})", "",
         f"Fine-tuned from `{base}` to sort texts into {len(record.labels)} classes: "
         + ", ".join(f"`{label}`" for label in record.labels) + ".", "",
-        *(_adapter_note(base) if adapter else ["Method: full fine-tuning (every weight trained; the folder holds "
-                                                "the whole model).", ""]),
+        *(_adapter_note(base) if adapter else _sentence_note(config["method"]) if sentence else [
+            "Method: full fine-tuning (every weight trained; the folder holds the whole model).", ""]),
         "## Training data", "",
         f"- Source: {data.get('source') or 'table edited in the app'}",
         f"- Rows: {data.get('rows', '?')} ({data.get('train_rows', '?')} for training, "
@@ -72,12 +73,21 @@ def model_card(record: RunRecord) -> str:
         'model = LLMFinetuner.load("path/to/this/folder")',
         'model.predict_proba(["an example sentence"])', "```", "",
         *(["(This needs the base model named above.)"] if adapter else [
+            "(The head is in `sentence_head.safetensors`; transformers alone loads only the encoder.)"] if sentence
+          else [
             "or with transformers alone:", "", "```python", "from transformers import pipeline", "",
             'classifier = pipeline("text-classification", model="path/to/this/folder")', "```"]), "",
         "## Limitations", "",
         "Scores come from the held-out rows above; texts unlike the training data may be classified poorly.", "",
     ]
     return "\n".join(lines)
+
+
+def _sentence_note(method: str) -> list:
+    """The model card's lines on an embedding-head or few-shot run."""
+    encoder = "tuned contrastively with SetFit" if method == "fewshot" else "as pre-trained (frozen)"
+    return [f"Method: {'few-shot' if method == 'fewshot' else 'embedding head'}: the encoder {encoder}, and a "
+            "logistic-regression head on its mean-pooled, unit-length sentence embeddings.", ""]
 
 
 def _adapter_note(base: str) -> list:

@@ -15,21 +15,30 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 
 from . import __version__
 from .config import TrainConfig
 from .data import LabelMap, validate_texts, validate_texts_and_labels
 from .errors import ConfigError, DataError, ModelLoadError
+from .explain import Explanation, explain
 from .metrics import SUMMARY_KEYS, full_report, logits_to_probabilities
 from .models import (DEFAULT_MODEL, ResolvedModel, ensure_pad_token, load_classifier, load_tokenizer,
                      quiet_loading, resolve_model)
+from .method_choice import MethodChoice, choose_method, names_are_meaningful
 from .training import lora
+from .training.embedding_methods import FEWSHOT_LEARNING_RATE, contrastive_tune, fit_head
 from .training.finetune import (choose_max_length, model_length_limit, predict_logits, tokenize_dataset,
                                 train_classifier)
 from .training.checkpoints import drop_incomplete, last_complete_step
 from .training.progress import Listener, ProgressCallback, ProgressEvent
+from .training.sentence_classifier import SentenceClassifier, is_sentence_classifier_dir
 
 METADATA_FILE = "finetuner.json"
+# Methods that train a SentenceClassifier's head on embeddings (after contrastive tuning, for "fewshot").
+EMBEDDING_METHODS = ("head", "fewshot")
+# Methods that train a SentenceClassifier (the head fitted first, for "head_finetune").
+SENTENCE_METHODS = (*EMBEDDING_METHODS, "head_finetune")
 FORMAT_VERSION = 1
 
 
@@ -65,6 +74,7 @@ class LLMFinetuner:
         self.history: List[Dict[str, Any]] = []
         self.stopped = False
         self.trained = False
+        self.method_choice: Optional[MethodChoice] = None
 
     # ------------------------------------------------------------------ seed API
 
@@ -98,6 +108,8 @@ class LLMFinetuner:
         missing = set(map(str, eval_labels_clean)) - set(map(str, labels))
         if missing:
             warnings.warn(f"Evaluation labels never seen in training: {sorted(missing)}.", stacklevel=2)
+        self.method_choice = self.choose_method(labels, config)
+        config = config.replace(method=self.method_choice.method)
         self._prepare_for_method(config)
 
         limit = model_length_limit(self.tokenizer, self.model)
@@ -117,6 +129,16 @@ class LLMFinetuner:
                 listener(event)
 
         progress = ProgressCallback(record, stop_event)
+        if config.method == "head_finetune" and not resume:  # the head first, then the Trainer from there
+            self._fit_head(config, texts, self.label_map.encode(labels))
+        if config.method in EMBEDDING_METHODS:
+            if config.method == "fewshot" and config.learning_rate is None:
+                config = config.replace(learning_rate=FEWSHOT_LEARNING_RATE)
+            self._train_embedding_method(config, texts, self.label_map.encode(labels), eval_ds, progress)
+            self.config = config
+            self.stopped = progress.stopped
+            self.trained = True
+            return
         if checkpoint_dir is not None:
             self.trainer = train_classifier(self.model, self.tokenizer, train_ds, eval_ds, config,
                                             str(checkpoint_dir), self._compute_metrics, [progress],
@@ -170,6 +192,10 @@ class LLMFinetuner:
         logits = predict_logits(self.model, self.tokenizer, texts, max_length, self.config.eval_batch_size)
         return logits_to_probabilities(logits)
 
+    def explain(self, text: str, target: Optional[str] = None) -> "Explanation":
+        """Which words of ``text`` support the predicted class (or ``target``): see :func:`finetuner.explain.explain`."""
+        return explain(self, text, target)
+
     @property
     def labels(self) -> List[str]:
         return self.label_map.names
@@ -200,7 +226,10 @@ class LLMFinetuner:
             adapter = lora.is_peft_model(self.model) and not merge
             model = lora.merged_copy(self.model) if lora.is_peft_model(self.model) and merge else self.model
             with quiet_loading():
-                model.save_pretrained(staging, safe_serialization=True)
+                if isinstance(model, SentenceClassifier):
+                    model.save(staging)
+                else:
+                    model.save_pretrained(staging, safe_serialization=True)
                 self.tokenizer.save_pretrained(staging)
             metadata = {**self._metadata(), "adapter": adapter}
             (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
@@ -227,6 +256,10 @@ class LLMFinetuner:
         if meta.get("adapter"):  # LoRA adapter + head: rebuild the base model, then put them on it
             self._resolved = _saved_base(meta)
             self.model = lora.load_adapter(self._load_model(self.label_map, self.config.seed), directory)
+        elif is_sentence_classifier_dir(directory):
+            with quiet_loading():
+                self.model = SentenceClassifier.load(directory, **self._resolved.load_kwargs)
+            ensure_pad_token(self.tokenizer, self.model)
         else:
             self.model = self._load_model(self.label_map, self.config.seed)
         self.max_length = meta.get("max_length")
@@ -236,7 +269,24 @@ class LLMFinetuner:
         self.history = meta.get("history", [])
         self.stopped = False
         self.trained = True
+        choice = meta.get("method_choice")
+        self.method_choice = MethodChoice(choice["method"], choice["reason"]) if choice else None
         return self
+
+    def choose_method(self, train_labels: Sequence[Any], config: Optional[TrainConfig] = None) -> MethodChoice:
+        """The method :meth:`fine_tune` will use for these training labels (``config.method`` unless "auto")."""
+        config = config or self.config
+        labels = list(train_labels)
+        if config.method != "auto":
+            return MethodChoice(config.method, "set in the training settings")
+        counts: Dict[str, int] = {}
+        for label in labels:
+            counts[str(label)] = counts.get(str(label), 0) + 1
+        if isinstance(self.model, SentenceClassifier) or lora.is_peft_model(self.model):
+            model_type = self.model.config.model_type
+        else:
+            model_type = getattr(self.model.config, "model_type", "")
+        return choose_method(counts, model_type)
 
     # ------------------------------------------------------------------ internals
 
@@ -250,11 +300,43 @@ class LLMFinetuner:
         return model
 
     def _prepare_for_method(self, config: TrainConfig) -> None:
-        """LoRA wraps the model in an adapter (once); full fine-tuning of a LoRA model merges the adapter first."""
-        if config.method == "lora" and not lora.is_peft_model(self.model):
-            self.model = lora.wrap_with_lora(self.model, config)
-        elif config.method != "lora" and lora.is_peft_model(self.model):
+        """Put the model in the form the method trains: LoRA wraps it in an adapter (once); full fine-tuning of
+        a LoRA model merges the adapter first; the embedding methods put a head on the encoder's mean-pooled
+        embeddings (a model they trained stays in that form when fine-tuned further)."""
+        if config.method == "lora":
+            if isinstance(self.model, SentenceClassifier):
+                raise ConfigError(f"This model was trained with method={self.config.method!r}; LoRA needs a "
+                                  "standard classifier. Start LoRA from the base model instead.")
+            if not lora.is_peft_model(self.model):
+                self.model = lora.wrap_with_lora(self.model, config)
+            return
+        if lora.is_peft_model(self.model):
             self.model = self.model.merge_and_unload()
+        if config.method in SENTENCE_METHODS and not isinstance(self.model, SentenceClassifier):
+            self.model = SentenceClassifier(self.model.base_model, len(self.label_map))
+
+    def _train_embedding_method(self, config: TrainConfig, texts: List[str], label_ids: List[int],
+                                eval_ds, progress: ProgressCallback) -> None:
+        """Contrastive tuning (few-shot), then the head by logistic regression, then evaluation; progress events
+        as the Trainer would send them (a stop request ends contrastive tuning at its next step)."""
+        from transformers import TrainerControl, TrainerState
+        state, control = TrainerState(max_steps=1, global_step=0, epoch=0.0), TrainerControl()
+        progress.on_train_begin(None, state, control)
+        if config.method == "fewshot":
+            contrastive_tune(self.model, self.tokenizer, texts, label_ids, config,
+                             callbacks=[_StageProgress(progress)])
+        self._fit_head(config, texts, label_ids)
+        state.global_step, state.epoch = state.max_steps, 1.0
+        self.trainer = self._evaluation_trainer()
+        if eval_ds is not None and not progress.stopped:
+            raw = self.trainer.evaluate(eval_dataset=eval_ds)
+            progress.on_evaluate(None, state, control, metrics=raw)
+        progress.on_train_end(None, state, control)
+
+    def _fit_head(self, config: TrainConfig, texts: List[str], label_ids: List[int]) -> None:
+        use_names = not self.label_map.is_int and names_are_meaningful(self.label_map.names)
+        fit_head(self.model, self.tokenizer, texts, label_ids, self.label_map.names, self.max_length,
+                 use_label_names=use_names, seed=config.seed, batch_size=config.eval_batch_size)
 
     def _fit_label_map(self, labels: List[Any], seed: int) -> None:
         """Make the classifier head match the classes in the data (or check it against ``num_labels``)."""
@@ -268,7 +350,11 @@ class LLMFinetuner:
             )
         if label_map == self.label_map:
             return
-        if len(label_map) != self.model.config.num_labels:
+        if isinstance(self.model, SentenceClassifier):
+            if len(label_map) != self.model.config.num_labels:
+                self.model = SentenceClassifier(self.model.encoder, len(label_map))
+            self.model.config.id2label, self.model.config.label2id = label_map.id2label, label_map.label2id
+        elif len(label_map) != self.model.config.num_labels:
             self.model = self._load_model(label_map, seed)
         else:
             self.model.config.id2label, self.model.config.label2id = label_map.id2label, label_map.label2id
@@ -299,6 +385,7 @@ class LLMFinetuner:
             "base_model": self.model_name,
             "base_location": self._resolved.location,
             "method": self.config.method,
+            "method_choice": vars(self.method_choice) if self.method_choice else None,
             "labels": list(self.label_map.values),
             "max_length": self.max_length,
             "config": self.config.to_dict(),
@@ -308,6 +395,21 @@ class LLMFinetuner:
             "stopped_early_by_user": self.stopped,
             "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+
+
+class _StageProgress(TrainerCallback):
+    """Passes a training stage's losses and stop checks (e.g. SetFit's contrastive tuning) to the run's
+    :class:`ProgressCallback`, without a start or end of its own."""
+
+    def __init__(self, progress: ProgressCallback):
+        self.progress = progress
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        losses = {k.rsplit("_", 1)[-1]: v for k, v in (logs or {}).items() if k.endswith("loss")}
+        self.progress.on_log(args, state, control, logs=losses)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        return self.progress.on_step_end(args, state, control)
 
 
 def _saved_base(meta: Dict[str, Any]) -> ResolvedModel:

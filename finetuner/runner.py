@@ -15,13 +15,16 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Union
 
 from .config import TrainConfig
 from .errors import FinetunerError
 from .evaluation import evaluate
 from .prepare import PreparedData
-from .runs import MODEL_DIR, RunRecord, RunStore
+from .runs import METHOD_NAMES, MODEL_DIR, RunRecord, RunStore
+
+if TYPE_CHECKING:  # it imports transformers
+    from .method_choice import MethodChoice
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class Job:
     status: str = "queued"
     record: Optional[RunRecord] = None
     error: Optional[str] = None
+    method_choice: Optional["MethodChoice"] = None  # the method that trains and why, once the model has loaded
     events: "queue.Queue[Union[Any, str]]" = field(default_factory=queue.Queue, repr=False)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     done: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -137,10 +141,15 @@ class Runner:
         try:
             from .finetuner import LLMFinetuner
 
+            data = spec.data
+            if data.eval_texts and not job.stop_event.is_set():
+                self._score_baselines(job, record)
             say(f"Run {record.id}: loading {spec.model_name}…")
             finetuner = LLMFinetuner(spec.model_name, config=spec.config)
-            data = spec.data
             if not job.stop_event.is_set():
+                choice = job.method_choice = finetuner.choose_method(data.train_labels, spec.config)
+                record.method_choice = {"method": choice.method, "reason": choice.reason}
+                say(method_line(choice.method, choice.reason))
                 say(f"Training on {len(data.train_texts)} rows, evaluating on {len(data.eval_texts)}…")
                 finetuner.fine_tune(data.train_texts, data.train_labels, data.eval_texts, data.eval_labels,
                                     config=spec.config, listener=say, stop_event=job.stop_event)
@@ -167,11 +176,32 @@ class Runner:
             logger.exception("training run %s failed", record.id)
             self._fail(job, record, f"Unexpected error ({type(exc).__name__}): {exc}")
 
+    def _score_baselines(self, job: Job, record: RunRecord) -> None:
+        """Score the instant baselines on the run's split into its record; a failure is logged, never fatal."""
+        from .baselines import format_baselines, score_baselines
+
+        data = job.spec.data
+        job.events.put(f"Scoring quick baselines on {len(data.train_texts)} training rows…")
+        try:
+            record.baselines = score_baselines(data.train_texts, data.train_labels, data.eval_texts,
+                                               data.eval_labels, seed=job.spec.config.seed)
+            self.store.save(record)  # shown while the model trains
+        except Exception as exc:  # a baseline is a reference point: training goes on without it
+            logger.warning("baselines of run %s failed", record.id, exc_info=True)
+            job.events.put(f"Baselines skipped ({type(exc).__name__}: {exc}).")
+            return
+        job.events.put(f"Baselines: {format_baselines(record.baselines)}.")
+
     def _fail(self, job: Job, record: RunRecord, message: str) -> None:
         job.status, job.error = "failed", message
         shutil.rmtree(self.store.path(record.id) / MODEL_DIR, ignore_errors=True)  # e.g. saved but would not load
         self.store.finish(record, "failed", error=message)
         job.events.put(f"Failed: {message}")
+
+
+def method_line(method: str, reason: str) -> str:
+    """The status line that says which method trains and why ("Method: embedding head — …")."""
+    return f"Method: {METHOD_NAMES.get(method, method)} — {reason}"
 
 
 def used_settings(finetuner: Any, asked: TrainConfig) -> Dict[str, Any]:

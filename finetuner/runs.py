@@ -39,6 +39,10 @@ EVALUATION_FILE = "evaluation.jsonl"
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 _CACHED_MODELS = 3
 _PROCESS = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this process, as written into the runs it creates
+# What status lines and the run history call the training methods (TrainConfig.method).
+METHOD_NAMES = {"auto": "automatic", "finetune": "full fine-tuning", "head": "embedding head",
+                "fewshot": "few-shot (SetFit)", "head_finetune": "embedding head, then full fine-tuning",
+                "lora": "LoRA adapter"}
 
 
 class RunError(FinetunerError):
@@ -57,6 +61,8 @@ class RunRecord:
     config: Dict[str, Any] = field(default_factory=dict)
     data: Dict[str, Any] = field(default_factory=dict)
     metrics: Dict[str, float] = field(default_factory=dict)
+    baselines: Dict[str, Dict[str, float]] = field(default_factory=dict)  # finetuner.baselines, by name
+    method_choice: Dict[str, str] = field(default_factory=dict)  # MethodChoice's method and reason
     report: Optional[Dict[str, Any]] = None
     history: List[Dict[str, Any]] = field(default_factory=list)
     labels: List[str] = field(default_factory=list)
@@ -70,6 +76,11 @@ class RunRecord:
     def from_dict(cls, values: Dict[str, Any]) -> "RunRecord":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+    @property
+    def method(self) -> str:
+        """The method that trained, else the one asked for ("auto" until training has chosen)."""
+        return self.method_choice.get("method") or str(self.config.get("method") or "")
 
 
 def default_runs_dir() -> Path:
@@ -250,6 +261,8 @@ class RunStore:
                 id=run_id, status="completed", base_model=_safe_name(meta.get("base_model")), created_at=created,
                 preset="imported", config=_json_dict(meta.get("config")),
                 data={"source": "imported model zip"}, metrics=_clean_metrics(meta.get("metrics")),
+                baselines=_clean_baselines(meta.get("baselines")),
+                method_choice=_clean_method_choice(meta.get("method_choice")),
                 report=_clean_report(meta.get("report")), history=_clean_history(meta.get("history")),
                 labels=list(model.labels), finished_at=created, duration_seconds=0.0,
                 process=_PROCESS, owner=owner)
@@ -295,6 +308,19 @@ def _clean_metrics(value: Any) -> Dict[str, float]:
     if not isinstance(value, dict):
         return {}
     return {str(k): float(v) for k, v in value.items() if _number(v)}
+
+
+def _clean_baselines(value: Any) -> Dict[str, Dict[str, float]]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): _clean_metrics(v) for k, v in value.items() if isinstance(v, dict)}
+
+
+def _clean_method_choice(value: Any) -> Dict[str, str]:
+    """A method choice read from an uploaded zip: a known method and a reason of reasonable length."""
+    if not (isinstance(value, dict) and value.get("method") in METHOD_NAMES and isinstance(value.get("reason"), str)):
+        return {}
+    return {"method": value["method"], "reason": value["reason"][:500]}
 
 
 def _clean_history(value: Any) -> List[Dict[str, Any]]:

@@ -22,7 +22,7 @@ FILLER = ["the", "movie", "film", "was", "is", "a", "this", "it", "i", "really",
           "food", "day", "and", "so", "quite", "what", "experience", "overall", "show", "book"]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Small and fast: a full train/evaluate/predict cycle on a tiny model takes seconds.
-TINY_CONFIG = TrainConfig(epochs=8, learning_rate=3e-3, batch_size=8, warmup_ratio=0.0, seed=0)
+TINY_CONFIG = TrainConfig(method="finetune", epochs=8, learning_rate=3e-3, batch_size=8, warmup_ratio=0.0, seed=0)
 
 
 def build_tokenizer(model_input_names: List[str]) -> PreTrainedTokenizerFast:
@@ -194,6 +194,20 @@ def pytest_collection_modifyitems(items):
         if Path(str(item.fspath)).parent == E2E_DIR:
             item.add_marker(pytest.mark.e2e)
             item.add_marker(missing)
+
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    """A fresh page of the module's browser (90 s for slow steps such as training); screenshots go to
+    ``SCREENSHOTS``."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(90_000)
+    yield page
+    page.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import serve_app
+from conftest import make_sentiment_data, serve_app
 from gradio_client import Client, handle_file
 
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
-QUICK = {"preset_name": "fast", "epochs": 3, "learning_rate": 3e-3, "batch_size": 16, "api_name": "/train"}
+# Fully fine-tuned, so that runs take steps and epochs ("auto" may pick the embedding head, done in a second).
+QUICK = {"preset_name": "fast", "method": "finetune", "epochs": 3, "learning_rate": 3e-3, "batch_size": 16,
+         "api_name": "/train"}
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +117,7 @@ def test_bad_input_gives_a_clear_message_and_the_app_stays_up(url, tmp_path, mon
     with pytest.raises(Exception, match="binary file"):
         client.predict(handle_file(str(binary)), 0.2, api_name="/load_file")
     with pytest.raises(Exception, match="epochs"):
-        client.predict(**{**QUICK, "epochs": 0})
+        client.predict(**{**QUICK, "epochs": -1})  # 0 would mean automatic
     with pytest.raises(Exception, match="not found"):
         client.predict(**{**QUICK, "model_name": str(tmp_path / "missing-model")})
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the app runs in this process
@@ -138,6 +140,22 @@ def test_a_second_user_waits_in_line_while_predictions_keep_working(url):
     alice.predict(api_name="/stop")
     assert "Stopped at step" in long_run.result(timeout=120)[0]
     assert "Completed" in queued.result(timeout=120)[0]
+
+
+def test_auto_trains_with_the_method_it_chose_and_says_which_and_why(url, tmp_path):
+    client = _client(url)
+    texts, labels = make_sentiment_data(40, seed=4)  # 32 training rows: 16 examples per class
+    small = tmp_path / "small.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(small, index=False)
+    client.predict(handle_file(str(small)), 0.2, api_name="/load_file")
+    progress, _, epochs, log = client.predict(preset_name="fast", method="auto", api_name="/train")
+    assert "Completed" in progress, progress
+    assert re.search(r"Method: embedding head — 16 examples per class \(median over 2 classes, 32 rows\)", progress)
+    assert "Method: embedding head — " in log and epochs["data"]  # one evaluation of the head
+    run_id = RUN_ID.search(progress)[0]
+    history = client.predict(api_name="/list_runs")[0]
+    assert [row[4] for row in history["data"] if row[0] == run_id] == ["embedding head"]
+    assert history["headers"][4] == "method"
 
 
 def test_a_preset_given_to_train_applies_its_settings_unless_given_otherwise(url):

@@ -24,7 +24,8 @@ from finetuner.ui.common import LOCAL_MODELS_ENV, SessionOwners, check_model_nam
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 STATE = re.compile(r'data-state="(\w+)"')
-QUICK = {"preset_name": "fast", "epochs": 3, "learning_rate": 3e-3, "batch_size": 16, "api_name": "/train"}
+QUICK = {"preset_name": "fast", "method": "finetune", "epochs": 3, "learning_rate": 3e-3, "batch_size": 16,
+         "api_name": "/train"}
 SENTIMENT = {"positive", "negative"}
 TOPICS = {"topic-a", "topic-b", "topic-c"}
 

@@ -16,14 +16,16 @@ import yaml
 
 from conftest import make_sentiment_data
 from finetuner import PRESETS, LLMFinetuner, TrainConfig
-from finetuner.cli import main
-from finetuner.cli.settings import build_config, read_config_file
+from finetuner.config import METHODS
+from finetuner.cli import build_parser, main
+from finetuner.cli.settings import build_config, flag_settings, read_config_file
 from finetuner.errors import ConfigError
 from finetuner.training.progress import ProgressCallback
 
 REPO = Path(__file__).resolve().parents[1]
-# The tiny model learns the fixture data in a few epochs at a high learning rate.
-FAST = ["--learning-rate", "3e-3", "--batch-size", "8", "--warmup-ratio", "0", "--seed", "0"]
+# The tiny model learns the fixture data in a few epochs at a high learning rate (fully fine-tuned: "auto" could
+# choose another method for so little data).
+FAST = ["--method", "finetune", "--learning-rate", "3e-3", "--batch-size", "8", "--warmup-ratio", "0", "--seed", "0"]
 
 
 def run_cli(*argv: str):
@@ -87,6 +89,26 @@ def test_train_without_eval_holds_out_a_stratified_split(tables, tiny_bert, tmp_
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["eval_data"]["rows"] == 16 and record["eval_data"]["source"].startswith("stratified")
     assert record["report"]["per_class"]["positive"]["support"] == 8  # 8 of each class held out
+
+
+def test_train_without_method_chooses_one_says_which_and_records_it(tiny_bert, tmp_path):
+    data = write_table(tmp_path / "small.csv", 30, 3)  # 24 training rows: 12 examples per class
+    code, _, err = run_cli("train", "--data", data, "--model", tiny_bert, "--output", tmp_path / "run")
+    assert code == 0, err
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    choice = record["method_choice"]
+    assert choice["method"] == "head" and "12 examples per class" in choice["reason"]
+    assert f"Method: head — {choice['reason']}" in err.splitlines()
+    assert record["config"]["method"] == "auto" and record["learning_rate_used"] is None  # a head has no rate
+    assert yaml.safe_load((tmp_path / "run" / "train_config.yaml").read_text())["method"] == "auto"
+    meta = json.loads((tmp_path / "run" / "model" / "finetuner.json").read_text())
+    assert meta["method"] == "head" and meta["method_choice"] == choice
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_is_a_choice_of_the_method_flag(method):
+    args = build_parser().parse_args(["train", "--data", "x.csv", "--method", method])
+    assert build_config(flags=flag_settings(args)).method == method
 
 
 def test_settings_precedence_defaults_preset_file_flags(tables, tiny_bert, tmp_path):
@@ -283,7 +305,7 @@ def test_module_entry_point_exit_codes_and_quiet_output(tables, tiny_bert, tmp_p
                            "--output", str(tmp_path / "run"), "--epochs", "1", *FAST],
                           capture_output=True, text=True, env=env, timeout=300)
     assert good.returncode == 0, good.stderr
-    ours = ("No --eval file", "Fine-tuning ", "Training: ", "step ", "epoch ", "Training finished")
+    ours = ("No --eval file", "Fine-tuning ", "Method: ", "Training: ", "step ", "epoch ", "Training finished")
     noise = [line for line in good.stderr.splitlines() if not line.startswith(ours)]
     assert noise == []
     assert good.stdout.startswith("Final model on 16 held-out rows of train.csv:")

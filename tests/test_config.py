@@ -13,7 +13,7 @@ from finetuner.config import METHODS, default_learning_rate
 
 def test_defaults_are_valid_and_documented_values():
     config = TrainConfig()
-    assert config.method == "finetune"
+    assert config.method == "auto"  # chosen from the data when training starts
     assert config.max_length is None  # chosen from the data
     assert config.learning_rate is None  # chosen from the model's size
     assert config.early_stopping_patience is None
@@ -81,7 +81,7 @@ def test_every_numeric_field_is_covered_by_the_range_tests():
 
 
 def test_unsupported_method_lists_the_supported_ones():
-    with pytest.raises(ConfigError, match=r"method='qlora' is not supported; choose one of finetune, lora"):
+    with pytest.raises(ConfigError, match=r"method='qlora' is not supported; choose one of auto, finetune, head, fewshot, head_finetune, lora"):
         TrainConfig(method="qlora")
     assert "finetune" in METHODS
 
@@ -182,7 +182,8 @@ def test_preset_with_unknown_override_is_an_error():
 
 
 def test_epochs_and_batch_size_default_by_method():
-    assert (TrainConfig().epochs, TrainConfig().batch_size) == (3.0, 32)
+    assert (TrainConfig().epochs, TrainConfig().batch_size) == (None, None)  # auto: the chosen method's
+    assert (TrainConfig(method="finetune").epochs, TrainConfig(method="finetune").batch_size) == (3.0, 32)
     assert (TrainConfig(method="lora").epochs, TrainConfig(method="lora").batch_size) == (2.0, 16)
     assert TrainConfig(method="lora", epochs=5, batch_size=8).epochs == 5
 

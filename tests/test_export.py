@@ -77,3 +77,13 @@ def test_push_checks_repo_and_token_then_fails_clearly_offline(completed, monkey
     with pytest.raises(ExportError, match="cannot be reached") as raised:
         push_to_hub(store, run_id, "me/model", TOKEN)
     assert TOKEN not in str(raised.value)
+
+
+@pytest.mark.parametrize("method, words", [("head", "embedding head"), ("fewshot", "SetFit")])
+def test_model_card_of_an_embedding_method_says_how_to_load_it(method, words):
+    from finetuner.runs import RunRecord
+    record = RunRecord(id="r1", status="completed", base_model="all-minilm-l6-v2", created_at="2026-11-25",
+                       config={"method": method}, labels=["negative", "positive"])
+    card = model_card(record)
+    assert words in card and "sentence_head.safetensors" in card
+    assert "pipeline(" not in card and "full fine-tuning" not in card

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import make_sentiment_data
 
+from finetuner.config import TrainConfig
 from finetuner.errors import DataError
 from finetuner.prepare import prepare
 from finetuner.runner import Job, Runner, TrainSpec
@@ -67,6 +68,24 @@ def test_a_run_completes_with_model_metrics_and_evaluation_rows(runner, tiny_ber
     assert kinds[0] == "start" and "log" in kinds and "evaluate" in kinds and "end" in kinds
     assert any(isinstance(e, str) and "Completed" in e for e in events)
     assert runner.store.load_model(record.id).predict_labels(["great"])[0] in ("negative", "positive")
+    assert record.method_choice == {"method": "finetune", "reason": "set in the training settings"}
+
+
+def test_auto_says_the_method_it_chose_and_the_record_keeps_it(runner, tiny_bert):
+    job = runner.submit(_spec(tiny_bert, TrainConfig(seed=0)))  # method "auto": 24 examples per class
+    _wait(job)
+    assert job.status == "completed", job.error
+    record = runner.store.get(job.record.id)
+    assert record.method_choice["method"] == job.method_choice.method == record.config["method"] == "head"
+    reason = job.method_choice.reason
+    assert record.method_choice["reason"] == reason and "examples per class" in reason
+    lines = []
+    while not job.events.empty():
+        item = job.events.get()
+        lines += [item] if isinstance(item, str) else []
+    said = [line for line in lines if line.startswith("Method: ")]
+    assert said == [f"Method: embedding head — {reason}"]
+    assert lines.index(said[0]) < lines.index(next(line for line in lines if line.startswith("Training on")))
 
 
 def test_stop_ends_training_at_the_next_step_and_keeps_no_model(runner, tiny_bert, tiny_config):

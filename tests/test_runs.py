@@ -25,6 +25,29 @@ def test_create_finish_and_read_back(store):
     assert not list(store.path(record.id).glob(".run.json.*"))  # no staging files left behind
 
 
+def test_the_method_choice_is_kept_and_old_records_without_it_still_load(store):
+    record = store.create("some/model", config={"method": "auto"})
+    assert record.method_choice == {} and record.method == "auto"  # before training has chosen
+    store.finish(record, "completed", method_choice={"method": "head", "reason": "few examples"},
+                 config={"method": "head"})
+    again = store.get(record.id)
+    assert again.method_choice == {"method": "head", "reason": "few examples"} and again.method == "head"
+    path = store.path(record.id) / RECORD_FILE
+    old = json.loads(path.read_text())
+    del old["method_choice"]
+    old["config"] = {"method": "lora"}
+    path.write_text(json.dumps(old))
+    assert store.get(record.id).method_choice == {} and store.get(record.id).method == "lora"
+
+
+def test_a_method_choice_read_from_a_zip_is_cleaned():
+    from finetuner.runs import _clean_method_choice
+    assert _clean_method_choice({"method": "head", "reason": "few", "extra": 1}) == {"method": "head", "reason": "few"}
+    assert _clean_method_choice({"method": "<script>", "reason": "x"}) == {}
+    assert _clean_method_choice({"method": "head", "reason": 3}) == {} and _clean_method_choice(None) == {}
+    assert len(_clean_method_choice({"method": "lora", "reason": "x" * 10_000})["reason"]) == 500
+
+
 def test_list_is_newest_first_and_skips_foreign_folders(store):
     first = store.create("m")
     second = store.create("m")

@@ -83,22 +83,26 @@ def test_long_texts_are_cut_for_display_only():
 
 
 def test_a_preset_gives_the_settings_not_given_through_the_api():
-    fast = TrainConfig.from_preset("fast")
-    given = dict(epochs=fast.epochs, learning_rate=3e-3, batch_size=fast.batch_size, max_length=0,
+    fast = TrainConfig.from_preset("fast")  # the form's defaults: "auto", so no batch size yet (0)
+    given = dict(epochs=fast.epochs, learning_rate=3e-3, batch_size=0, max_length=0,
                  warmup_ratio=fast.warmup_ratio, weight_decay=fast.weight_decay, seed=fast.seed,
                  early_stopping_patience=0)
     settings = preset_settings("best", given)
     best = TrainConfig.from_preset("best")
     assert settings["epochs"] == best.epochs and settings["early_stopping_patience"] == 2
+    assert settings["batch_size"] == best.batch_size
     assert settings["learning_rate"] == 3e-3  # given: kept
 
 
 def test_lora_through_the_api_gets_lora_epochs_and_batch_size_unless_given():
     fast = TrainConfig.from_preset("fast")
-    given = dict(epochs=fast.epochs, learning_rate=0, batch_size=fast.batch_size, max_length=0,
+    given = dict(epochs=fast.epochs, learning_rate=0, batch_size=0, max_length=0,
                  warmup_ratio=fast.warmup_ratio, weight_decay=fast.weight_decay, seed=fast.seed,
                  early_stopping_patience=0)
     lora = TrainConfig.from_preset("fast", method="lora")
     settings = preset_settings("fast", given, "lora")
     assert (settings["epochs"], settings["batch_size"]) == (lora.epochs, lora.batch_size) == (2.0, 16)
     assert preset_settings("fast", {**given, "batch_size": 4}, "lora")["batch_size"] == 4
+    # An app whose form starts with LoRA (a decoder as its default model): its defaults are LoRA's.
+    lora_form = {**given, "batch_size": 16}
+    assert preset_settings("balanced", lora_form, "auto", "lora")["batch_size"] == 0  # auto: the method's default

@@ -3,7 +3,8 @@
     DIR/model/             the trained model (``LLMFinetuner.load``; ``--model DIR`` also finds it)
     DIR/metrics.json       metrics of the final model on the evaluation data (accuracy, f1_macro, ...)
     DIR/train_config.yaml  the training settings (usable again with --config)
-    DIR/run.json           the run record: data, base model, processes, steps, timings, per-class report
+    DIR/run.json           the run record: data, base model, method chosen and why, processes, steps,
+                           timings, per-class report
     DIR/checkpoints/       resumable checkpoints while training (removed once the run has finished)
 """
 

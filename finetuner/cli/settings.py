@@ -11,20 +11,31 @@ import dataclasses
 import json
 import typing
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-from ..config import METHODS, PRESETS, TrainConfig
+from ..config import METHOD_DEFAULTS, METHODS, PRESETS, TrainConfig
 from ..errors import ConfigError
 from .run_dir import write_text_atomic
 
 _SETTING_PREFIX = "setting__"
 _NONE_WORDS = ("none", "null", "auto", "off")
 
+
+def _per_method(setting: str, methods: Sequence[str]) -> str:
+    """A setting's default for each method, e.g. "finetune 3, lora 2", for the help texts."""
+    return ", ".join(f"{method} {METHOD_DEFAULTS[method][setting]:g}" for method in methods)
+
+
 _SETTING_HELP = {
-    "method": "training method",
-    "epochs": "passes over the training data (fractions allowed); auto: 3, or 2 with --method lora",
+    "method": "how to train: auto (picked from the data and the model, printed before training), finetune (every "
+              "weight), head (a classifier on frozen sentence embeddings: seconds), fewshot (SetFit: the encoder "
+              "tuned on pairs of examples, then that head), head_finetune (that head, then every weight) or lora (an "
+              "adapter: for decoder LLMs)",
+    "epochs": "passes over the training data (fractions allowed); auto: the method's default ("
+              + _per_method("epochs", [m for m in METHOD_DEFAULTS if m != "head"]) + "; head has no epochs)",
     "learning_rate": "peak learning rate; 'auto' picks one from the model size",
-    "batch_size": "training texts per step and process; auto: 32, or 16 with --method lora",
+    "batch_size": "training texts per step and process; auto: the method's default ("
+                  + _per_method("batch_size", list(METHOD_DEFAULTS)) + ")",
     "eval_batch_size": "texts per evaluation/prediction batch",
     "max_length": "truncate texts to this many tokens; 'auto' picks it from the training texts",
     "weight_decay": "AdamW weight decay",

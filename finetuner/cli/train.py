@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--model {args.model} differs from the interrupted run's base model "
                           f"{record.get('base_model')!r}; resume it without --model.")
     finetuner = LLMFinetuner(_base_model(model_name), config=config)  # before anything is written: it may fail
+    choice = finetuner.choose_method(data.train_labels, config)
     resumed_from = last_complete_step(checkpoints) if args.resume else None
     processes.barrier()  # every process has checked the directory before the main one writes into it
     if processes.is_main:
@@ -120,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
                           "source": "file" if data.eval_path else f"stratified split ({config.eval_fraction:g})"},
             "fingerprints": fingerprints,
             "config": config.to_dict(),
+            "method_choice": {"method": choice.method, "reason": choice.reason},
             "world_size": processes.world_size,
         }
         if args.resume:
@@ -130,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     where = f" on {processes.world_size} processes" if processes.world_size > 1 else ""
     console.info(f"Fine-tuning {model_name} on {len(data.train_texts)} rows, "
                  f"{len(set(map(str, data.train_labels)))} classes{where} -> {output}")
+    console.info(f"Method: {choice.method} — {choice.reason}")
     printer = ProgressPrinter(sys.stderr) if processes.is_main and not args.quiet else None
     training_started = time.monotonic()
     try:
@@ -278,7 +281,8 @@ def _results(finetuner: Any, metrics: Dict[str, float], resumed_from: Optional[i
         "steps": int(trainer.state.global_step),
         "max_steps": int(trainer.state.max_steps),
         "epochs": float(trainer.state.epoch or 0.0),
-        "learning_rate_used": float(trainer.args.learning_rate),  # the setting may be "auto"
+        # The rate "auto" chose; None for the embedding methods when it was not set (fine_tune records no choice).
+        "learning_rate_used": finetuner.config.learning_rate,
         "resumed_from_step": resumed_from,
         "early_stopped": int(trainer.state.global_step) < int(trainer.state.max_steps),
         "train_seconds": round(train_seconds, 2),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import inspect
 import math
+import threading
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -21,6 +24,12 @@ _MIN_MAX_LENGTH = 16
 # No token spans more characters than this, so cutting a text at max_length * _CHARS_PER_TOKEN characters
 # changes nothing the model sees, while sparing the tokenizer megabytes it would truncate anyway.
 _CHARS_PER_TOKEN = 32
+# A batch this small (tokens = texts x padded length; one sentence is 10-60) runs on one CPU thread: splitting
+# so little work across cores costs more in hand-offs than it saves, and when other processes keep the cores
+# busy a descheduled second thread stalls every operator. Measured on the 2-core bench machine under load
+# (bench/README.md): one SST-2 sentence 15 ms on 1 thread vs 64-584 ms on 2; four sentences 35 vs 127 ms.
+_SINGLE_THREAD_MAX_TOKENS = 128
+_THREADS_LOCK = threading.Lock()
 
 
 def clip_texts(texts: Sequence[str], max_tokens: int) -> List[str]:
@@ -52,6 +61,95 @@ def tokenize_dataset(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], l
     columns["labels"] = list(label_ids)
     columns["length"] = [len(ids) for ids in encoded["input_ids"]]
     return Dataset.from_dict(columns)
+
+
+# Rows sorted by length together: at most this many batches' worth, and at most a quarter of the rows (as the
+# transformers Trainer's own grouping does).
+_LENGTH_GROUP_BATCHES = 50
+
+
+class LengthGroupedBatchOrder(torch.utils.data.Sampler):
+    """Row order for length-grouped training: batches of similar length, visited in random order.
+
+    Rows are shuffled, taken a group at a time (``_LENGTH_GROUP_BATCHES`` batches, at most a quarter of the rows),
+    sorted by length within that group and
+    cut into batches (little padding); then the full batches are shuffled among themselves (a partial one goes
+    last, so batches never straddle). The Trainer's own ``group_by_length`` keeps each group's batches in
+    descending length, so every epoch runs long-to-short texts in turn — on SST-2 (2,000 rows, 1 epoch) that
+    cost ~6 accuracy points against random batches. Seeded by ``seed`` and the epoch (the Trainer calls
+    ``set_epoch``), so a resumed run sees the same order.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int):
+        self.lengths = [int(v) for v in lengths]
+        self.batch_size = max(1, int(batch_size))
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        # Its own stream: seeded with the bare seed, it would replay the numbers that initialised the model.
+        key = hashlib.sha256(f"finetuner-length-order:{self.seed}:{self.epoch}".encode()).digest()
+        generator = torch.Generator()
+        generator.manual_seed(int.from_bytes(key[:8], "little") >> 1)
+        rows = torch.randperm(len(self.lengths), generator=generator).tolist()
+        # At least four groups, so that on small data batches still mix rows of different lengths (and classes,
+        # where length goes with the class); sorting everything together made a tiny task unlearnable.
+        group = self.batch_size * max(1, min(len(rows) // (4 * self.batch_size), _LENGTH_GROUP_BATCHES))
+        batches: List[List[int]] = []
+        for start in range(0, len(rows), group):
+            chunk = sorted(rows[start:start + group], key=self.lengths.__getitem__)
+            batches.extend(chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        full = [b for b in batches if len(b) == self.batch_size]
+        partial = [b for b in batches if len(b) != self.batch_size]
+        order = torch.randperm(len(full), generator=generator).tolist()
+        return iter([i for b in [full[j] for j in order] + partial for i in b])
+
+
+class _FixedOrder(torch.utils.data.Sampler):
+    def __init__(self, order: List[int]):
+        self.order = order
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+class _Trainer(Trainer):
+    """The transformers Trainer with finetuner's length grouping (:class:`LengthGroupedBatchOrder`)."""
+
+    def _lengths(self, dataset, original) -> Optional[List[int]]:
+        """Token counts of ``dataset``'s rows (the Trainer hands samplers a copy without the length column)."""
+        if not getattr(self, "_finetuner_group_by_length", False) or not isinstance(dataset, Dataset):
+            return None
+        column = self.args.length_column_name
+        for source in (dataset, original):
+            if isinstance(source, Dataset) and column in source.column_names and len(source) == len(dataset):
+                return list(source[column])
+        name = self.processing_class.model_input_names[0] if self.processing_class is not None else "input_ids"
+        return [len(ids) for ids in dataset[name]] if name in dataset.column_names else None
+
+    def _get_train_sampler(self, train_dataset: Optional[Dataset] = None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = self._lengths(dataset, self.train_dataset)
+        if lengths is not None:
+            return LengthGroupedBatchOrder(lengths, self.args.train_batch_size,
+                                           self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset: Dataset):
+        # Evaluation in length order (less padding); metrics do not depend on the order of the rows.
+        lengths = self._lengths(eval_dataset, None) if self.args.world_size <= 1 else None
+        if lengths is not None:
+            return _FixedOrder(sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True))
+        return super()._get_eval_sampler(eval_dataset)
 
 
 def mixed_precision(precision: str) -> Dict[str, bool]:
@@ -91,7 +189,9 @@ def training_arguments(config: TrainConfig, output_dir: str, has_eval: bool, n_t
         save_only_model=not checkpoints,
         logging_strategy="steps",
         logging_steps=max(1, min(config.logging_steps, steps // 20)),
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        # Length grouping is finetuner's own sampler (see LengthGroupedBatchOrder), switched on in train_classifier;
+        # the Trainer's "group_by_length" would also reorder evaluation.
+        train_sampling_strategy="random",
         length_column_name="length",
         report_to="none",
         disable_tqdm=True,
@@ -117,7 +217,7 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     callbacks = list(callbacks or [])
     if eval_dataset is not None and config.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    trainer = Trainer(
+    trainer = _Trainer(
         model=model,
         args=training_arguments(config, output_dir, has_eval=eval_dataset is not None,
                                 n_train=len(train_dataset), checkpoints=checkpoints or resume,
@@ -130,9 +230,25 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
+    trainer._finetuner_group_by_length = config.group_by_length
     trainer.remove_callback(PrinterCallback)  # progress goes to our listeners, not stdout
     trainer.train(resume_from_checkpoint=True if resume else None)
     return trainer
+
+
+@contextlib.contextmanager
+def _cpu_threads_for(device: torch.device, tokens: int):
+    """Run the block on one intra-op thread when the work is tiny (see ``_SINGLE_THREAD_MAX_TOKENS``)."""
+    if device.type != "cpu" or tokens > _SINGLE_THREAD_MAX_TOKENS or torch.get_num_threads() == 1:
+        yield
+        return
+    with _THREADS_LOCK:  # concurrent predictions must not restore each other's setting
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
 
 @torch.inference_mode()
@@ -153,5 +269,6 @@ def predict_logits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, t
         if tokenizer.padding_side == "left" and accepts_position_ids:
             # Left padding shifts every position; count positions from each text's first real token instead.
             encoded["position_ids"] = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        logits[batch_ids] = model(**encoded).logits.float().cpu().numpy()
+        with _cpu_threads_for(device, encoded["input_ids"].numel()):
+            logits[batch_ids] = model(**encoded).logits.float().cpu().numpy()
     return logits

@@ -20,7 +20,7 @@ import gradio as gr
 
 from ..models import DEFAULT_MODEL
 from ..runner import Runner
-from ..runs import RunError, RunStore
+from ..runs import METHOD_NAMES, RunError, RunStore
 from . import data_tab, evaluate_tab, export_tab, predict_tab, train_tab
 from .common import AppContext, SessionOwners
 
@@ -97,5 +97,5 @@ def _describe(ctx: AppContext, run_id: Optional[str], owner: str) -> str:
         return f"**Active model:** run {run_id} (no longer available)."
     accuracy = record.metrics.get("accuracy")
     score = f", accuracy {accuracy:.3f} on held-out rows" if accuracy is not None else ""
-    method = " (LoRA adapter)" if (record.config or {}).get("method") == "lora" else ""
+    method = f" ({METHOD_NAMES[record.method]})" if record.method in METHOD_NAMES else ""
     return f"**Active model:** run `{run_id}` — {record.base_model}{method}{score}."

@@ -15,6 +15,7 @@ from ..config import TrainConfig
 from ..data import detect_columns, read_table
 from ..errors import DataError
 from ..prepare import PreparedData, clean_table, prepare
+from . import data_checks
 from .common import (MAX_CELL_CHARS, TABLE_FILE_TYPES, AppContext, TableData, column_widths, kept_outputs,
                      shown, shown_table, status_line, user_errors)
 
@@ -76,20 +77,22 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
         summary = gr.Markdown(checked.to_markdown(), elem_id="data-summary")
         balance = gr.BarPlot(_balance(checked), x="class", y="rows", title="Class balance", height=260,
                              x_label_angle=-30, y_lim=[0, None])
+    table = gr.State(initial or TableData(frame))
+    eval_table = gr.State(None)
+    checks_out = [summary, balance]
+    edited_out = [table, grid, page, page_info, *checks_out, source]
     with gr.Accordion("Evaluation data", open=True):
         with gr.Row():
             eval_fraction = gr.Slider(0.05, 0.5, value=0.2, step=0.05, label="Fraction held out for evaluation",
                                       info="A stratified split of the table (ignored when an evaluation file is given)")
             eval_upload = gr.File(label="Optional separate evaluation file", file_types=TABLE_FILE_TYPES, height=110)
-    table = gr.State(initial or TableData(frame))
-    eval_table = gr.State(None)
+    follow = data_checks.build(table, page, text_column, label_column, eval_table, eval_fraction, edited_out,
+                               _edited, page_size=PAGE_SIZE, seed=_SEED)
 
     checks_in = [table, text_column, label_column, eval_table, eval_fraction]
-    checks_out = [summary, balance]
     # The API's outputs of /load_sample and /load_file: grid, page, page info, text column, label column, checks,
     # balance, the "Loaded:" line, the sample picker and the upload box (the picker not used is reset).
     loaded_out = [table, grid, page, page_info, text_column, label_column, *checks_out, source, sample, upload]
-    edited_out = [table, grid, page, page_info, *checks_out, source]
 
     def load_failed(message: str) -> List[Any]:
         """A file or sample that cannot be loaded: the table shown stays, and so does the picker that loaded it."""
@@ -159,33 +162,42 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
                 _source(data.frame, data.name), gr.skip() if from_sample else None,
                 gr.skip() if not from_sample else None]
 
-    def _edited(data: TableData, number: Any, text: str, label: str, eval_data: Optional[TableData],
-                fraction: float) -> Tuple[Any, ...]:
-        number = _clamp_page(data.frame, number)
-        return (data, _page(data.frame, number), number, _page_info(data.frame, number),
-                *_checks(data, text, label, eval_data, fraction), _source(data.frame, data.name))
-
     private = {"api_visibility": "private"}
-    sample.input(load_sample, [sample, eval_table, eval_fraction], loaded_out, api_name="load_sample")
-    upload.upload(load_file, [upload, eval_table, eval_fraction], loaded_out, api_name="load_file")
-    grid.input(apply_edit, [table, page, grid, text_column, label_column, eval_table, eval_fraction], edited_out,
-               trigger_mode="always_last", show_progress="hidden", **private)
+    edits = [
+        sample.input(load_sample, [sample, eval_table, eval_fraction], loaded_out, api_name="load_sample"),
+        upload.upload(load_file, [upload, eval_table, eval_fraction], loaded_out, api_name="load_file"),
+        grid.input(apply_edit, [table, page, grid, text_column, label_column, eval_table, eval_fraction],
+                   edited_out, trigger_mode="always_last", show_progress="hidden", **private),
+        add_row.click(append_row, [table, text_column, label_column, eval_table, eval_fraction], edited_out,
+                      **private),
+        delete.click(delete_rows, [table, delete_spec, page, text_column, label_column, eval_table, eval_fraction],
+                     edited_out, **private),
+        clean.click(clean_rows, [table, page, text_column, label_column, eval_table, eval_fraction], edited_out,
+                    **private),
+    ]
     page.submit(go_to, [table, page], [grid, page, page_info], **private)
     previous.click(lambda data, n: go_to(data, (n or 1) - 1), [table, page], [grid, page, page_info], **private)
     following.click(lambda data, n: go_to(data, (n or 1) + 1), [table, page], [grid, page, page_info], **private)
-    add_row.click(append_row, [table, text_column, label_column, eval_table, eval_fraction], edited_out, **private)
-    delete.click(delete_rows, [table, delete_spec, page, text_column, label_column, eval_table, eval_fraction],
-                 edited_out, **private)
-    clean.click(clean_rows, [table, page, text_column, label_column, eval_table, eval_fraction], edited_out,
-                **private)
     for control in (text_column, label_column):
-        control.input(_checks, checks_in, checks_out, **private)
-    eval_fraction.release(_checks, checks_in, checks_out, **private)
-    eval_upload.upload(load_eval, [eval_upload, table, text_column, label_column, eval_fraction],
-                       [eval_table, eval_fraction, *checks_out], **private)
-    eval_upload.clear(load_eval, [eval_upload, table, text_column, label_column, eval_fraction],
-                      [eval_table, eval_fraction, *checks_out], **private)
+        edits.append(control.input(_checks, checks_in, checks_out, **private))
+    edits += [
+        eval_fraction.release(_checks, checks_in, checks_out, **private),
+        eval_upload.upload(load_eval, [eval_upload, table, text_column, label_column, eval_fraction],
+                           [eval_table, eval_fraction, *checks_out], **private),
+        eval_upload.clear(load_eval, [eval_upload, table, text_column, label_column, eval_fraction],
+                          [eval_table, eval_fraction, *checks_out], **private),
+    ]
+    for event in edits:  # the deeper checks' results follow the table (see data_checks.build)
+        follow(event)
     return DataTab(table, eval_table, text_column, label_column, eval_fraction)
+
+
+def _edited(data: TableData, number: Any, text: str, label: str, eval_data: Optional[TableData],
+            fraction: float) -> Tuple[Any, ...]:
+    """The updates after an edit: table, grid page ``number``, page, page info, checks, balance, "Loaded:" line."""
+    number = _clamp_page(data.frame, number)
+    return (data, _page(data.frame, number), number, _page_info(data.frame, number),
+            *_checks(data, text, label, eval_data, fraction), _source(data.frame, data.name))
 
 
 def _checks(data: TableData, text: Optional[str], label: Optional[str], eval_data: Optional[TableData],

@@ -1,4 +1,5 @@
-"""Evaluate tab: metrics, per-class report, confusion matrix and misclassified rows of the active model."""
+"""Evaluate tab: metrics (beside the run's quick baselines), per-class report, confusion matrix and misclassified
+rows of the active model."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ from typing import Any, Dict, List, Optional, Tuple
 import gradio as gr
 import pandas as pd
 
+from ..baselines import BASELINE_NAMES
 from ..data import detect_columns, read_table, table_to_labelled
 from ..errors import DataError
-from ..evaluation import MISCLASSIFIED_COLUMNS, evaluate, metrics_table, misclassified, per_class_table
+from ..evaluation import (MISCLASSIFIED_COLUMNS, evaluate, metric_name, metrics_table, misclassified,
+                          per_class_table)
 from .common import TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, shown_table, status_line, user_errors
 
 _SHOWN_ERRORS = 500
+_COMPARED = ("accuracy", "f1_macro")
+FINE_TUNED = "Fine-tuned model"
 
 
 def build(ctx: AppContext) -> None:
@@ -27,6 +32,11 @@ def build(ctx: AppContext) -> None:
     with gr.Row():
         metrics = gr.Dataframe(metrics_table({}), label="Metrics", interactive=False, elem_id="evaluate-metrics")
         per_class = gr.Dataframe(per_class_table({}), label="Per class", interactive=False)
+    with gr.Group(visible=False) as baselines_box:
+        comparison = gr.Dataframe(baseline_table({}, {}), interactive=False, elem_id="evaluate-baselines",
+                                  label="The fine-tuned model beside quick baselines trained on the same rows "
+                                        "(held-out rows)")
+        reading = gr.Markdown(elem_id="evaluate-baselines-note")
     confusion = gr.HTML(label="Confusion matrix", elem_id="evaluate-confusion")
     errors = gr.Dataframe(misclassified(None), interactive=False, wrap=True, max_height=400, elem_id="evaluate-errors",
                           label=f"Misclassified rows, most confident first (up to {_SHOWN_ERRORS}); p_label is the "
@@ -72,8 +82,43 @@ def build(ctx: AppContext) -> None:
         return _views(f"Run **{run_id}** on `{Path(path).name}` ({len(table)} rows).", result.metrics, result.report,
                       result.rows)
 
-    run_button.click(run_evaluation, [test_file, ctx.active_run], outputs, api_name="evaluate")
-    ctx.active_run.change(user_errors(show_run, keep=failed), ctx.active_run, outputs, api_visibility="private")
+    def show_baselines(path: Optional[str], run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
+        """The run's metrics beside its baselines: only for its held-out rows (where the baselines were scored)."""
+        record = ctx.store.get(run_id, ctx.owner(request)) if run_id and not path else None
+        if record is None or not record.baselines or not record.metrics:
+            return gr.Group(visible=False), gr.skip(), ""
+        return (gr.Group(visible=True), baseline_table(record.metrics, record.baselines),
+                baseline_reading(record.metrics, record.baselines))
+
+    baselines_out = [baselines_box, comparison, reading]
+    private = {"api_visibility": "private"}
+    run_button.click(run_evaluation, [test_file, ctx.active_run], outputs, api_name="evaluate").then(
+        user_errors(show_baselines), [test_file, ctx.active_run], baselines_out, **private)
+    ctx.active_run.change(user_errors(show_run, keep=failed), ctx.active_run, outputs, **private).then(
+        user_errors(show_baselines), [test_file, ctx.active_run], baselines_out, **private)
+
+
+def baseline_table(metrics: Dict[str, float], baselines: Dict[str, Dict[str, float]]) -> pd.DataFrame:
+    """Accuracy and macro F1 of the fine-tuned model and of each baseline, side by side (one column each)."""
+    columns = {FINE_TUNED: metrics, **{BASELINE_NAMES.get(name, name): values for name, values in baselines.items()}}
+    table = pd.DataFrame({"metric": [metric_name(key) for key in _COMPARED]})
+    for name, values in columns.items():
+        table[name] = [round(float(values[key]), 4) if key in values else None for key in _COMPARED]
+    return table
+
+
+def baseline_reading(metrics: Dict[str, float], baselines: Dict[str, Dict[str, float]]) -> str:
+    """One line: how many accuracy points fine-tuning gains (or loses) over the best baseline."""
+    scored = {name: values["accuracy"] for name, values in baselines.items() if "accuracy" in values}
+    if "accuracy" not in metrics or not scored:
+        return ""
+    best = max(scored, key=scored.get)
+    points = 100 * (metrics["accuracy"] - scored[best])
+    name = BASELINE_NAMES.get(best, best)
+    if abs(points) < 0.05:
+        return f"Fine-tuning: the same accuracy as the best baseline ({name})."
+    verdict = "" if points > 0 else " — the quick baseline does better on these rows"
+    return f"Fine-tuning: **{points:+.1f} points** accuracy over the best baseline ({name}){verdict}."
 
 
 def _views(title: str, metrics: Dict[str, float], report: Dict[str, Any],

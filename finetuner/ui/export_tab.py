@@ -13,13 +13,14 @@ import pandas as pd
 
 from ..errors import DataError, FinetunerError
 from ..export import export_zip, push_to_hub
-from ..runs import RunRecord
+from ..runs import METHOD_NAMES, RunRecord
 from .common import AppContext, kept_outputs, short_run_label, status_line, user_errors
 
 _EXPORTS = Path(tempfile.gettempdir()) / "finetuner-exports"  # one zip per run, rebuilt on each download
-_HISTORY_COLUMNS = ["run", "status", "model", "preset", "rows", "accuracy", "F1 (macro)", "seconds", "created (UTC)"]
+_HISTORY_COLUMNS = ["run", "status", "model", "preset", "method", "rows", "accuracy", "F1 (macro)", "seconds",
+                    "created (UTC)"]
 # Fixed shares of the width, so that the last column is not pushed out of view (Gradio 6.31 sizes by content).
-_HISTORY_WIDTHS = ["17%", "9%", "18%", "9%", "6%", "8%", "8%", "8%", "17%"]
+_HISTORY_WIDTHS = ["15%", "8%", "16%", "8%", "10%", "6%", "7%", "7%", "7%", "16%"]
 
 
 def build(ctx: AppContext, tab: gr.Tab) -> None:
@@ -141,7 +142,8 @@ def _chosen(run_id: Optional[str]) -> str:
 
 def _row(record: RunRecord) -> list:
     metrics = record.metrics or {}
-    return [record.id, record.status, record.base_model, record.preset, (record.data or {}).get("rows"),
+    return [record.id, record.status, record.base_model, record.preset, METHOD_NAMES.get(record.method, record.method),
+            (record.data or {}).get("rows"),
             _round(metrics.get("accuracy")), _round(metrics.get("f1_macro")), record.duration_seconds,
             record.created_at.replace("T", " ")[:19]]
 

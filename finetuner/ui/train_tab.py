@@ -19,7 +19,7 @@ from ..evaluation import metric_name
 from ..gguf_models import OFFLINE_LLMS, is_gguf_path, pulled_gguf
 from ..models import DEFAULT_MODEL, KNOWN_HUB_DECODERS, KNOWN_HUB_MODELS, resolve_model
 from ..prepare import prepare
-from ..runner import Job, TrainSpec
+from ..runner import Job, TrainSpec, method_line
 from .common import (AppContext, TableData, check_model_name, from_page, kept_outputs, local_models_allowed,
                      user_errors, warn)
 from .data_tab import DataTab
@@ -32,7 +32,9 @@ _LOG_LINES = 200
 _COLORS = {"queued": "#9ca3af", "running": "#4f46e5", "completed": "#16a34a", "stopped": "#d97706",
            "failed": "#dc2626", "idle": "#9ca3af"}
 _EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "f1_macro")
-METHOD_CHOICES = [("Full fine-tuning", "finetune"), ("LoRA (adapter + head)", "lora")]
+METHOD_CHOICES = [("Automatic", "auto"), ("Full fine-tuning", "finetune"), ("Embedding head (fast)", "head"),
+                  ("Few-shot (SetFit)", "fewshot"), ("Head, then full fine-tuning", "head_finetune"),
+                  ("LoRA (adapter + head)", "lora")]
 
 
 def build(ctx: AppContext, data: DataTab) -> None:
@@ -45,14 +47,18 @@ def build(ctx: AppContext, data: DataTab) -> None:
                                  + ("Or type any Hub id, a local model folder or a .gguf file."
                                     if local_models_allowed() else "Or type any Hub id."))
         preset = gr.Radio(list(PRESETS), value="fast", label="Preset", scale=2, elem_id="train-preset",
-                          info="fast: 2 epochs, under a minute on CPU · balanced: 3 epochs · best: up to 6 epochs "
-                               "with early stopping")
+                          info="fast: 2 epochs, under a minute on CPU · balanced: the method's defaults · best: up "
+                               "to 6 epochs with early stopping")
     defaults = TrainConfig()
-    method_choice = gr.Radio(METHOD_CHOICES, value="lora" if is_decoder(ctx.default_model) else "finetune",
-                             label="Method", elem_id="train-method",
-                             info="Full fine-tuning trains every weight. LoRA trains a small adapter and the "
-                                  "classification head only: less memory, small saved models (they need the base "
-                                  "model to load).")
+    initial_method = default_method(ctx.default_model)
+    method_choice = gr.Radio(METHOD_CHOICES, value=initial_method, label="Method", elem_id="train-method",
+                             info="Automatic picks one from your data and model, and says why when training starts. "
+                                  "Full fine-tuning trains every weight: for many examples per class. Embedding head "
+                                  "fits a classifier on the model's sentence embeddings in seconds: for a few "
+                                  "examples per class. Few-shot (SetFit) first tunes the model on pairs of "
+                                  "examples, then fits that head. LoRA trains a small adapter and the classification "
+                                  "head: for decoder LLMs, less memory, small saved models (they need the base model "
+                                  "to load).")
     with gr.Accordion("LoRA settings", visible=method_choice.value == "lora", elem_id="train-lora") as lora_box:
         with gr.Row():
             lora_r = gr.Number(defaults.lora_r, label="Rank r", precision=0, elem_id="lora-r")
@@ -62,14 +68,16 @@ def build(ctx: AppContext, data: DataTab) -> None:
                                       placeholder="e.g. q_proj, v_proj", elem_id="lora-targets")
     lora_fields = [lora_r, lora_alpha, lora_dropout, lora_targets]
     # The form starts with the "fast" preset (an API call's defaults too: see preset_settings).
-    fast = dict(zip(_FIELDS, _form("fast")))
+    fast = dict(zip(_FIELDS, _form("fast", initial_method)))
     # No minimum/maximum on these fields: TrainConfig's checks give messages that name the setting.
     with gr.Accordion("Hyperparameters", open=False):
         with gr.Row():
-            epochs = gr.Number(fast["epochs"], label="Epochs", elem_id="hp-epochs")
+            epochs = gr.Number(fast["epochs"], label="Epochs (0 = automatic: the method's default)",
+                               elem_id="hp-epochs")
             learning_rate = gr.Number(fast["learning_rate"],
                                       label="Learning rate (0 = automatic, from the model size and method)")
-            batch_size = gr.Number(fast["batch_size"], label="Batch size", precision=0, elem_id="hp-batch")
+            batch_size = gr.Number(fast["batch_size"], label="Batch size (0 = automatic: the method's default)",
+                                   precision=0, elem_id="hp-batch")
             max_length = gr.Number(fast["max_length"], label="Max tokens per text (0 = from the data)", precision=0)
         with gr.Row():
             warmup_ratio = gr.Number(fast["warmup_ratio"], label="Warm-up ratio")
@@ -104,19 +112,20 @@ def build(ctx: AppContext, data: DataTab) -> None:
     def train(table: TableData, eval_table: Optional[TableData], text_column: str, label_column: str,
               eval_fraction: float, model_name: str, preset_name: str, epochs: float, learning_rate: float,
               batch_size: int, max_length: int, warmup_ratio: float, weight_decay: float, seed: int,
-              early_stopping_patience: int, method: str = "finetune", lora_r: Optional[int] = None,
+              early_stopping_patience: int, method: str = "auto", lora_r: Optional[int] = None,
               lora_alpha: Optional[float] = None, lora_dropout: Optional[float] = None,
               lora_target_modules: str = "", request: gr.Request = None) -> Iterator[Tuple[Any, ...]]:
         """Train on the Data tab's table; streams progress, the loss curve, per-epoch metrics and a log.
 
         ``preset_name`` (fast, balanced, best) gives the settings; a hyperparameter given with another value
-        than the form's default (the "fast" values) overrides the preset's. ``method`` is "finetune" or
-        "lora"; the ``lora_*`` settings apply to LoRA (empty: the defaults; target modules comma-separated)."""
+        than the form's default (the "fast" values) overrides the preset's. ``method`` is one of
+        :data:`~finetuner.config.METHODS` ("auto": chosen from the data and the model, shown when training starts);
+        the ``lora_*`` settings apply to LoRA (empty: the defaults; target modules comma-separated)."""
         named = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
                      warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed,
                      early_stopping_patience=early_stopping_patience)
         if not from_page():  # on the page, choosing a preset has already filled in the fields
-            named = preset_settings(preset_name, named, method)
+            named = preset_settings(preset_name, named, method, initial_method)
         method_settings = lora_settings(method, lora_r, lora_alpha, lora_dropout, lora_target_modules)
         config = _config(named, eval_fraction, method_settings)
         model_name = (model_name or "").strip() or ctx.default_model
@@ -156,12 +165,12 @@ def build(ctx: AppContext, data: DataTab) -> None:
             gr.Info("No training of yours is running.")
 
     def model_chosen(name: str) -> Any:
-        """A decoder LLM selects LoRA, another model full fine-tuning; an offline LLM not pulled yet says how."""
+        """A decoder LLM selects LoRA, another model Automatic; an offline LLM not pulled yet says how."""
         name = (name or "").strip()
         if name.lower() in OFFLINE_LLMS and pulled_gguf(name) is None:
             warn(f"{name} is not on this machine yet: run `python -m finetuner models pull {name.lower()}` "
                  "where the app runs, then train.")
-        return "lora" if is_decoder(name) else "finetune"
+        return default_method(name)
 
     def refresh_models() -> Any:
         """On page load: mark offline LLMs pulled since the app started."""
@@ -216,6 +225,11 @@ def is_decoder(name: str) -> bool:
     return any(str(a).endswith("ForCausalLM") for a in architectures or [])
 
 
+def default_method(name: str) -> str:
+    """The method the form selects for a model: LoRA for a decoder LLM, else "auto"."""
+    return "lora" if is_decoder(name) else "auto"
+
+
 def lora_settings(method: Optional[str], r: Any, alpha: Any, dropout: Any, targets: Optional[str]) -> Dict[str, Any]:
     """TrainConfig's method and LoRA settings from the form or an API call (empty: TrainConfig's defaults;
     target modules as comma-separated text, empty for the model family's defaults). TrainConfig checks them."""
@@ -225,13 +239,13 @@ def lora_settings(method: Optional[str], r: Any, alpha: Any, dropout: Any, targe
                                 for name, value in given.items()}
     if isinstance(settings["lora_r"], float) and settings["lora_r"].is_integer():
         settings["lora_r"] = int(settings["lora_r"])
-    return {"method": method or "finetune", **settings, "lora_target_modules": (targets or "").strip() or None}
+    return {"method": method or "auto", **settings, "lora_target_modules": (targets or "").strip() or None}
 
 
-def _form(name: str, method: str = "finetune") -> List[Any]:
+def _form(name: str, method: str = "auto") -> List[Any]:
     """The hyperparameter fields as a preset fills them in for a method (0 for "automatic" or "off")."""
-    config = TrainConfig.from_preset(name, method=method or "finetune")
-    return [config.epochs, config.learning_rate or 0, config.batch_size, config.max_length or 0,
+    config = TrainConfig.from_preset(name, method=method or "auto")
+    return [config.epochs or 0, config.learning_rate or 0, config.batch_size or 0, config.max_length or 0,
             config.warmup_ratio, config.weight_decay, config.seed, config.early_stopping_patience or 0]
 
 
@@ -239,10 +253,13 @@ _FIELDS = ("epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio"
            "early_stopping_patience")
 
 
-def preset_settings(preset: str, named: Dict[str, Any], method: str = "finetune") -> Dict[str, Any]:
-    """The settings of an API call: the preset's for the method (LoRA has its own epochs and batch size), except
-    those given with a value other than the form's default."""
-    default, chosen = dict(zip(_FIELDS, _form("fast"))), dict(zip(_FIELDS, _form(preset, method)))
+def preset_settings(preset: str, named: Dict[str, Any], method: str = "auto",
+                    form_method: str = "auto") -> Dict[str, Any]:
+    """The settings of an API call: the preset's for the method (each method has its own epochs and batch size),
+    except those given with a value other than the form's default (the "fast" preset for ``form_method``, the
+    method the form starts with)."""
+    default = dict(zip(_FIELDS, _form("fast", form_method)))
+    chosen = dict(zip(_FIELDS, _form(preset, method)))
     return {name: chosen[name] if value is None or value == "" or value == default[name] else value
             for name, value in named.items()}
 
@@ -254,8 +271,8 @@ def _config(named: Dict[str, Any], eval_fraction: float, method_settings: Dict[s
     if empty:
         raise ConfigError(f"Fill in the hyperparameter(s): {', '.join(empty)}.")
     return TrainConfig(
-        epochs=float(named["epochs"]), learning_rate=float(named["learning_rate"]) or None,
-        batch_size=int(named["batch_size"]), max_length=int(named["max_length"]) or None,
+        epochs=float(named["epochs"]) or None, learning_rate=float(named["learning_rate"]) or None,
+        batch_size=int(named["batch_size"]) or None, max_length=int(named["max_length"]) or None,
         warmup_ratio=float(named["warmup_ratio"]), weight_decay=float(named["weight_decay"]),
         seed=int(named["seed"]), early_stopping_patience=int(named["early_stopping_patience"]) or None,
         eval_fraction=float(eval_fraction), **method_settings)
@@ -265,7 +282,7 @@ class _Progress:
     """Accumulates a job's events into what the tab shows."""
 
     def __init__(self, config: TrainConfig):
-        self.epochs = config.epochs
+        self.config = config
         self.event: Optional["ProgressEvent"] = None
         self.status = "Preparing…"
         self.losses: List[Dict[str, Any]] = []
@@ -321,17 +338,27 @@ class _Progress:
         return (self._html(job, position), loss_chart(self.losses), epochs, log,
                 gr.Button(interactive=not running), gr.Button(interactive=running), run_id)
 
+    def _epochs(self, job: Job) -> Optional[float]:
+        """The epochs the chosen method trains (None before "auto" has chosen, and for the embedding head, which
+        has none)."""
+        method = job.method_choice.method if job.method_choice else self.config.method
+        return None if method == "head" else self.config.replace(method=method).epochs
+
     def _html(self, job: Job, position: int) -> str:
         event, status = self.event, job.status
+        choice = job.method_choice
+        method = method_line(choice.method, choice.reason) if choice else ""
         if status == "queued":
             return _bar(0.0, f"Busy — another training is running. Yours is queued (position {max(position, 1)}) "
                              "and starts automatically; press Stop to cancel it.", "queued")
         if status == "running":
             if event is None:
-                return _bar(0.0, self.status, "running")
+                return _bar(0.0, self.status, "running", method)
             eta = f" · about {_clock(event.eta_seconds)} left" if event.eta_seconds is not None else ""
-            return _bar(event.fraction, f"Step {event.step}/{event.max_steps} · epoch {event.epoch:.2f} of "
-                                        f"{self.epochs:g} · {_clock(event.elapsed_seconds)} elapsed{eta}", "running")
+            epochs = self._epochs(job)
+            of = f" of {epochs:g}" if epochs else ""
+            return _bar(event.fraction, f"Step {event.step}/{event.max_steps} · epoch {event.epoch:.2f}{of} · "
+                                        f"{_clock(event.elapsed_seconds)} elapsed{eta}", "running", method)
         seconds = _clock(time.monotonic() - self.started)
         if status == "completed":
             metrics = job.record.metrics if job.record else {}
@@ -339,24 +366,27 @@ class _Progress:
                                (("accuracy", "accuracy"), ("f1_macro", "F1 (macro)")) if key in metrics)
             run_id = job.record.id if job.record else ""
             return _bar(1.0, f"Completed in {seconds}{' — ' + scores if scores else ''}. Run {run_id} is now the "
-                             "active model: see Evaluate and Predict.", "completed")
+                             "active model: see Evaluate and Predict.", "completed", method)
         if status == "stopped":
             where = f" at step {event.step} of {event.max_steps}" if event else ""
             return _bar(event.fraction if event else 0.0, f"Stopped{where}. No model was kept from this run; "
-                                                         "the previous model stays active.", "stopped")
+                                                         "the previous model stays active.", "stopped", method)
         return _bar(event.fraction if event else 0.0, f"Failed: {job.error}", "failed")
 
     def _log(self, line: str) -> None:
         self.lines.append(f"[{_clock(time.monotonic() - self.started)}] {line}")
 
 
-def _bar(fraction: float, text: str, state: str) -> str:
-    """A progress bar with a line of text under it (``data-state`` lets tests read the state)."""
+def _bar(fraction: float, text: str, state: str, method: str = "") -> str:
+    """A progress bar with a line of text under it, then the method line when there is one (``data-state`` lets
+    tests read the state)."""
     percent = round(100 * max(0.0, min(1.0, fraction)), 1)
+    method_html = (f'<div id="progress-method" style="margin-top:4px;color:#4b5563">{html.escape(method)}</div>'
+                   if method else "")
     return (f'<div id="progress-box" data-state="{state}" style="padding:6px 2px">'
             f'<div style="background:#e5e7eb;border-radius:6px;height:14px;overflow:hidden">'
             f'<div style="width:{percent}%;height:100%;background:{_COLORS[state]};transition:width .3s"></div></div>'
-            f'<div id="progress-text" style="margin-top:6px">{html.escape(text)}</div></div>')
+            f'<div id="progress-text" style="margin-top:6px">{html.escape(text)}</div>{method_html}</div>')
 
 
 def _clock(seconds: Optional[float]) -> str:

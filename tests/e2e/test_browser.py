@@ -48,15 +48,6 @@ def app_url(tmp_path_factory, tiny_bert):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def page(browser):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.set_default_timeout(60_000)
-    yield page
-    page.close()
-
-
 def _shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 

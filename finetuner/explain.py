@@ -1,0 +1,113 @@
+"""Why a model gave a label: word-level attributions by occlusion (leave one word out).
+
+Each word (or punctuation mark) is removed in turn and the text is classified again; a word's score is how much
+the probability of the explained label drops without it (positive: the word supports the label, negative: it
+speaks against it). Everything goes through ``LLMFinetuner.predict_proba_array`` in one batch of n + 1 texts, so
+it works the same for every kind of model the project trains (full fine-tunes, LoRA decoders, embedding heads).
+
+Long texts: at most ``max_units`` units are occluded. Beyond that, neighbouring words are grouped into spans of
+equal size (a span is then the unit: removed together, scored together) and :attr:`Explanation.note` says so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, List, Optional, Tuple, Union
+
+import torch
+
+from .errors import DataError
+
+if TYPE_CHECKING:
+    from .finetuner import LLMFinetuner
+
+MAX_UNITS = 64
+# Probability changes below this are shown pale: the colour scale never stretches beyond it.
+HIGHLIGHT_FLOOR = 0.05
+# Words (with inner apostrophes, e.g. "isn't") and single punctuation marks.
+_UNIT = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
+# What a text with its only unit removed is classified as (an empty text cannot be classified).
+_EMPTY_STAND_IN = "."
+
+
+@dataclass
+class Explanation:
+    """Word-level attributions of one text for one label.
+
+    ``tokens`` are the occluded units (words and punctuation marks, or spans of words for long texts), found in
+    ``text`` at character offsets ``starts``; ``scores`` has one value per token: the drop in the label's
+    probability when the token is removed (positive: supports the label)."""
+
+    text: str
+    label: str
+    probability: float
+    tokens: List[str]
+    starts: List[int]
+    scores: List[float]
+    note: str = ""
+
+    def highlighted(self) -> List[Tuple[str, Optional[float]]]:
+        """The whole text as ``(piece, score)`` pairs for ``gr.HighlightedText``: tokens with their score scaled
+        to [-1, 1] (the colour's strength) by the largest absolute score, or by ``HIGHLIGHT_FLOOR`` when all are
+        smaller (so that noise stays pale), and the text between tokens with None."""
+        scale = max([abs(s) for s in self.scores] + [HIGHLIGHT_FLOOR])
+        pieces: List[Tuple[str, Optional[float]]] = []
+        end = 0
+        for token, start, score in zip(self.tokens, self.starts, self.scores):
+            if start > end:
+                pieces.append((self.text[end:start], None))
+            pieces.append((token, round(score / scale, 4)))
+            end = start + len(token)
+        if end < len(self.text):
+            pieces.append((self.text[end:], None))
+        return pieces
+
+    def top(self, k: int = 5, min_score: float = 0.0) -> List[Tuple[str, float]]:
+        """Up to ``k`` tokens that support the label most (by more than ``min_score``), strongest first."""
+        ranked = sorted(zip(self.tokens, self.scores), key=lambda pair: -pair[1])
+        return [(token, score) for token, score in ranked[:k] if score > min_score]
+
+
+def explain(finetuner: "LLMFinetuner", text: str, target: Optional[Union[str, int]] = None, *,
+            max_units: int = MAX_UNITS) -> Explanation:
+    """Attributions of ``text``'s words for ``target`` (a class name; default: the predicted class)."""
+    if not isinstance(text, str) or not text.strip():
+        raise DataError("Type a text to explain.")
+    if max_units < 1:
+        raise DataError(f"max_units must be at least 1; got {max_units}.")
+    names = [str(name) for name in finetuner.labels]
+    spans, note = word_spans(text, max_units)
+    variants = [text] + [_without(text, start, end) for start, end in spans]
+    with torch.no_grad():  # no gradients needed: a little faster for models that would record them
+        probabilities = finetuner.predict_proba_array(variants)
+    if target is None:
+        column = int(probabilities[0].argmax())
+    elif str(target) in names:
+        column = names.index(str(target))
+    else:
+        raise DataError(f"Unknown label {target!r}; the model's labels are: {', '.join(names)}.")
+    full = float(probabilities[0, column])
+    scores = [full - float(p) for p in probabilities[1:, column]]
+    return Explanation(text=text, label=names[column], probability=full,
+                       tokens=[text[start:end] for start, end in spans], starts=[start for start, _ in spans],
+                       scores=scores, note=note)
+
+
+def word_spans(text: str, max_units: int = MAX_UNITS) -> Tuple[List[Tuple[int, int]], str]:
+    """The (start, end) character spans of the units to occlude, and a note when words had to be grouped."""
+    words = [match.span() for match in _UNIT.finditer(text)]
+    if len(words) <= max_units:
+        return words, ""
+    size = math.ceil(len(words) / max_units)
+    groups = [(words[i][0], words[min(i + size, len(words)) - 1][1]) for i in range(0, len(words), size)]
+    return groups, (f"Long text: its {len(words)} words and punctuation marks are explained in {len(groups)} spans "
+                    f"of up to {size} (at most {max_units} units are left out one at a time).")
+
+
+def _without(text: str, start: int, end: int) -> str:
+    """``text`` with the span removed (and the whitespace around it joined); a stand-in if nothing is left."""
+    left, right = text[:start].rstrip(), text[end:].lstrip()
+    rest = f"{left} {right}".strip() if left and right else (left or right)
+    return rest if rest.strip() else _EMPTY_STAND_IN

@@ -1,0 +1,124 @@
+"""Training a :class:`SentenceClassifier` without the full Trainer loop: a logistic-regression head on frozen
+embeddings (``method="head"``) and SetFit's contrastive tuning of the encoder (``method="fewshot"``)."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from ..baselines import embedding_classifier
+from ..config import TrainConfig
+from ..models import quiet_loading
+from .finetune import clip_texts
+from .sentence_classifier import SentenceClassifier, label_prior
+
+# The label-name sentence of a class weighs this share of the class's examples (see fit_head).
+_NAME_WEIGHT = 0.5
+# SetFit's learning rate for the encoder when none is set (its own default for the body's first phase).
+FEWSHOT_LEARNING_RATE = 2e-5
+
+
+@torch.inference_mode()
+def encode(model: SentenceClassifier, tokenizer, texts: Sequence[str], max_length: int,
+           batch_size: int = 64) -> np.ndarray:
+    """Unit-length sentence embeddings in input order (length-sorted batches)."""
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), model.head.in_features), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        ids = order[start:start + batch_size]
+        batch = tokenizer(clip_texts([texts[i] for i in ids], max_length), truncation=True, max_length=max_length,
+                          padding=True, return_tensors="pt").to(device)
+        out[ids] = model.embed(**batch).float().cpu().numpy()
+    return out
+
+
+def fit_head(model: SentenceClassifier, tokenizer, texts: Sequence[str], label_ids: Sequence[int],
+             label_names: Sequence[str], max_length: int, *, use_label_names: bool, seed: int,
+             batch_size: int = 64) -> None:
+    """Fit the head by logistic regression on the encoder's embeddings of ``texts``.
+
+    With ``use_label_names`` a sentence made of each class name (:func:`label_prior`) joins the training set
+    with half the weight of one class's examples, so names like "positive"/"negative" steer the head when
+    examples are few and matter less as they accumulate. Measured with the bundled MiniLM (3 seeds, weight as a
+    share of a class's examples: 0 / 0.5 / 1): SST-2 at 8 per class 0.602 / 0.646 / 0.661; CLINC150 at 10 per
+    class 0.908 / 0.910 / 0.908 — half a class's weight helps the first and never costs the second.
+    """
+    features = encode(model, tokenizer, texts, max_length, batch_size)
+    targets = np.asarray(label_ids)
+    weights = np.ones(len(targets))
+    num_labels = len(label_names)
+    if use_label_names:
+        prior = encode(model, tokenizer, list(label_prior(label_names).values()), max_length, batch_size)
+        per_class = _NAME_WEIGHT * len(targets) / num_labels
+        features = np.vstack([features, prior])
+        targets = np.concatenate([targets, np.arange(num_labels)])
+        weights = np.concatenate([weights, np.full(num_labels, per_class)])
+    classifier = embedding_classifier(seed)  # the embedding baseline's classifier, so "head" = baseline + prior
+    classifier.fit(features, targets, sample_weight=weights)
+    model.set_head(*_full_head(classifier, num_labels, features.shape[1]))
+
+
+def _full_head(classifier: LogisticRegression, num_labels: int, dim: int):
+    """Weights for every class in order: binary regression gives one row (class 1 vs 0); classes never seen
+    in training get weights that never win."""
+    weight = np.zeros((num_labels, dim), dtype=np.float32)
+    bias = np.full(num_labels, -1e4, dtype=np.float32)
+    seen = classifier.classes_.astype(int)
+    if len(seen) == 2:
+        weight[seen[0]], bias[seen[0]] = -classifier.coef_[0] / 2, -classifier.intercept_[0] / 2
+        weight[seen[1]], bias[seen[1]] = classifier.coef_[0] / 2, classifier.intercept_[0] / 2
+    else:
+        weight[seen], bias[seen] = classifier.coef_, classifier.intercept_
+    return weight, bias
+
+
+def init_head_from_label_names(model: SentenceClassifier, tokenizer, label_names: Sequence[str],
+                               max_length: int, scale: float = 20.0) -> None:
+    """A zero-shot head: each class's weights are the embedding of its name sentence (cosine × ``scale``)."""
+    prior = encode(model, tokenizer, list(label_prior(label_names).values()), max_length)
+    model.set_head(prior * scale, np.zeros(len(label_names), dtype=np.float32))
+
+
+def pair_budget(num_rows: int, num_labels: int) -> int:
+    """Sentence pairs for contrastive tuning: 20 per text (SetFit's usual ``num_iterations``), at least 640 and
+    at most 8,000 whatever the data size, so the time stays bounded (SetFit's default draws every negative pair:
+    ~585k for 770 rows)."""
+    return int(min(8000, max(640, 20 * num_rows)))
+
+
+def contrastive_tune(model: SentenceClassifier, tokenizer, texts: List[str], label_ids: List[int],
+                     config: TrainConfig, callbacks: Optional[list] = None) -> None:
+    """Tune the encoder in place with SetFit's contrastive pairs (same class → close), within :func:`pair_budget`.
+
+    SetFit trains a sentence-transformers model, so the current encoder is handed over through a temporary
+    directory (safetensors) and its tuned weights are copied back."""
+    from sentence_transformers import SentenceTransformer
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    from setfit import logging as setfit_logging
+    from transformers import PrinterCallback
+
+    setfit_logging.set_verbosity_warning()  # importing setfit.trainer turns its "Running training" banners on
+
+    steps = math.ceil(pair_budget(len(texts), model.config.num_labels) / config.batch_size)
+    device = str(model.head.weight.device)
+    with tempfile.TemporaryDirectory(prefix="finetuner-setfit-") as directory, quiet_loading():
+        args = TrainingArguments(output_dir=str(Path(directory) / "run"), save_strategy="no",
+                                 batch_size=config.batch_size, num_epochs=int(max(1, round(config.epochs))),
+                                 max_steps=steps, seed=config.seed, report_to="none", show_progress_bar=False,
+                                 body_learning_rate=config.learning_rate or FEWSHOT_LEARNING_RATE)
+        encoder_dir = Path(directory) / "encoder"
+        model.encoder.save_pretrained(encoder_dir, safe_serialization=True)
+        tokenizer.save_pretrained(encoder_dir)
+        body = SentenceTransformer(str(encoder_dir), device=device, local_files_only=True, trust_remote_code=False)
+        trainer = Trainer(model=SetFitModel(model_body=body), args=args, callbacks=callbacks or [])
+        trainer.st_trainer.remove_callback(PrinterCallback)  # losses go to the callbacks, not stdout
+        trainer.train_embeddings(texts, label_ids, args=args)
+        model.encoder.load_state_dict(body[0].auto_model.state_dict())

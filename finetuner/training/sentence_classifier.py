@@ -1,0 +1,86 @@
+"""A sentence-embedding classifier: an encoder's mean-pooled, L2-normalised embedding feeds a linear head.
+
+The embedding-head, few-shot and embedding-fine-tune methods all train this model: the head alone on frozen
+embeddings (logistic regression), the encoder contrastively first (SetFit), or everything end to end with the
+Trainer. The head can start from the embeddings of the label names, a zero-shot prior for tiny data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+HEAD_FILE = "sentence_head.safetensors"
+
+
+class SentenceClassifier(nn.Module):
+    """``logits = head(normalize(mean_pool(encoder(text))))``; called like a transformers sequence classifier."""
+
+    def __init__(self, encoder: PreTrainedModel, num_labels: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        self.config.num_labels = num_labels
+
+    @property
+    def config(self):
+        return self.encoder.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: Optional[torch.Tensor] = None, **inputs: Any) -> SequenceClassifierOutput:
+        embeddings = self.embed(input_ids=input_ids, attention_mask=attention_mask, **inputs)
+        logits = self.head(embeddings)
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: Any) -> torch.Tensor:
+        """Mean of the token states over real tokens, scaled to unit length."""
+        wanted = {k: v for k, v in inputs.items() if k in ("token_type_ids", "position_ids")}
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **wanted).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, dim=-1)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        head = sum(p.numel() for p in self.head.parameters() if p.requires_grad or not only_trainable)
+        return self.encoder.num_parameters(only_trainable=only_trainable,
+                                           exclude_embeddings=exclude_embeddings) + head
+
+    def set_head(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        """Put fitted head weights (classes × hidden, classes) in place."""
+        with torch.no_grad():
+            self.head.weight.copy_(torch.as_tensor(weight, dtype=self.head.weight.dtype))
+            self.head.bias.copy_(torch.as_tensor(bias, dtype=self.head.bias.dtype))
+
+    def save(self, directory: Union[str, Path]) -> None:
+        """The encoder as a transformers model directory (safetensors) and the head beside it."""
+        self.encoder.save_pretrained(directory, safe_serialization=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()},
+                  str(Path(directory) / HEAD_FILE))
+
+    @classmethod
+    def load(cls, directory: Union[str, Path], **load_kwargs: Any) -> "SentenceClassifier":
+        encoder = AutoModel.from_pretrained(directory, use_safetensors=True, **load_kwargs)
+        head = load_file(str(Path(directory) / HEAD_FILE))
+        model = cls(encoder, int(head["weight"].shape[0]))
+        model.head.load_state_dict(head)
+        return model
+
+
+def is_sentence_classifier_dir(directory: Union[str, Path]) -> bool:
+    return (Path(directory) / HEAD_FILE).is_file()
+
+
+def label_prior(label_names: Sequence[str]) -> Dict[str, str]:
+    """A short sentence per class that says what its name says (``book_flight`` → "It is book flight.")."""
+    return {name: f"It is {str(name).replace('_', ' ').replace('/', ' or ').strip()}." for name in label_names}

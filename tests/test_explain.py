@@ -1,0 +1,127 @@
+"""Word-level explanations by occlusion: every word gets a score, the text is kept whole, the words with the
+highest scores are the ones the model's prediction depends on (checked against random words), and the app's
+/explain endpoint gives them for the active model."""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import List, Sequence
+
+import numpy as np
+import pytest
+from conftest import NEGATIVE, POSITIVE, TINY_CONFIG, make_sentiment_data, serve_app
+from gradio_client import Client
+
+from finetuner import LLMFinetuner
+from finetuner.errors import DataError
+from finetuner.explain import Explanation, explain, word_spans
+
+
+class _CountingModel:
+    """A stand-in classifier: P(positive) rises with each "good" and falls with each "bad"."""
+
+    labels = ["negative", "positive"]
+
+    def predict_proba_array(self, texts: Sequence[str]) -> np.ndarray:
+        words = [re.findall(r"\w+", t.lower()) for t in texts]
+        logits = [w.count("good") - w.count("bad") for w in words]
+        positive = 1 / (1 + np.exp(-np.asarray(logits, dtype=float)))
+        return np.stack([1 - positive, positive], axis=1)
+
+
+def _reassembled(explanation: Explanation) -> str:
+    return "".join(piece for piece, _ in explanation.highlighted())
+
+
+def test_every_word_and_mark_gets_a_score_and_the_text_stays_whole():
+    text = "  a good,  good film — isn't it bad?\n"
+    result = explain(_CountingModel(), text)
+    assert result.tokens == ["a", "good", ",", "good", "film", "—", "isn't", "it", "bad", "?"]
+    assert len(result.scores) == len(result.tokens) == len(result.starts)
+    assert all(text[s:s + len(t)] == t for t, s in zip(result.tokens, result.starts))
+    assert _reassembled(result) == text
+    assert result.label == "positive" and result.probability == pytest.approx(1 / (1 + np.exp(-1)))
+    scores = dict(zip(result.tokens, result.scores))
+    assert scores["good"] > 0 and scores["bad"] < 0 and scores["film"] == 0
+    assert result.top(1)[0][0] == "good"
+    shown = [score for _, score in result.highlighted() if score is not None]
+    assert max(abs(s) for s in shown) == pytest.approx(1.0)  # scaled for the colours
+    faint = Explanation("a b", "x", 0.5, ["a", "b"], [0, 2], [0.01, -0.005])
+    assert faint.highlighted() == [("a", 0.2), (" ", None), ("b", -0.1)]  # noise stays pale
+    assert faint.top(min_score=0.01) == []
+
+
+def test_a_target_label_is_explained_with_the_opposite_signs():
+    result = explain(_CountingModel(), "good and bad and good", target="negative")
+    assert result.label == "negative"
+    assert dict(zip(result.tokens, result.scores))["bad"] > 0
+    with pytest.raises(DataError, match="Unknown label 'neutral'"):
+        explain(_CountingModel(), "good", target="neutral")
+
+
+def test_a_single_word_and_empty_texts():
+    assert explain(_CountingModel(), "good").scores[0] > 0  # left out, the stand-in "." is classified
+    for empty in ("", "   "):
+        with pytest.raises(DataError, match="Type a text"):
+            explain(_CountingModel(), empty)
+
+
+def test_long_texts_are_explained_in_spans_and_say_so():
+    text = " ".join(f"word{i}" for i in range(150))
+    spans, note = word_spans(text, max_units=64)
+    assert len(spans) == 50 and "150 words" in note and "spans of up to 3" in note
+    result = explain(_CountingModel(), text, max_units=64)
+    assert len(result.tokens) == 50 and result.note == note and _reassembled(result) == text
+    assert word_spans("short text")[1] == ""
+
+
+@pytest.fixture(scope="module")
+def sentiment_model(tiny_bert) -> LLMFinetuner:
+    model = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(epochs=15))  # confident: probabilities near 0 or 1
+    model.fine_tune(*make_sentiment_data(80, seed=1))
+    return model
+
+
+def _drop_after_removing(model: LLMFinetuner, texts: List[str], labels: List[str],
+                         removed: List[List[int]]) -> float:
+    """The mean drop in each text's explained label's probability when its words at ``removed`` are left out."""
+    shortened = [" ".join(w for i, w in enumerate(t.split()) if i not in set(r)) for t, r in zip(texts, removed)]
+    column = [model.labels.index(label) for label in labels]
+    before = model.predict_proba_array(texts)[np.arange(len(texts)), column]
+    after = model.predict_proba_array(shortened)[np.arange(len(texts)), column]
+    return float(np.mean(before - after))
+
+
+def test_removing_the_top_attributed_words_lowers_the_probability_more_than_random_words(sentiment_model):
+    texts, _ = make_sentiment_data(24, seed=5)
+    explanations = [explain(sentiment_model, text) for text in texts]
+    assert all(len(e.tokens) == len(t.split()) for e, t in zip(explanations, texts))  # one word per unit here
+    labels = [e.label for e in explanations]
+    top = [list(np.argsort(e.scores)[::-1][:1]) for e in explanations]
+    rng = random.Random(0)
+    randomly = [rng.sample(range(len(e.tokens)), 1) for e in explanations]
+    top_drop = _drop_after_removing(sentiment_model, texts, labels, top)
+    random_drop = _drop_after_removing(sentiment_model, texts, labels, randomly)
+    print(f"faithfulness: mean drop removing the top word {top_drop:.3f}, a random word {random_drop:.3f}")
+    assert top_drop > 0.05 and top_drop > random_drop + 0.05
+    # The top word is the sentiment word the data's class comes from.
+    sentiment = set(POSITIVE + NEGATIVE)
+    assert np.mean([e.tokens[i[0]] in sentiment for e, i in zip(explanations, top)]) >= 0.7
+
+
+def test_the_explain_endpoint_highlights_the_words_of_the_active_model(tmp_path, tiny_bert):
+    with serve_app(tmp_path / "runs", tiny_bert) as url:
+        client = Client(url, verbose=False)
+        with pytest.raises(Exception, match="No model yet"):
+            client.predict("a great film", api_name="/explain")
+        client.predict("lab_sentences.csv", 0.2, api_name="/load_sample")
+        progress, *_ = client.predict(preset_name="fast", epochs=2, learning_rate=3e-3, batch_size=16,
+                                      api_name="/train")
+        assert "Completed" in progress, progress
+        pieces, line = client.predict("I love this product!", api_name="/explain")
+        assert "".join(piece["token"] for piece in pieces) == "I love this product!"
+        scored = [piece for piece in pieces if piece["class_or_confidence"] is not None]
+        assert [piece["token"] for piece in scored] == ["I", "love", "this", "product", "!"]
+        assert all(-1 <= piece["class_or_confidence"] <= 1 for piece in scored)
+        assert line.startswith("**positive**") or line.startswith("**negative**")

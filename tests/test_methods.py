@@ -1,0 +1,160 @@
+"""The embedding-head and few-shot methods and ``method="auto"`` on tiny models: training, the choice and its
+reason, the seed API, save/load round trips, progress events."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import make_sentiment_data
+
+from finetuner import ConfigError, LLMFinetuner, TrainConfig
+from finetuner.config import METHOD_DEFAULTS
+from finetuner.method_choice import HEAD_BELOW_EXAMPLES_PER_CLASS, choose_method, names_are_meaningful
+from finetuner.training.embedding_methods import pair_budget
+from finetuner.training.sentence_classifier import HEAD_FILE, SentenceClassifier
+
+HEAD = TrainConfig(method="head", seed=0)
+FEWSHOT = TrainConfig(method="fewshot", seed=0, batch_size=8, learning_rate=1e-3)
+
+
+@pytest.fixture(params=["bert", "distilbert"])
+def model_path(request, tiny_bert, tiny_distilbert):
+    return {"bert": tiny_bert, "distilbert": tiny_distilbert}[request.param]
+
+
+def test_auto_leaves_epochs_for_the_chosen_method():
+    config = TrainConfig()
+    assert config.method == "auto" and config.epochs is None and config.batch_size is None
+    for method, defaults in METHOD_DEFAULTS.items():
+        chosen = config.replace(method=method)
+        assert (chosen.epochs, chosen.batch_size) == (defaults["epochs"], defaults["batch_size"])
+    assert TrainConfig(epochs=2).replace(method="finetune").epochs == 2  # a given value is kept
+
+
+@pytest.mark.parametrize("method", ["fewshot", "head", "auto"])
+def test_methods_are_accepted_and_unknown_ones_named(method):
+    assert TrainConfig(method=method).method == method
+    with pytest.raises(ConfigError, match="auto, finetune, head, fewshot, head_finetune, lora"):
+        TrainConfig(method="setfit")
+
+
+def test_choice_follows_examples_per_class_not_total_rows():
+    few = HEAD_BELOW_EXAMPLES_PER_CLASS - 1
+    many_classes = {f"intent_{i}": few for i in range(150)}  # 150 classes: many rows, few per class
+    assert choose_method(many_classes, "bert").method == "head"
+    assert choose_method({"pos": 64, "neg": 64}, "bert").method == "head_finetune"
+    assert choose_method({"pos": 500, "neg": 500}, "bert").method == "finetune"
+    choice = choose_method({"pos": 8, "neg": 8}, "bert")
+    assert choice.method == "head" and "8 examples per class" in choice.reason
+    assert choose_method({"pos": 8, "neg": 8}, "llama").method == "lora"
+
+
+def test_label_names_prior_only_for_meaningful_names():
+    assert names_are_meaningful(["positive", "negative"])
+    assert names_are_meaningful(["book_flight", "Sci/Tech"])
+    assert not names_are_meaningful(["0", "1"])
+    assert not names_are_meaningful(["LABEL_0", "LABEL_1"])
+    assert not names_are_meaningful(["a", "b"])
+
+
+def test_pair_budget_is_bounded_for_any_size():
+    assert pair_budget(16, 2) == 640
+    assert pair_budget(200, 4) == 4000
+    assert pair_budget(15_000, 150) == pair_budget(1_000_000, 2) == 8000
+
+
+def test_head_learns_and_seed_api_works(model_path, sentiment_data):
+    train_texts, train_labels, eval_texts, eval_labels = sentiment_data
+    model = LLMFinetuner(model_path, config=HEAD)
+    model.fine_tune(train_texts, train_labels, eval_texts, eval_labels)
+    assert isinstance(model.model, SentenceClassifier)
+    metrics = model.evaluate_model(eval_texts, eval_labels)
+    assert metrics["accuracy"] >= 0.7  # a random tiny encoder's embeddings; chance is 0.5
+    assert set(model.predict_labels(["good good good"])) <= {"positive", "negative"}
+    assert [event["kind"] for event in model.history] == ["start", "evaluate", "end"]
+    assert model.history[1]["metrics"]["accuracy"] == pytest.approx(metrics["accuracy"])
+
+
+def test_int_labels_come_back_as_given(tiny_bert):
+    texts, labels = make_sentiment_data(60, seed=3)
+    ints = [7 if label == "positive" else 3 for label in labels]
+    model = LLMFinetuner(tiny_bert, config=HEAD)
+    model.fine_tune(texts, ints)
+    assert set(model.predict(texts)) <= {3, 7}
+
+
+@pytest.mark.parametrize("config", [HEAD, FEWSHOT], ids=["head", "fewshot"])
+def test_save_load_round_trip_predicts_identically(tiny_bert, sentiment_data, tmp_path, config):
+    train_texts, train_labels, eval_texts, _ = sentiment_data
+    model = LLMFinetuner(tiny_bert, config=config)
+    model.fine_tune(train_texts, train_labels)
+    saved = model.save(tmp_path / "model")
+    assert (saved / HEAD_FILE).is_file() and (saved / "model.safetensors").is_file()
+    loaded = LLMFinetuner.load(saved)
+    assert isinstance(loaded.model, SentenceClassifier)
+    np.testing.assert_allclose(loaded.predict_proba_array(eval_texts), model.predict_proba_array(eval_texts),
+                               atol=1e-5)
+    assert loaded.config.method == config.method
+    assert loaded.method_choice.method == config.method
+
+
+def test_fewshot_tunes_the_encoder_within_the_pair_budget(tiny_bert, sentiment_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # SetFit writes checkpoints to ./checkpoints unless told otherwise
+    train_texts, train_labels, _, _ = sentiment_data
+    model = LLMFinetuner(tiny_bert, config=FEWSHOT)
+    before = {k: v.clone() for k, v in model.model.base_model.state_dict().items()}
+    model.fine_tune(train_texts, train_labels)
+    after = model.model.encoder.state_dict()
+    assert any(not before[k].equal(after[k]) for k in before if k in after), "the encoder did not change"
+    logged = [event for event in model.history if event["kind"] == "log"]
+    assert logged and max(event["max_steps"] for event in logged) == -(-pair_budget(80, 2) // FEWSHOT.batch_size)
+    assert not list(tmp_path.iterdir()), "training wrote files into the working directory"
+
+
+def test_stop_ends_fewshot_tuning_and_keeps_a_usable_model(tiny_bert, sentiment_data):
+    train_texts, train_labels, eval_texts, eval_labels = sentiment_data
+    stop = threading.Event()
+    stop.set()
+    model = LLMFinetuner(tiny_bert, config=FEWSHOT)
+    model.fine_tune(train_texts, train_labels, eval_texts, eval_labels, stop_event=stop)
+    assert model.stopped
+    assert "evaluate" not in [event["kind"] for event in model.history]
+    assert len(model.predict(eval_texts)) == len(eval_texts)
+
+
+def test_auto_records_its_choice_and_reason(tiny_bert, tmp_path):
+    texts, labels = make_sentiment_data(20, seed=4)  # 10 per class
+    model = LLMFinetuner(tiny_bert)
+    model.fine_tune(texts, labels)
+    assert model.method_choice.method == "head" and "10 examples per class" in model.method_choice.reason
+    assert model.config.method == "head"
+    loaded = LLMFinetuner.load(model.save(tmp_path / "auto"))
+    assert loaded.method_choice == model.method_choice
+
+
+def test_head_model_can_be_fine_tuned_further_but_not_with_lora(tiny_bert, sentiment_data, tiny_config):
+    train_texts, train_labels, eval_texts, eval_labels = sentiment_data
+    model = LLMFinetuner(tiny_bert, config=HEAD)
+    model.fine_tune(train_texts, train_labels)
+    model.fine_tune(train_texts, train_labels, config=tiny_config)
+    assert isinstance(model.model, SentenceClassifier) and model.config.method == "finetune"
+    assert model.evaluate_model(eval_texts, eval_labels)["accuracy"] >= 0.8
+    with pytest.raises(ConfigError, match="LoRA needs a standard classifier"):
+        model.fine_tune(train_texts, train_labels, config=TrainConfig(method="lora"))
+
+
+def test_head_finetune_fits_the_head_then_trains_every_weight(tiny_bert, sentiment_data, tiny_config, monkeypatch):
+    from finetuner import finetuner as finetuner_module
+    train_texts, train_labels, eval_texts, eval_labels = sentiment_data
+    fitted = []
+    real_fit_head = finetuner_module.fit_head
+    monkeypatch.setattr(finetuner_module, "fit_head", lambda *a, **k: fitted.append(1) or real_fit_head(*a, **k))
+    model = LLMFinetuner(tiny_bert)
+    model.fine_tune(train_texts, train_labels, eval_texts, eval_labels,
+                    config=tiny_config.replace(method="head_finetune"))
+    assert fitted == [1] and isinstance(model.model, SentenceClassifier)
+    assert model.config.method == "head_finetune"
+    assert [event["kind"] for event in model.history].count("evaluate") == tiny_config.epochs
+    assert model.evaluate_model(eval_texts, eval_labels)["accuracy"] >= 0.8
