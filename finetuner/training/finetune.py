@@ -63,9 +63,11 @@ def tokenize_dataset(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], l
     return Dataset.from_dict(columns)
 
 
-# Rows sorted by length together: at most this many batches' worth, and at most a quarter of the rows (as the
-# transformers Trainer's own grouping does).
-_LENGTH_GROUP_BATCHES = 50
+# Rows sorted by length together: at most this many batches' worth, and at most a quarter of the rows. SST-2, 2,000
+# rows, 1 epoch, batch 32, seeds 0/1/2 (python -m bench --parts throughput): groups of 50 batches gave 0.764 / 0.779 /
+# 0.788 at 155 samples/s; groups of 8 gave 0.800 / 0.790 / 0.796 at ~148 samples/s; the plain Trainer with random
+# batches 0.790 / 0.788 / 0.814 at ~73 samples/s. Smaller groups mix more while still cutting most of the padding.
+_LENGTH_GROUP_BATCHES = 8
 
 
 class LengthGroupedBatchOrder(torch.utils.data.Sampler):
