@@ -9,6 +9,7 @@ import tempfile
 import threading
 import uuid
 import warnings
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -117,7 +118,8 @@ class LLMFinetuner:
             self.max_length = min(config.max_length, limit)
         else:
             self.max_length = choose_max_length(self.tokenizer, texts, limit)
-        train_ds = tokenize_dataset(self.tokenizer, texts, self.label_map.encode(labels), self.max_length)
+        label_ids = self.label_map.encode(labels)
+        train_ds = tokenize_dataset(self.tokenizer, texts, label_ids, self.max_length)
         eval_ds = tokenize_dataset(self.tokenizer, eval_texts_clean, self.label_map.encode(eval_labels_clean),
                                    self.max_length) if has_eval else None
 
@@ -130,11 +132,11 @@ class LLMFinetuner:
 
         progress = ProgressCallback(record, stop_event)
         if config.method == "head_finetune" and not resume:  # the head first, then the Trainer from there
-            self._fit_head(config, texts, self.label_map.encode(labels))
+            self._fit_head(config, texts, label_ids)
         if config.method in EMBEDDING_METHODS:
             if config.method == "fewshot" and config.learning_rate is None:
                 config = config.replace(learning_rate=FEWSHOT_LEARNING_RATE)
-            self._train_embedding_method(config, texts, self.label_map.encode(labels), eval_ds, progress)
+            self._train_embedding_method(config, texts, label_ids, eval_ds, progress)
             self.config = config
             self.stopped = progress.stopped
             self.trained = True
@@ -276,17 +278,9 @@ class LLMFinetuner:
     def choose_method(self, train_labels: Sequence[Any], config: Optional[TrainConfig] = None) -> MethodChoice:
         """The method :meth:`fine_tune` will use for these training labels (``config.method`` unless "auto")."""
         config = config or self.config
-        labels = list(train_labels)
         if config.method != "auto":
             return MethodChoice(config.method, "set in the training settings")
-        counts: Dict[str, int] = {}
-        for label in labels:
-            counts[str(label)] = counts.get(str(label), 0) + 1
-        if isinstance(self.model, SentenceClassifier) or lora.is_peft_model(self.model):
-            model_type = self.model.config.model_type
-        else:
-            model_type = getattr(self.model.config, "model_type", "")
-        return choose_method(counts, model_type)
+        return choose_method(Counter(map(str, train_labels)), getattr(self.model.config, "model_type", ""))
 
     # ------------------------------------------------------------------ internals
 

@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from ..baselines import embedding_classifier
 from ..config import TrainConfig
 from ..models import quiet_loading
-from .finetune import clip_texts
+from .finetune import length_sorted_batches
 from .sentence_classifier import SentenceClassifier, label_prior
 
 # The label-name sentence of a class weighs this share of the class's examples (see fit_head).
@@ -29,13 +29,8 @@ def encode(model: SentenceClassifier, tokenizer, texts: Sequence[str], max_lengt
            batch_size: int = 64) -> np.ndarray:
     """Unit-length sentence embeddings in input order (length-sorted batches)."""
     model.eval()
-    device = next(model.parameters()).device
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), model.head.in_features), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        ids = order[start:start + batch_size]
-        batch = tokenizer(clip_texts([texts[i] for i in ids], max_length), truncation=True, max_length=max_length,
-                          padding=True, return_tensors="pt").to(device)
+    for ids, batch in length_sorted_batches(tokenizer, texts, max_length, batch_size, model.head.weight.device):
         out[ids] = model.embed(**batch).float().cpu().numpy()
     return out
 

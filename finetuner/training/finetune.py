@@ -7,12 +7,12 @@ import hashlib
 import inspect
 import math
 import threading
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PreTrainedModel,
+from transformers import (BatchEncoding, DataCollatorWithPadding, EarlyStoppingCallback, PreTrainedModel,
                           PreTrainedTokenizerBase, PrinterCallback, Trainer, TrainerCallback,
                           TrainingArguments)
 
@@ -253,21 +253,27 @@ def _cpu_threads_for(device: torch.device, tokens: int):
             torch.set_num_threads(previous)
 
 
+def length_sorted_batches(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int,
+                          batch_size: int, device: torch.device) -> Iterator[Tuple[List[int], BatchEncoding]]:
+    """(row indices, tokenized batch on ``device``) for ``texts`` in batches of similar length, so padding stays
+    small; the caller puts each batch's outputs back at its row indices."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        ids = order[start:start + batch_size]
+        yield ids, tokenizer(clip_texts([texts[i] for i in ids], max_length), truncation=True,
+                             max_length=max_length, padding=True, return_tensors="pt").to(device)
+
+
 @torch.inference_mode()
 def predict_logits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
                    max_length: int, batch_size: int = 64) -> np.ndarray:
     """Logits for ``texts`` in input order; batches are length-sorted so padding stays small."""
     model.eval()
     device = next(model.parameters()).device
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model's own model
     accepts_position_ids = "position_ids" in inspect.signature(base.forward).parameters
-    for start in range(0, len(order), batch_size):
-        batch_ids = order[start:start + batch_size]
-        batch = clip_texts([texts[i] for i in batch_ids], max_length)
-        encoded = tokenizer(batch, truncation=True, max_length=max_length, padding=True,
-                            return_tensors="pt").to(device)
+    for batch_ids, encoded in length_sorted_batches(tokenizer, texts, max_length, batch_size, device):
         if tokenizer.padding_side == "left" and accepts_position_ids:
             # Left padding shifts every position; count positions from each text's first real token instead.
             encoded["position_ids"] = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
