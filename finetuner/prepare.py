@@ -99,7 +99,7 @@ class PreparedData:
 
 def drop_blank_rows(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
     """Remove rows in which every cell is empty (e.g. rows added in the grid and never filled)."""
-    blank = frame.apply(_blank).all(axis=1)
+    blank = frame.apply(blank_cells).all(axis=1)
     return frame.loc[~blank].reset_index(drop=True), int(blank.sum())
 
 
@@ -121,7 +121,7 @@ def prepare(frame: Optional[pd.DataFrame], text_column: Optional[str] = None, la
         return result
     result.text_column, result.label_column = text_col, label_col
     texts, labels = frame[text_col], frame[label_col]
-    no_text, no_label = _blank(texts), _blank(labels)
+    no_text, no_label = blank_cells(texts), blank_cells(labels)
     result.empty_texts, result.missing_labels = _rows_where(no_text), _rows_where(no_label)
     keys = texts.astype(str).str.strip().where(~no_text, "")
     result.duplicate_rows = int(keys[~no_text].duplicated().sum())
@@ -170,9 +170,9 @@ def clean_table(frame: pd.DataFrame, text_column: str, label_column: str) -> Tup
     """Drop rows with an empty text or label and repeated texts (the first occurrence stays)."""
     if text_column not in frame.columns or label_column not in frame.columns:
         raise DataError("Choose the text and label columns first.")
-    no_text = _blank(frame[text_column])
+    no_text = blank_cells(frame[text_column])
     keys = frame[text_column].astype(str).str.strip().where(~no_text, "")
-    keep = ~no_text & ~_blank(frame[label_column]) & ~keys.duplicated()
+    keep = ~no_text & ~blank_cells(frame[label_column]) & ~keys.duplicated()
     return frame.loc[keep].reset_index(drop=True), int((~keep).sum())
 
 
@@ -197,7 +197,7 @@ def _class_counts(labels: List[Any]) -> Dict[str, int]:
     return {str(k): int(v) for k, v in sorted(counts.items())}
 
 
-def _blank(values: pd.Series) -> pd.Series:
+def blank_cells(values: pd.Series) -> pd.Series:
     """Which cells are missing or only whitespace."""
     return values.isna() | values.astype(str).str.strip().eq("")
 

@@ -18,7 +18,7 @@ from ..data import normalize_label
 from ..duplicates import find_duplicates
 from ..errors import DataError
 from ..label_issues import ISSUE_COLUMNS, find_label_issues
-from ..prepare import prepare
+from ..prepare import blank_cells, prepare
 from .common import TableData, column_widths, kept_outputs, shown_table, status_line, user_errors
 
 ACCEPT, KEEP, DELETE = "accept", "keep", "delete"
@@ -58,7 +58,7 @@ def flag_rows(frame: pd.DataFrame, text_column: str, label_column: str, source: 
     """Run the label check on the rows that have a text and a label; rows keep their position in ``frame``."""
     if text_column not in frame.columns or label_column not in frame.columns:
         raise DataError("Choose the text and label columns first.")
-    positions = np.flatnonzero(~(_blank(frame[text_column]) | _blank(frame[label_column])))
+    positions = np.flatnonzero(~(blank_cells(frame[text_column]) | blank_cells(frame[label_column])))
     issues = find_label_issues(frame.iloc[positions].reset_index(drop=True), text_column, label_column)
     issues["row"] = positions[issues["row"].to_numpy(dtype=int)]
     return LabelCheck(issues.reset_index(drop=True), len(positions), len(issues), source)
@@ -246,6 +246,3 @@ def _label_key(value: Any) -> Optional[str]:
     except ValueError:
         return None
 
-
-def _blank(values: pd.Series) -> pd.Series:
-    return values.isna() | values.astype(str).str.strip().eq("")
