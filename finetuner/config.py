@@ -47,7 +47,7 @@ class TrainConfig:
     """Hyperparameters of one training run.
 
     ``max_length=None`` picks the truncation length from the training texts' token lengths
-    (the 98th percentile, rounded up to a multiple of 8, capped by the model's limit).
+    (the 98th percentile, rounded up to a multiple of 8, at least 128, capped by the model's limit).
     ``epochs`` and ``batch_size`` left unset take the method's defaults (``METHOD_DEFAULTS``); with
     ``method="auto"`` they stay unset until training picks the method.
     ``precision`` chooses mixed precision (see ``PRECISIONS``); ``gradient_checkpointing`` trades compute for

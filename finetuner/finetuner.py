@@ -317,7 +317,7 @@ class LLMFinetuner:
         state, control = TrainerState(max_steps=1, global_step=0, epoch=0.0), TrainerControl()
         progress.on_train_begin(None, state, control)
         if config.method == "fewshot":
-            contrastive_tune(self.model, self.tokenizer, texts, label_ids, config,
+            contrastive_tune(self.model, self.tokenizer, texts, label_ids, config, self._meaningful_label_names(),
                              callbacks=[_StageProgress(progress)])
         self._fit_head(config, texts, label_ids)
         state.global_step, state.epoch = state.max_steps, 1.0
@@ -327,10 +327,15 @@ class LLMFinetuner:
             progress.on_evaluate(None, state, control, metrics=raw)
         progress.on_train_end(None, state, control)
 
+    def _meaningful_label_names(self) -> Optional[List[str]]:
+        """The class names when they say what the classes are (words, not codes like 0/1 or "LABEL_3")."""
+        names = self.label_map.names
+        return None if self.label_map.is_int or not names_are_meaningful(names) else list(names)
+
     def _fit_head(self, config: TrainConfig, texts: List[str], label_ids: List[int]) -> None:
-        use_names = not self.label_map.is_int and names_are_meaningful(self.label_map.names)
         fit_head(self.model, self.tokenizer, texts, label_ids, self.label_map.names, self.max_length,
-                 use_label_names=use_names, seed=config.seed, batch_size=config.eval_batch_size)
+                 use_label_names=self._meaningful_label_names() is not None, seed=config.seed,
+                 batch_size=config.eval_batch_size)
 
     def _fit_label_map(self, labels: List[Any], seed: int) -> None:
         """Make the classifier head match the classes in the data (or check it against ``num_labels``)."""

@@ -8,15 +8,22 @@ Measured with the bundled all-MiniLM-L6-v2 (one seed unless said; SST-2 test 872
   head 0.825. 128 per class, SST-2: fine-tuning 0.721 (head 0.737 already at 64).
 - 250 per class, AG News (1,000 rows, 2 epochs, 400 test rows): fine-tuning 0.860; head then fine-tuning 0.843 /
   0.850 / 0.845 at learning rates 5e-5 / 1e-4 / 3e-4.
-So a head alone for tiny data; from 32 per class a head that full fine-tuning starts from (at least as good as the
-better of the two at every point measured there); from 200 per class (between SST-2's 128, where fine-tuning was
-still below the head's 64-per-class score, and AG News' 250, where plain fine-tuning led) plain full fine-tuning.
-SetFit (``fewshot``) was mixed against the head (``python -m bench --parts accuracy``, 2 seeds, before the name
-prior was halved): SST-2 at 8 per class 0.659 vs 0.681, at 32 0.739 vs 0.701; AG News at 8 0.821 vs 0.775. It also
-costs minutes where the head costs seconds (CLINC150: 8,000 pairs), so ``auto`` does not pick it yet.
-The bench (3 seeds, bench/results/RESULTS.md) confirms ``auto`` at 32 per class (SST-2 0.710 vs head 0.698; AG News
-0.854 vs 0.834) and shows head-then-fine-tuning also ahead at 8 per class on AG News (0.803 vs 0.785; SST-2 0.645
-vs 0.644): lowering ``HEAD_BELOW_EXAMPLES_PER_CLASS`` waits for a check on CLINC150's 150 classes.
+At 8 per class, contrastive tuning (``fewshot``) that also pulls each class's examples towards sentences saying
+its name, at learning rate 5e-5 (training.embedding_methods.contrastive_tune), then the head: SST-2 0.734 (seeds
+0–4; head alone 0.649 over 20 seeds), AG News 0.833 (seeds 0–2; head alone 0.783); SetFit's own settings without
+the names: SST-2 0.668. Its cost grows with the pairs (20 per text, at most 8,000): ~20–40 s for 16 rows, minutes
+from a few hundred rows, while the head takes seconds and is as good as the plain logistic regression with many
+classes (CLINC150 at 10 per class, 1,500 rows).
+The bench (``python -m bench --parts accuracy --datasets sst2,agnews --k 8,32 --seeds 0,1,2 --methods
+head,fewshot,head_finetune,auto --max-train-rows 128``, bench/results/RESULTS.md): at 8 per class fewshot 0.675 /
+0.838 (SST-2 / AG News) against head 0.640 / 0.785 and head then fine-tuning 0.632 / 0.803; at 32 per class
+fewshot 0.742 / 0.865 against head then fine-tuning 0.711 / 0.856 and head 0.698 / 0.834 (fewshot took ~180 s on
+AG News' 128 rows, head then fine-tuning ~16 s).
+So: below 64 per class and up to 400 rows, few-shot tuning; below 32 per class with more rows, the head alone;
+otherwise a head that full fine-tuning starts from (at least as good as the better of the two at every point
+measured there); from 200 per class (between SST-2's 128, where fine-tuning was still below the head's
+64-per-class score, and AG News' 250, where plain fine-tuning led) plain full fine-tuning. Between 32 and 63 per
+class only 32 was measured.
 """
 
 from __future__ import annotations
@@ -27,9 +34,17 @@ from typing import Mapping, Sequence
 
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-# Below this many examples per class (the median over classes) an encoder gets a head on its sentence embeddings
-# and nothing more; from here on that head is the start of full fine-tuning ("head_finetune").
-HEAD_BELOW_EXAMPLES_PER_CLASS = 32
+# Below this many examples per class (the median over classes) an encoder is not fine-tuned with the Trainer: it is
+# tuned contrastively ("fewshot") or gets a head on its sentence embeddings ("head"); from here on that head is the
+# start of full fine-tuning ("head_finetune").
+FEW_BELOW_EXAMPLES_PER_CLASS = 32
+# Below this many examples per class and with at most FEWSHOT_MAX_ROWS rows: contrastive tuning ("fewshot"), which
+# beat every other method at 8 and 32 per class on SST-2 and AG News (bench, 3 seeds).
+FEWSHOT_BELOW_EXAMPLES_PER_CLASS = 64
+# At most this many rows for contrastive tuning, where every text still gets its 20 pairs
+# (training.embedding_methods.pair_budget: 8,000 pairs, ~500 steps, about 3 minutes on 2 CPU cores). More rows with
+# few examples each (many classes, e.g. CLINC150 at 10 per class: 1,500 rows) get the head alone, in seconds.
+FEWSHOT_MAX_ROWS = 400
 # From this many examples per class, plain full fine-tuning (its own head, its higher learning rate) wins.
 FINETUNE_FROM_EXAMPLES_PER_CLASS = 200
 # Label names that say nothing about the class: numbers, "LABEL_3", single letters.
@@ -62,9 +77,15 @@ def choose_method(class_counts: Mapping[str, int], model_type: str) -> MethodCho
         return MethodChoice("lora", f"{model_type or 'this model'} is a decoder LLM: a LoRA adapter trains a small "
                                     "fraction of its weights, faster and with less memory than full fine-tuning.")
     typical = counts[len(counts) // 2]
-    if typical < HEAD_BELOW_EXAMPLES_PER_CLASS:
+    if typical < FEWSHOT_BELOW_EXAMPLES_PER_CLASS and rows <= FEWSHOT_MAX_ROWS:
+        return MethodChoice("fewshot", f"{typical} examples per class (median over {classes} classes, {rows} rows): "
+                                       "with so few, contrastive tuning of the encoder on sentence pairs (SetFit), "
+                                       "then a classifier on its embeddings, beats full fine-tuning and a head "
+                                       "on frozen embeddings.")
+    if typical < FEW_BELOW_EXAMPLES_PER_CLASS:
         return MethodChoice("head", f"{typical} examples per class (median over {classes} classes, {rows} rows): "
-                                    "with so few, a classifier on sentence embeddings beats full fine-tuning.")
+                                    f"with so few, a classifier on sentence embeddings beats full fine-tuning (with more than "
+                                    f"{FEWSHOT_MAX_ROWS} rows, contrastive tuning would take several minutes).")
     if typical >= FINETUNE_FROM_EXAMPLES_PER_CLASS:
         return MethodChoice("finetune", f"{typical} examples per class (median over {classes} classes, {rows} "
                                         "rows): enough to fine-tune every weight of the model from the start.")

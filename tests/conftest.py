@@ -25,7 +25,7 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TINY_CONFIG = TrainConfig(method="finetune", epochs=8, learning_rate=3e-3, batch_size=8, warmup_ratio=0.0, seed=0)
 
 
-def build_tokenizer(model_input_names: List[str]) -> PreTrainedTokenizerFast:
+def build_tokenizer(model_input_names: List[str], max_length: int = 64) -> PreTrainedTokenizerFast:
     """A WordPiece tokenizer over the fixture vocabulary, built with the `tokenizers` library."""
     vocab = {token: i for i, token in enumerate(SPECIAL + sorted(set(POSITIVE + NEGATIVE + NEUTRAL + FILLER)))}
     tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
@@ -36,16 +36,17 @@ def build_tokenizer(model_input_names: List[str]) -> PreTrainedTokenizerFast:
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=64, model_input_names=model_input_names)
+        mask_token="[MASK]", model_max_length=max_length, model_input_names=model_input_names)
 
 
-def build_tiny_model(directory: Path, architecture: str = "bert") -> Path:
+def build_tiny_model(directory: Path, architecture: str = "bert", max_positions: int = 64) -> Path:
     """Save a randomly initialised tiny encoder (no classification head) and its tokenizer to ``directory``."""
     torch.manual_seed(0)  # the same tiny model in every test session
     if architecture == "bert":
-        tokenizer = build_tokenizer(["input_ids", "token_type_ids", "attention_mask"])
+        tokenizer = build_tokenizer(["input_ids", "token_type_ids", "attention_mask"], max_positions)
         model = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64))
+                                     num_attention_heads=2, intermediate_size=64,
+                                     max_position_embeddings=max_positions))
     elif architecture == "distilbert":
         tokenizer = build_tokenizer(["input_ids", "attention_mask"])
         model = DistilBertModel(DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2,
@@ -114,6 +115,12 @@ def all_threads(_one_torch_thread):
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-bert"), "bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_256(tmp_path_factory) -> str:
+    """The tiny BERT with 256 positions, for tests of the length limit."""
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-bert-256"), "bert", max_positions=256))
 
 
 @pytest.fixture(scope="session")

@@ -150,11 +150,12 @@ def test_auto_trains_with_the_method_it_chose_and_says_which_and_why(url, tmp_pa
     client.predict(handle_file(str(small)), 0.2, api_name="/load_file")
     progress, _, epochs, log = client.predict(preset_name="fast", method="auto", api_name="/train")
     assert "Completed" in progress, progress
-    assert re.search(r"Method: embedding head — 16 examples per class \(median over 2 classes, 32 rows\)", progress)
-    assert "Method: embedding head — " in log and epochs["data"]  # one evaluation of the head
+    assert re.search(r"Method: few-shot \(SetFit\) — 16 examples per class \(median over 2 classes, 32 rows\)",
+                     progress)
+    assert "Method: few-shot (SetFit) — " in log and epochs["data"]  # one evaluation, after the head
     run_id = RUN_ID.search(progress)[0]
     history = client.predict(api_name="/list_runs")[0]
-    assert [row[4] for row in history["data"] if row[0] == run_id] == ["embedding head"]
+    assert [row[4] for row in history["data"] if row[0] == run_id] == ["few-shot (SetFit)"]
     assert history["headers"][4] == "method"
 
 

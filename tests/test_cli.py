@@ -20,6 +20,7 @@ from finetuner.config import METHODS
 from finetuner.cli import build_parser, main
 from finetuner.cli.settings import build_config, flag_settings, read_config_file
 from finetuner.errors import ConfigError
+from finetuner.training.embedding_methods import FEWSHOT_LEARNING_RATE
 from finetuner.training.progress import ProgressCallback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,12 +98,12 @@ def test_train_without_method_chooses_one_says_which_and_records_it(tiny_bert, t
     assert code == 0, err
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     choice = record["method_choice"]
-    assert choice["method"] == "head" and "12 examples per class" in choice["reason"]
-    assert f"Method: head — {choice['reason']}" in err.splitlines()
-    assert record["config"]["method"] == "auto" and record["learning_rate_used"] is None  # a head has no rate
+    assert choice["method"] == "fewshot" and "12 examples per class" in choice["reason"]
+    assert f"Method: fewshot — {choice['reason']}" in err.splitlines()
+    assert record["config"]["method"] == "auto" and record["learning_rate_used"] == FEWSHOT_LEARNING_RATE
     assert yaml.safe_load((tmp_path / "run" / "train_config.yaml").read_text())["method"] == "auto"
     meta = json.loads((tmp_path / "run" / "model" / "finetuner.json").read_text())
-    assert meta["method"] == "head" and meta["method_choice"] == choice
+    assert meta["method"] == "fewshot" and meta["method_choice"] == choice
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -267,17 +267,17 @@ def test_same_seed_same_model(tiny_bert):
                            rtol=0, atol=1e-5)
 
 
-def test_max_length_chosen_from_the_data(tiny_bert):
+def test_max_length_chosen_from_the_data(tiny_bert_256):
     rng = random.Random(0)
     words = ["good", "bad", "the", "movie", "was", "really", "very", "and"]
-    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(18, 30))) for _ in range(8)]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(150, 200))) for _ in range(8)]
     labels = ["positive", "negative"] * 4
-    finetuner = LLMFinetuner(tiny_bert, config=FAST)
+    finetuner = LLMFinetuner(tiny_bert_256, config=FAST)
     finetuner.fine_tune(texts, labels)
     lengths = [len(ids) for ids in finetuner.tokenizer(texts)["input_ids"]]
     assert finetuner.max_length % 8 == 0
     assert np.percentile(lengths, 98) <= finetuner.max_length < np.percentile(lengths, 98) + 8
-    assert finetuner.max_length < 64  # not the model's limit: short data, short inputs
+    assert finetuner.max_length < 256  # not the model's limit: shorter data, shorter inputs
 
 
 def test_max_length_capped_by_the_model_limit(tiny_bert):
@@ -288,9 +288,12 @@ def test_max_length_capped_by_the_model_limit(tiny_bert):
     assert len(finetuner.predict([" ".join(["good"] * 500)])) == 1  # long inputs are truncated
 
 
-def test_short_texts_get_the_minimum_length(trained):
-    finetuner, _, _ = trained
-    assert finetuner.max_length == 16  # 7-token texts: the floor of 16
+def test_short_texts_get_the_minimum_length(tiny_bert, tiny_bert_256):
+    texts, labels = make_sentiment_data(8, seed=1)  # ~7 tokens each
+    for model, expected in ((tiny_bert_256, 128), (tiny_bert, 64)):  # the floor of 128, or the model's limit
+        finetuner = LLMFinetuner(model, config=FAST)
+        finetuner.fine_tune(texts, labels)
+        assert finetuner.max_length == expected
 
 
 def test_explicit_max_length_is_respected(tiny_bert):

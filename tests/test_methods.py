@@ -11,9 +11,10 @@ from conftest import make_sentiment_data
 
 from finetuner import ConfigError, LLMFinetuner, TrainConfig
 from finetuner.config import METHOD_DEFAULTS
-from finetuner.method_choice import HEAD_BELOW_EXAMPLES_PER_CLASS, choose_method, names_are_meaningful
+from finetuner.method_choice import (FEW_BELOW_EXAMPLES_PER_CLASS, FEWSHOT_BELOW_EXAMPLES_PER_CLASS,
+                                     FEWSHOT_MAX_ROWS, choose_method, names_are_meaningful)
 from finetuner.training.embedding_methods import pair_budget
-from finetuner.training.sentence_classifier import HEAD_FILE, SentenceClassifier
+from finetuner.training.sentence_classifier import HEAD_FILE, LABEL_TEMPLATES, SentenceClassifier
 
 HEAD = TrainConfig(method="head", seed=0)
 FEWSHOT = TrainConfig(method="fewshot", seed=0, batch_size=8, learning_rate=1e-3)
@@ -41,14 +42,25 @@ def test_methods_are_accepted_and_unknown_ones_named(method):
 
 
 def test_choice_follows_examples_per_class_not_total_rows():
-    few = HEAD_BELOW_EXAMPLES_PER_CLASS - 1
+    few = FEW_BELOW_EXAMPLES_PER_CLASS - 1
     many_classes = {f"intent_{i}": few for i in range(150)}  # 150 classes: many rows, few per class
     assert choose_method(many_classes, "bert").method == "head"
-    assert choose_method({"pos": 64, "neg": 64}, "bert").method == "head_finetune"
+    assert choose_method({"pos": 32, "neg": 32}, "bert").method == "fewshot"
+    at_fewshot_limit = FEWSHOT_BELOW_EXAMPLES_PER_CLASS
+    assert choose_method({"pos": at_fewshot_limit, "neg": at_fewshot_limit}, "bert").method == "head_finetune"
+    assert choose_method({f"c{i}": 40 for i in range(20)}, "bert").method == "head_finetune"  # 800 rows
     assert choose_method({"pos": 500, "neg": 500}, "bert").method == "finetune"
     choice = choose_method({"pos": 8, "neg": 8}, "bert")
-    assert choice.method == "head" and "8 examples per class" in choice.reason
+    assert choice.method == "fewshot" and "8 examples per class" in choice.reason
     assert choose_method({"pos": 8, "neg": 8}, "llama").method == "lora"
+
+
+def test_contrastive_tuning_only_while_its_time_stays_short():
+    at_limit = {f"intent_{i}": 8 for i in range(FEWSHOT_MAX_ROWS // 8)}
+    assert choose_method(at_limit, "bert").method == "fewshot"
+    over = {**at_limit, "one_more": 8}
+    choice = choose_method(over, "bert")
+    assert choice.method == "head" and f"more than {FEWSHOT_MAX_ROWS} rows" in choice.reason
 
 
 def test_label_names_prior_only_for_meaningful_names():
@@ -113,6 +125,32 @@ def test_fewshot_tunes_the_encoder_within_the_pair_budget(tiny_bert, sentiment_d
     assert not list(tmp_path.iterdir()), "training wrote files into the working directory"
 
 
+@pytest.mark.parametrize("named", [True, False], ids=["class names", "class codes"])
+def test_fewshot_tunes_with_the_class_names_only_when_they_mean_something(tiny_bert, named, monkeypatch):
+    import setfit
+
+    seen = {}
+    original = setfit.Trainer.train_embeddings
+
+    def recording(self, x_train, y_train, *args, **kwargs):
+        seen["pairs"] = list(zip(x_train, y_train))
+        return original(self, x_train, y_train, *args, **kwargs)
+
+    monkeypatch.setattr(setfit.Trainer, "train_embeddings", recording)
+    texts, labels = make_sentiment_data(16, seed=6)
+    if not named:
+        labels = [1 if label == "positive" else 0 for label in labels]
+    model = LLMFinetuner(tiny_bert, config=FEWSHOT)
+    model.fine_tune(texts, labels)
+    extra = seen["pairs"][len(texts):]
+    if named:
+        positive = model.label_map.encode(["positive"])[0]
+        assert ("It is positive.", positive) in extra and ("positive", positive) in extra
+        assert len(extra) == len(LABEL_TEMPLATES) * 2
+    else:
+        assert extra == []
+
+
 def test_stop_ends_fewshot_tuning_and_keeps_a_usable_model(tiny_bert, sentiment_data):
     train_texts, train_labels, eval_texts, eval_labels = sentiment_data
     stop = threading.Event()
@@ -128,8 +166,8 @@ def test_auto_records_its_choice_and_reason(tiny_bert, tmp_path):
     texts, labels = make_sentiment_data(20, seed=4)  # 10 per class
     model = LLMFinetuner(tiny_bert)
     model.fine_tune(texts, labels)
-    assert model.method_choice.method == "head" and "10 examples per class" in model.method_choice.reason
-    assert model.config.method == "head"
+    assert model.method_choice.method == "fewshot" and "10 examples per class" in model.method_choice.reason
+    assert model.config.method == "fewshot"
     loaded = LLMFinetuner.load(model.save(tmp_path / "auto"))
     assert loaded.method_choice == model.method_choice
 

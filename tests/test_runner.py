@@ -76,7 +76,7 @@ def test_auto_says_the_method_it_chose_and_the_record_keeps_it(runner, tiny_bert
     _wait(job)
     assert job.status == "completed", job.error
     record = runner.store.get(job.record.id)
-    assert record.method_choice["method"] == job.method_choice.method == record.config["method"] == "head"
+    assert record.method_choice["method"] == job.method_choice.method == record.config["method"] == "fewshot"
     reason = job.method_choice.reason
     assert record.method_choice["reason"] == reason and "examples per class" in reason
     lines = []
@@ -84,7 +84,7 @@ def test_auto_says_the_method_it_chose_and_the_record_keeps_it(runner, tiny_bert
         item = job.events.get()
         lines += [item] if isinstance(item, str) else []
     said = [line for line in lines if line.startswith("Method: ")]
-    assert said == [f"Method: embedding head — {reason}"]
+    assert said == [f"Method: few-shot (SetFit) — {reason}"]
     assert lines.index(said[0]) < lines.index(next(line for line in lines if line.startswith("Training on")))
 
 

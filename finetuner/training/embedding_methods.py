@@ -16,12 +16,13 @@ from ..baselines import embedding_classifier
 from ..config import TrainConfig
 from ..models import quiet_loading
 from .finetune import length_sorted_batches
-from .sentence_classifier import SentenceClassifier, label_prior
+from .sentence_classifier import LABEL_TEMPLATES, SentenceClassifier, label_sentences
 
 # The label-name sentence of a class weighs this share of the class's examples (see fit_head).
 _NAME_WEIGHT = 0.5
-# SetFit's learning rate for the encoder when none is set (its own default for the body's first phase).
-FEWSHOT_LEARNING_RATE = 2e-5
+# The encoder's learning rate in contrastive tuning when none is set (SetFit's own default is 2e-5; see
+# contrastive_tune for the measurements).
+FEWSHOT_LEARNING_RATE = 5e-5
 
 
 @torch.inference_mode()
@@ -40,23 +41,23 @@ def fit_head(model: SentenceClassifier, tokenizer, texts: Sequence[str], label_i
              batch_size: int = 64) -> None:
     """Fit the head by logistic regression on the encoder's embeddings of ``texts``.
 
-    With ``use_label_names`` a sentence made of each class name (:func:`label_prior`) joins the training set
-    with half the weight of one class's examples, so names like "positive"/"negative" steer the head when
-    examples are few and matter less as they accumulate. Measured with the bundled MiniLM (3 seeds, weight as a
-    share of a class's examples: 0 / 0.5 / 1): SST-2 at 8 per class 0.602 / 0.646 / 0.661; CLINC150 at 10 per
-    class 0.908 / 0.910 / 0.908 — half a class's weight helps the first and never costs the second.
+    With ``use_label_names`` a sentence that says each class name ("It is positive.") joins the training set with
+    half the weight of one class's examples, so names like "positive"/"negative" steer the head when
+    examples are few and matter less as they accumulate. Measured with the bundled MiniLM (3 seeds, weight as a share of a class's examples: 0 / 0.5 / 1): SST-2 at 8 per class 0.602 / 0.646 / 0.661;
+    CLINC150 at 10 per class 0.908 / 0.910 / 0.908 — half a class's weight helps the first and never costs the
+    second.
     """
     features = encode(model, tokenizer, texts, max_length, batch_size)
     targets = np.asarray(label_ids)
     weights = np.ones(len(targets))
     num_labels = len(label_names)
     if use_label_names:
-        prior = encode(model, tokenizer, list(label_prior(label_names).values()), max_length, batch_size)
-        per_class = _NAME_WEIGHT * len(targets) / num_labels
-        features = np.vstack([features, prior])
-        targets = np.concatenate([targets, np.arange(num_labels)])
-        weights = np.concatenate([weights, np.full(num_labels, per_class)])
-    classifier = embedding_classifier(seed)  # the embedding baseline's classifier, so "head" = baseline + prior
+        name_texts, name_ids = label_sentences(label_names, LABEL_TEMPLATES[:1])
+        per_sentence = _NAME_WEIGHT * len(targets) / len(name_texts)
+        features = np.vstack([features, encode(model, tokenizer, name_texts, max_length, batch_size)])
+        targets = np.concatenate([targets, name_ids])
+        weights = np.concatenate([weights, np.full(len(name_texts), per_sentence)])
+    classifier = embedding_classifier(seed)  # the embedding baseline's classifier, so "head" = baseline + names
     classifier.fit(features, targets, sample_weight=weights)
     model.set_head(*_full_head(classifier, num_labels, features.shape[1]))
 
@@ -75,13 +76,6 @@ def _full_head(classifier: LogisticRegression, num_labels: int, dim: int):
     return weight, bias
 
 
-def init_head_from_label_names(model: SentenceClassifier, tokenizer, label_names: Sequence[str],
-                               max_length: int, scale: float = 20.0) -> None:
-    """A zero-shot head: each class's weights are the embedding of its name sentence (cosine × ``scale``)."""
-    prior = encode(model, tokenizer, list(label_prior(label_names).values()), max_length)
-    model.set_head(prior * scale, np.zeros(len(label_names), dtype=np.float32))
-
-
 def pair_budget(num_rows: int, num_labels: int) -> int:
     """Sentence pairs for contrastive tuning: 20 per text (SetFit's usual ``num_iterations``), at least 640 and
     at most 8,000 whatever the data size, so the time stays bounded (SetFit's default draws every negative pair:
@@ -90,8 +84,15 @@ def pair_budget(num_rows: int, num_labels: int) -> int:
 
 
 def contrastive_tune(model: SentenceClassifier, tokenizer, texts: List[str], label_ids: List[int],
-                     config: TrainConfig, callbacks: Optional[list] = None) -> None:
+                     config: TrainConfig, label_names: Optional[Sequence[str]] = None,
+                     callbacks: Optional[list] = None) -> None:
     """Tune the encoder in place with SetFit's contrastive pairs (same class → close), within :func:`pair_budget`.
+
+    With ``label_names`` the sentences that say each class name (:func:`label_sentences`) join the texts as
+    members of their class, so tuning pulls each class's examples towards what its name means. Measured with the
+    bundled MiniLM at 8 examples per class (then a head on the tuned embeddings; SST-2 seeds 0–4, AG News seeds 0–2): SST-2 0.668
+    without the names at SetFit's learning rate 2e-5, 0.719 with them, 0.734 with them at 5e-5; AG News 0.833
+    at 5e-5 with them, against 0.783 for the head alone.
 
     SetFit trains a sentence-transformers model, so the current encoder is handed over through a temporary
     directory (safetensors) and its tuned weights are copied back."""
@@ -103,6 +104,9 @@ def contrastive_tune(model: SentenceClassifier, tokenizer, texts: List[str], lab
     setfit_logging.set_verbosity_warning()  # importing setfit.trainer turns its "Running training" banners on
 
     steps = math.ceil(pair_budget(len(texts), model.config.num_labels) / config.batch_size)
+    if label_names is not None:
+        name_texts, name_ids = label_sentences(label_names)
+        texts, label_ids = list(texts) + name_texts, list(label_ids) + name_ids
     device = str(model.head.weight.device)
     with tempfile.TemporaryDirectory(prefix="finetuner-setfit-") as directory, quiet_loading():
         args = TrainingArguments(output_dir=str(Path(directory) / "run"), save_strategy="no",

@@ -8,7 +8,7 @@ Trainer. The head can start from the embeddings of the label names, a zero-shot 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -81,6 +81,16 @@ def is_sentence_classifier_dir(directory: Union[str, Path]) -> bool:
     return (Path(directory) / HEAD_FILE).is_file()
 
 
-def label_prior(label_names: Sequence[str]) -> Dict[str, str]:
-    """A short sentence per class that says what its name says (``book_flight`` → "It is book flight.")."""
-    return {name: f"It is {str(name).replace('_', ' ').replace('/', ' or ').strip()}." for name in label_names}
+# Sentences that say a class name; their embeddings stand for the class before any example does. Contrastive
+# tuning uses them all; a head uses the first alone (CLINC150 at 10 per class, 3 seeds: 0.9047 / 0.9140 / 0.9111
+# with it, 0.9060 / 0.9104 / 0.9084 with all five — below the plain logistic regression on two seeds).
+LABEL_TEMPLATES = ("It is {}.", "This is {}.", "{}", "This text is {}.", "Overall, it was {}.")
+
+
+def label_sentences(label_names: Sequence[str],
+                    templates: Sequence[str] = LABEL_TEMPLATES) -> Tuple[List[str], List[int]]:
+    """Every class name in every template sentence (``book_flight`` → "It is book flight.", …), with the class
+    index of each sentence."""
+    spoken = [str(name).replace("_", " ").replace("/", " or ").strip() for name in label_names]
+    texts = [template.format(name) for template in templates for name in spoken]
+    return texts, list(range(len(spoken))) * len(templates)

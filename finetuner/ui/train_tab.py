@@ -54,9 +54,10 @@ def build(ctx: AppContext, data: DataTab) -> None:
     method_choice = gr.Radio(METHOD_CHOICES, value=initial_method, label="Method", elem_id="train-method",
                              info="Automatic picks one from your data and model, and says why when training starts. "
                                   "Full fine-tuning trains every weight: for many examples per class. Embedding head "
-                                  "fits a classifier on the model's sentence embeddings in seconds: for a few "
-                                  "examples per class. Few-shot (SetFit) first tunes the model on pairs of "
-                                  "examples, then fits that head. LoRA trains a small adapter and the classification "
+                                  "fits a classifier on the model's sentence embeddings in seconds: for many "
+                                  "classes with a few examples each. Few-shot (SetFit) first tunes the model on "
+                                  "pairs of examples (and on your class names, when they are words), then fits "
+                                  "that head: the best for a few examples per class. LoRA trains a small adapter and the classification "
                                   "head: for decoder LLMs, less memory, small saved models (they need the base model "
                                   "to load).")
     with gr.Accordion("LoRA settings", visible=method_choice.value == "lora", elem_id="train-lora") as lora_box:
