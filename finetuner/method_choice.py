@@ -79,7 +79,7 @@ def choose_method(class_counts: Mapping[str, int], model_type: str) -> MethodCho
     typical = counts[len(counts) // 2]
     if typical < FEWSHOT_BELOW_EXAMPLES_PER_CLASS and rows <= FEWSHOT_MAX_ROWS:
         return MethodChoice("fewshot", f"{typical} examples per class (median over {classes} classes, {rows} rows): "
-                                       "with so few, contrastive tuning of the encoder on sentence pairs (SetFit), "
+                                       "at this size, contrastive tuning of the encoder on sentence pairs (SetFit), "
                                        "then a classifier on its embeddings, beats full fine-tuning and a head "
                                        "on frozen embeddings.")
     if typical < FEW_BELOW_EXAMPLES_PER_CLASS:
