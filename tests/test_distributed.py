@@ -26,6 +26,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _launch_cli(tmp_path: Path, *train_args: str) -> subprocess.CompletedProcess:
+    """``finetuner train`` with ``train_args`` on 2 CPU processes through ``accelerate launch``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "HF_HOME": str(tmp_path / "hf"),  # no accelerate config of the user's
+           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    # `--multi_gpu` selects accelerate's torch.distributed launcher; without GPUs the processes use CPU + gloo.
+    # (`--cpu --num_processes 2` would start a single process: accelerate runs multi-CPU jobs through MPI.)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(free_port()), "-m", "finetuner", "train", *train_args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=540, cwd=tmp_path)
+
+
 def test_two_process_data_parallel_training(tmp_path):
     model = build_tiny_model(tmp_path / "tiny-bert", "bert")
     train, evaluation = tmp_path / "train.csv", tmp_path / "eval.csv"
@@ -35,18 +48,9 @@ def test_two_process_data_parallel_training(tmp_path):
         texts, labels = make_sentiment_data(n, seed)
         pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "HF_HOME": str(tmp_path / "hf"),  # no accelerate config of the user's
-           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    # `--multi_gpu` selects accelerate's torch.distributed launcher; without GPUs the processes use CPU + gloo.
-    # (`--cpu --num_processes 2` would start a single process: accelerate runs multi-CPU jobs through MPI.)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(free_port()),
-               "-m", "finetuner", "train", "--data", str(train), "--eval", str(evaluation), "--model", str(model),
-               "--output", str(run), "--epochs", "8", "--batch-size", "8", "--eval-batch-size", "4",
-               "--learning-rate", "3e-3", "--warmup-ratio", "0", "--seed", "0"]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=540, cwd=tmp_path)
+    result = _launch_cli(tmp_path, "--data", str(train), "--eval", str(evaluation), "--model", str(model),
+                         "--output", str(run), "--method", "head_finetune", "--epochs", "8", "--batch-size", "8",
+                         "--eval-batch-size", "4", "--learning-rate", "3e-3", "--warmup-ratio", "0", "--seed", "0")
     assert result.returncode == 0, result.stderr[-3000:]
 
     record = json.loads((run / "run.json").read_text())
@@ -70,3 +74,17 @@ def test_two_process_data_parallel_training(tmp_path):
     assert result.stderr.count("Training finished at step 48/48") == 1
     assert result.stderr.count("Fine-tuning ") == 1 and "on 2 processes" in result.stderr
     assert result.stdout.count("Final model on 41 rows of eval.csv") == 1
+
+
+def test_two_process_fewshot_training(tmp_path):
+    """Contrastive tuning hands the encoder to SetFit through a folder: every process must find it written."""
+    model = build_tiny_model(tmp_path / "tiny-bert", "bert")
+    train = tmp_path / "train.csv"
+    texts, labels = make_sentiment_data(24, 3)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(train, index=False)
+    run = tmp_path / "run"
+    result = _launch_cli(tmp_path, "--data", str(train), "--model", str(model), "--output", str(run),
+                         "--method", "fewshot", "--batch-size", "8", "--seed", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    finetuner = LLMFinetuner.load(run / "model")
+    assert finetuner.config.method == "fewshot" and len(finetuner.predict(texts)) == len(texts)

@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import save_model
 from sklearn.linear_model import LogisticRegression
 
 from ..baselines import embedding_classifier
@@ -114,7 +115,11 @@ def contrastive_tune(model: SentenceClassifier, tokenizer, texts: List[str], lab
                                  max_steps=steps, seed=config.seed, report_to="none", show_progress_bar=False,
                                  body_learning_rate=config.learning_rate or FEWSHOT_LEARNING_RATE)
         encoder_dir = Path(directory) / "encoder"
-        model.encoder.save_pretrained(encoder_dir, safe_serialization=True)
+        # Written directly, not with save_pretrained: under torch.distributed that writes on rank 0 only, and
+        # every process needs the encoder here.
+        encoder_dir.mkdir()
+        model.encoder.config.save_pretrained(encoder_dir)
+        save_model(model.encoder, str(encoder_dir / "model.safetensors"))
         tokenizer.save_pretrained(encoder_dir)
         body = SentenceTransformer(str(encoder_dir), device=device, local_files_only=True, trust_remote_code=False)
         trainer = Trainer(model=SetFitModel(model_body=body), args=args, callbacks=callbacks or [])
