@@ -34,10 +34,10 @@ from typing import Mapping, Sequence
 
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-# Below this many examples per class (the median over classes) an encoder is not fine-tuned with the Trainer: it is
-# tuned contrastively ("fewshot") or gets a head on its sentence embeddings ("head"); from here on that head is the
-# start of full fine-tuning ("head_finetune").
-FEW_BELOW_EXAMPLES_PER_CLASS = 32
+# Below this many examples per class (the median over classes), data too large for contrastive tuning gets a head
+# on the encoder's sentence embeddings and nothing more ("head"); from here on that head is the start of full
+# fine-tuning ("head_finetune").
+HEAD_BELOW_EXAMPLES_PER_CLASS = 32
 # Below this many examples per class and with at most FEWSHOT_MAX_ROWS rows: contrastive tuning ("fewshot"), which
 # beat every other method at 8 and 32 per class on SST-2 and AG News (bench, 3 seeds).
 FEWSHOT_BELOW_EXAMPLES_PER_CLASS = 64
@@ -82,10 +82,11 @@ def choose_method(class_counts: Mapping[str, int], model_type: str) -> MethodCho
                                        "at this size, contrastive tuning of the encoder on sentence pairs (SetFit), "
                                        "then a classifier on its embeddings, beats full fine-tuning and a head "
                                        "on frozen embeddings.")
-    if typical < FEW_BELOW_EXAMPLES_PER_CLASS:
+    if typical < HEAD_BELOW_EXAMPLES_PER_CLASS:
         return MethodChoice("head", f"{typical} examples per class (median over {classes} classes, {rows} rows): "
-                                    f"with so few, a classifier on sentence embeddings beats full fine-tuning (with more than "
-                                    f"{FEWSHOT_MAX_ROWS} rows, contrastive tuning would take several minutes).")
+                                    "with so few, a classifier on sentence embeddings beats full fine-tuning (with "
+                                    f"more than {FEWSHOT_MAX_ROWS} rows, contrastive tuning would take several "
+                                    "minutes).")
     if typical >= FINETUNE_FROM_EXAMPLES_PER_CLASS:
         return MethodChoice("finetune", f"{typical} examples per class (median over {classes} classes, {rows} "
                                         "rows): enough to fine-tune every weight of the model from the start.")

@@ -11,7 +11,7 @@ from conftest import make_sentiment_data
 
 from finetuner import ConfigError, LLMFinetuner, TrainConfig
 from finetuner.config import METHOD_DEFAULTS
-from finetuner.method_choice import (FEW_BELOW_EXAMPLES_PER_CLASS, FEWSHOT_BELOW_EXAMPLES_PER_CLASS,
+from finetuner.method_choice import (FEWSHOT_BELOW_EXAMPLES_PER_CLASS, HEAD_BELOW_EXAMPLES_PER_CLASS,
                                      FEWSHOT_MAX_ROWS, choose_method, names_are_meaningful)
 from finetuner.training.embedding_methods import pair_budget
 from finetuner.training.sentence_classifier import HEAD_FILE, LABEL_TEMPLATES, SentenceClassifier
@@ -42,7 +42,7 @@ def test_methods_are_accepted_and_unknown_ones_named(method):
 
 
 def test_choice_follows_examples_per_class_not_total_rows():
-    few = FEW_BELOW_EXAMPLES_PER_CLASS - 1
+    few = HEAD_BELOW_EXAMPLES_PER_CLASS - 1
     many_classes = {f"intent_{i}": few for i in range(150)}  # 150 classes: many rows, few per class
     assert choose_method(many_classes, "bert").method == "head"
     assert choose_method({"pos": 32, "neg": 32}, "bert").method == "fewshot"

@@ -29,8 +29,8 @@ def _per_method(setting: str, methods: Sequence[str]) -> str:
 _SETTING_HELP = {
     "method": "how to train: auto (picked from the data and the model, printed before training), finetune (every "
               "weight), head (a classifier on frozen sentence embeddings: seconds), fewshot (SetFit: the encoder "
-              "tuned on pairs of examples and the class names, then that head), head_finetune (that head, then every weight) or lora (an "
-              "adapter: for decoder LLMs)",
+              "tuned on pairs of examples and the class names, then that head), head_finetune (that head, then "
+              "every weight) or lora (an adapter: for decoder LLMs)",
     "epochs": "passes over the training data (fractions allowed); auto: the method's default ("
               + _per_method("epochs", [m for m in METHOD_DEFAULTS if m != "head"]) + "; head has no epochs)",
     "learning_rate": "peak learning rate; 'auto' picks one from the model size",

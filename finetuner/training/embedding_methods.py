@@ -44,9 +44,9 @@ def fit_head(model: SentenceClassifier, tokenizer, texts: Sequence[str], label_i
 
     With ``use_label_names`` a sentence that says each class name ("It is positive.") joins the training set with
     half the weight of one class's examples, so names like "positive"/"negative" steer the head when
-    examples are few and matter less as they accumulate. Measured with the bundled MiniLM (3 seeds, weight as a share of a class's examples: 0 / 0.5 / 1): SST-2 at 8 per class 0.602 / 0.646 / 0.661;
-    CLINC150 at 10 per class 0.908 / 0.910 / 0.908 — half a class's weight helps the first and never costs the
-    second.
+    examples are few and matter less as they accumulate. Measured with the bundled MiniLM (3 seeds, weight as a
+    share of a class's examples: 0 / 0.5 / 1): SST-2 at 8 per class 0.602 / 0.646 / 0.661; CLINC150 at 10 per
+    class 0.908 / 0.910 / 0.908 — half a class's weight helps the first and never costs the second.
     """
     features = encode(model, tokenizer, texts, max_length, batch_size)
     targets = np.asarray(label_ids)
@@ -91,9 +91,9 @@ def contrastive_tune(model: SentenceClassifier, tokenizer, texts: List[str], lab
 
     With ``label_names`` the sentences that say each class name (:func:`label_sentences`) join the texts as
     members of their class, so tuning pulls each class's examples towards what its name means. Measured with the
-    bundled MiniLM at 8 examples per class (then a head on the tuned embeddings; SST-2 seeds 0–4, AG News seeds 0–2): SST-2 0.668
-    without the names at SetFit's learning rate 2e-5, 0.719 with them, 0.734 with them at 5e-5; AG News 0.833
-    at 5e-5 with them, against 0.783 for the head alone.
+    bundled MiniLM at 8 examples per class (then a head on the tuned embeddings; SST-2 seeds 0–4, AG News seeds
+    0–2): SST-2 0.668 without the names at SetFit's learning rate 2e-5, 0.719 with them, 0.734 with them at 5e-5;
+    AG News 0.833 at 5e-5 with them, against 0.783 for the head alone.
 
     SetFit trains a sentence-transformers model, so the current encoder is handed over through a temporary
     directory (safetensors) and its tuned weights are copied back."""

@@ -2,7 +2,8 @@
 
 The embedding-head, few-shot and embedding-fine-tune methods all train this model: the head alone on frozen
 embeddings (logistic regression), the encoder contrastively first (SetFit), or everything end to end with the
-Trainer. The head can start from the embeddings of the label names, a zero-shot prior for tiny data.
+Trainer. Sentences that say the class names (:func:`label_sentences`) can join the examples, a prior for tiny
+data.
 """
 
 from __future__ import annotations

@@ -57,9 +57,9 @@ def build(ctx: AppContext, data: DataTab) -> None:
                                   "fits a classifier on the model's sentence embeddings in seconds: for many "
                                   "classes with a few examples each. Few-shot (SetFit) first tunes the model on "
                                   "pairs of examples (and on your class names, when they are words), then fits "
-                                  "that head: the best for a few examples per class. LoRA trains a small adapter and the classification "
-                                  "head: for decoder LLMs, less memory, small saved models (they need the base model "
-                                  "to load).")
+                                  "that head: the best for a few examples per class. LoRA trains a small adapter "
+                                  "and the classification head: for decoder LLMs, less memory, small saved models "
+                                  "(they need the base model to load).")
     with gr.Accordion("LoRA settings", visible=method_choice.value == "lora", elem_id="train-lora") as lora_box:
         with gr.Row():
             lora_r = gr.Number(defaults.lora_r, label="Rank r", precision=0, elem_id="lora-r")
