@@ -94,7 +94,12 @@ def _method_config(method: str, seed: int):
 def run(datasets: Sequence[str] = ("sst2", "agnews", "clinc150"), ks: Sequence[int] = (8, 16, 32, 64, 128),
         seeds: Sequence[int] = (0, 1, 2), methods: Sequence[str] = ("finetune", "head", "fewshot", "auto"),
         baselines: Sequence[str] = BASELINES, max_train_rows: int = 0,
-        test_per_class: Optional[Dict[str, Optional[int]]] = None) -> Dict[str, Any]:
+        test_per_class: Optional[Dict[str, Optional[int]]] = None,
+        known_rows: Sequence[Dict[str, Any]] = ()) -> Dict[str, Any]:
+    """Baselines and finetuner methods on k sampled examples per class, for every dataset, k and seed.
+
+    ``auto`` trains exactly the method it picks, so a run of that method on the same sample (here or among
+    ``known_rows``, earlier results being added to) gives its row instead of a second identical training."""
     from finetuner import LLMFinetuner
     test_per_class = {**TEST_PER_CLASS, **(test_per_class or {})}
     rows: List[Dict[str, Any]] = []
@@ -136,6 +141,14 @@ def run(datasets: Sequence[str] = ("sst2", "agnews", "clinc150"), ks: Sequence[i
                                                                f"--max-train-rows {max_train_rows}")
                         continue
                     config, _ = _method_config(method, seed)
+                    if method == "auto":
+                        picked = LLMFinetuner(config=config).choose_method(labels).method
+                        done = next((r for r in [*rows, *known_rows] if r["method"] == picked
+                                     and all(r[key] == value for key, value in base.items())), None)
+                        if done is not None:  # auto trains what it picks with that method's defaults: same run
+                            rows.append({**done, "method": "auto", "picked": picked, "shared_with": picked})
+                            log(f"accuracy: {dataset} k={k} seed={seed} auto: picked {picked}, shares its row")
+                            continue
                     start = time.perf_counter()
                     model = LLMFinetuner(config=config)
                     model.fine_tune(texts, labels)
@@ -144,13 +157,23 @@ def run(datasets: Sequence[str] = ("sst2", "agnews", "clinc150"), ks: Sequence[i
                     rows.append({**base, "method": method, "seconds": time.perf_counter() - start,
                                  "train_seconds": train_s, "load_avg": load_avg()[0],
                                  "accuracy": float(np.mean([p == t for p, t in zip(predicted, test_labels)]))})
+                    if method == "auto":
+                        rows[-1]["picked"] = model.method_choice.method
                     log(f"accuracy: {dataset} k={k} seed={seed} {method}: {rows[-1]['accuracy']:.3f} "
                         f"({train_s:.0f} s training)")
                 write_json("accuracy.partial", {"rows": rows, "notes": notes})  # survives an interrupted run
                 log(f"accuracy: {dataset} k={k} seed={seed} baselines: " + ", ".join(
                     f"{r['method']} {r['accuracy']:.3f}" for r in rows
                     if r["dataset"] == dataset and r["k"] == k and r["seed"] == seed and r["method"] in baselines))
-    summary: Dict[str, Dict[str, Dict[str, Dict[str, float]]]] = {}
+    return {"settings": {"datasets": list(datasets), "k": list(ks), "seeds": list(seeds), "methods": list(methods),
+                         "baselines": list(baselines), "max_train_rows": max_train_rows,
+                         "test_rows": test_sizes, "test_per_class": {d: test_per_class.get(d) for d in datasets}},
+            "notes": notes, "summary": summarise(rows), "rows": rows}
+
+
+def summarise(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Mean ± std per dataset, method and k (and, for ``auto``, the methods it picked)."""
+    summary: Dict[str, Dict[str, Dict[str, Any]]] = {}
     for r in rows:
         summary.setdefault(r["dataset"], {}).setdefault(r["method"], {}).setdefault(str(r["k"]), []).append(r)
     for dataset, by_method in summary.items():
@@ -159,7 +182,25 @@ def run(datasets: Sequence[str] = ("sst2", "agnews", "clinc150"), ks: Sequence[i
                 accs = [r["accuracy"] for r in rs]
                 by_k[k] = {"mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                            "n": len(accs), "seconds_mean": statistics.mean(r["seconds"] for r in rs)}
-    return {"settings": {"datasets": list(datasets), "k": list(ks), "seeds": list(seeds), "methods": list(methods),
-                         "baselines": list(baselines), "max_train_rows": max_train_rows,
-                         "test_rows": test_sizes, "test_per_class": {d: test_per_class.get(d) for d in datasets}},
-            "notes": notes, "summary": summary, "rows": rows}
+                picks = sorted({r["picked"] for r in rs if "picked" in r})
+                if picks:
+                    by_k[k]["picked"] = picks
+    return summary
+
+
+def merge(previous: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
+    """``new`` added to an earlier accuracy result: its rows replace those of the same dataset, k, seed and
+    method; settings, notes and commands are combined."""
+    def key(r):
+        return r["dataset"], r["k"], r["seed"], r["method"]
+    replaced = {key(r) for r in new["rows"]}
+    rows = [r for r in previous["rows"] if key(r) not in replaced] + new["rows"]
+    settings = dict(new["settings"])
+    for name in ("datasets", "k", "seeds", "methods", "baselines"):
+        settings[name] = list(dict.fromkeys(previous["settings"][name] + new["settings"][name]))
+    for name in ("test_rows", "test_per_class"):
+        settings[name] = {**previous["settings"][name], **new["settings"][name]}
+    settings["max_train_rows"] = max(previous["settings"]["max_train_rows"], new["settings"]["max_train_rows"])
+    return {**new, "settings": settings, "notes": {**previous.get("notes", {}), **new["notes"]},
+            "command": f"{previous['command']}, then {new['command']}", "summary": summarise(rows), "rows": rows,
+            "part_seconds": previous.get("part_seconds", 0) + new.get("part_seconds", 0)}

@@ -58,9 +58,14 @@ def _accuracy(data: Dict[str, Any], out: List[str]) -> None:
             cells = []
             for k in ks:
                 r = by_k.get(str(k))
-                cells.append(f"{r['mean']:.3f} ± {r['std']:.3f}" if r else "—")
+                cells.append("—" if not r else f"{r['mean']:.3f} ± {r['std']:.3f}" if r["n"] > 1
+                             else f"{r['mean']:.3f} (1 seed)")
             out.append(f"| {method} | " + " | ".join(cells) + " |")
             series[method] = [(int(k), r["mean"], r["std"]) for k, r in by_k.items()]
+        auto = by_method.get("auto", {})
+        picks = [f"k={k} {'/'.join(auto[str(k)]['picked'])}" for k in ks if "picked" in auto.get(str(k), {})]
+        if picks:
+            out += ["", "auto picked: " + ", ".join(picks) + " (a pick run in the same table shares its row)"]
         out.append("")
         if ks:
             (RESULTS_DIR / f"accuracy_{dataset}.svg").write_text(svg.lines(

@@ -18,7 +18,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench import report  # noqa: E402
-from bench.common import log, machine_info, write_json  # noqa: E402
+from bench.common import log, machine_info, read_json, write_json  # noqa: E402
 
 PARTS = ("throughput", "accuracy", "latency", "memory")
 
@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--test-per-class", type=int, default=None,
                    help="evaluate on a seeded stratified subset with this many test rows per class, for every "
                         "dataset (default: whole test files, clinc150 10 per class = 1,500 rows)")
+    g.add_argument("--add", action="store_true",
+                   help="add these runs to the results already in bench/results/accuracy.json (runs of the same "
+                        "dataset, k, seed and method are replaced) instead of starting a new table")
     g = p.add_argument_group("latency (part 3)")
     g.add_argument("--calls", type=int, default=200)
     g.add_argument("--latency-repeats", type=int, default=3)
@@ -92,7 +95,8 @@ def main(argv=None) -> int:
             per_class = ({d: args.test_per_class for d in args.datasets} if args.test_per_class else None)
             result = accuracy.run(datasets=args.datasets, ks=args.k, seeds=args.seeds, methods=args.methods,
                                   baselines=args.baselines, max_train_rows=args.max_train_rows,
-                                  test_per_class=per_class)
+                                  test_per_class=per_class,
+                                  known_rows=(read_json("accuracy") or {}).get("rows", []) if args.add else ())
         elif part == "latency":
             from bench import latency
             result = latency.run(calls=args.calls, repeats=args.latency_repeats, fresh=args.fresh_model)
@@ -102,6 +106,8 @@ def main(argv=None) -> int:
                                 threads=args.threads)
         result = {**common, **result, "part_seconds": time.perf_counter() - start,
                   "load_avg_end": machine_info()["load_avg"]}
+        if part == "accuracy" and args.add and read_json("accuracy") is not None:
+            result = accuracy.merge(read_json("accuracy"), result)
         path = write_json(part, result)
         log(f"bench: {part} done in {result['part_seconds']:.0f} s -> {path}")
     written = report.write_report()

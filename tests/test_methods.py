@@ -11,8 +11,8 @@ from conftest import make_sentiment_data
 
 from finetuner import ConfigError, LLMFinetuner, TrainConfig
 from finetuner.config import METHOD_DEFAULTS
-from finetuner.method_choice import (FEWSHOT_BELOW_EXAMPLES_PER_CLASS, HEAD_BELOW_EXAMPLES_PER_CLASS,
-                                     FEWSHOT_MAX_ROWS, choose_method, names_are_meaningful)
+from finetuner.method_choice import (FEWSHOT_MAX_ROWS, FINETUNE_FROM_EXAMPLES_PER_CLASS, choose_method,
+                                     names_are_meaningful)
 from finetuner.training.embedding_methods import pair_budget
 from finetuner.training.sentence_classifier import HEAD_FILE, LABEL_TEMPLATES, SentenceClassifier
 
@@ -42,12 +42,13 @@ def test_methods_are_accepted_and_unknown_ones_named(method):
 
 
 def test_choice_follows_examples_per_class_not_total_rows():
-    few = HEAD_BELOW_EXAMPLES_PER_CLASS - 1
-    many_classes = {f"intent_{i}": few for i in range(150)}  # 150 classes: many rows, few per class
-    assert choose_method(many_classes, "bert").method == "head"
-    assert choose_method({"pos": 32, "neg": 32}, "bert").method == "fewshot"
-    at_fewshot_limit = FEWSHOT_BELOW_EXAMPLES_PER_CLASS
-    assert choose_method({"pos": at_fewshot_limit, "neg": at_fewshot_limit}, "bert").method == "head_finetune"
+    many_classes = {f"intent_{i}": 8 for i in range(150)}  # 150 classes: many rows, few per class
+    assert choose_method(many_classes, "bert").method == "head_finetune"
+    assert choose_method({"pos": 64, "neg": 64}, "bert").method == "fewshot"
+    below_finetune = FINETUNE_FROM_EXAMPLES_PER_CLASS - 1  # 398 rows: still few enough for contrastive tuning
+    assert choose_method({"pos": below_finetune, "neg": below_finetune}, "bert").method == "fewshot"
+    at_finetune = FINETUNE_FROM_EXAMPLES_PER_CLASS
+    assert choose_method({"pos": at_finetune, "neg": at_finetune}, "bert").method == "finetune"
     assert choose_method({f"c{i}": 40 for i in range(20)}, "bert").method == "head_finetune"  # 800 rows
     assert choose_method({"pos": 500, "neg": 500}, "bert").method == "finetune"
     choice = choose_method({"pos": 8, "neg": 8}, "bert")
@@ -60,7 +61,7 @@ def test_contrastive_tuning_only_while_its_time_stays_short():
     assert choose_method(at_limit, "bert").method == "fewshot"
     over = {**at_limit, "one_more": 8}
     choice = choose_method(over, "bert")
-    assert choice.method == "head" and f"more than {FEWSHOT_MAX_ROWS} rows" in choice.reason
+    assert choice.method == "head_finetune" and f"more than {FEWSHOT_MAX_ROWS} rows" in choice.reason
 
 
 def test_label_names_prior_only_for_meaningful_names():
