@@ -141,16 +141,16 @@ def run(datasets: Sequence[str] = ("sst2", "agnews", "clinc150"), ks: Sequence[i
                                                                f"--max-train-rows {max_train_rows}")
                         continue
                     config, _ = _method_config(method, seed)
+                    start = time.perf_counter()
+                    model = LLMFinetuner(config=config)
                     if method == "auto":
-                        picked = LLMFinetuner(config=config).choose_method(labels).method
+                        picked = model.choose_method(labels).method
                         done = next((r for r in [*rows, *known_rows] if r["method"] == picked
                                      and all(r[key] == value for key, value in base.items())), None)
                         if done is not None:  # auto trains what it picks with that method's defaults: same run
                             rows.append({**done, "method": "auto", "picked": picked, "shared_with": picked})
                             log(f"accuracy: {dataset} k={k} seed={seed} auto: picked {picked}, shares its row")
                             continue
-                    start = time.perf_counter()
-                    model = LLMFinetuner(config=config)
                     model.fine_tune(texts, labels)
                     train_s = time.perf_counter() - start
                     predicted = model.predict_labels(test_texts)

@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     log(f"bench: parts {args.parts} on {machine['cpu']} ({machine['cores']} cores), load {machine['load_avg']}")
     given = sys.argv[1:] if argv is None else list(argv)
     common = {"machine": machine, "quick": args.quick, "command": " ".join(["python -m bench", *given])}
+    previous = None  # with --add, the accuracy results a run adds to
     for part in args.parts:
         start = time.perf_counter()
         if part == "throughput":
@@ -93,10 +94,10 @@ def main(argv=None) -> int:
         elif part == "accuracy":
             from bench import accuracy
             per_class = ({d: args.test_per_class for d in args.datasets} if args.test_per_class else None)
+            previous = read_json("accuracy") if args.add else None
             result = accuracy.run(datasets=args.datasets, ks=args.k, seeds=args.seeds, methods=args.methods,
                                   baselines=args.baselines, max_train_rows=args.max_train_rows,
-                                  test_per_class=per_class,
-                                  known_rows=(read_json("accuracy") or {}).get("rows", []) if args.add else ())
+                                  test_per_class=per_class, known_rows=previous["rows"] if previous else ())
         elif part == "latency":
             from bench import latency
             result = latency.run(calls=args.calls, repeats=args.latency_repeats, fresh=args.fresh_model)
@@ -106,8 +107,8 @@ def main(argv=None) -> int:
                                 threads=args.threads)
         result = {**common, **result, "part_seconds": time.perf_counter() - start,
                   "load_avg_end": machine_info()["load_avg"]}
-        if part == "accuracy" and args.add and read_json("accuracy") is not None:
-            result = accuracy.merge(read_json("accuracy"), result)
+        if part == "accuracy" and previous is not None:
+            result = accuracy.merge(previous, result)
         path = write_json(part, result)
         log(f"bench: {part} done in {result['part_seconds']:.0f} s -> {path}")
     written = report.write_report()

@@ -54,8 +54,8 @@ def build(ctx: AppContext, data: DataTab) -> None:
     method_choice = gr.Radio(METHOD_CHOICES, value=initial_method, label="Method", elem_id="train-method",
                              info="Automatic picks one from your data and model, and says why when training starts. "
                                   "Full fine-tuning trains every weight: for many examples per class. Embedding head "
-                                  "fits a classifier on the model's sentence embeddings in seconds: for many "
-                                  "classes with a few examples each. Few-shot (SetFit) first tunes the model on "
+                                  "fits a classifier on the model's sentence embeddings in seconds: the fastest, "
+                                  "a little less accurate. Few-shot (SetFit) first tunes the model on "
                                   "pairs of examples (and on your class names, when they are words), then fits "
                                   "that head: the best for a few examples per class. LoRA trains a small adapter "
                                   "and the classification head: for decoder LLMs, less memory, small saved models "
