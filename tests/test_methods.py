@@ -13,7 +13,7 @@ from finetuner import ConfigError, LLMFinetuner, TrainConfig
 from finetuner.config import METHOD_DEFAULTS
 from finetuner.method_choice import (FEWSHOT_MAX_ROWS, FINETUNE_FROM_EXAMPLES_PER_CLASS, choose_method,
                                      names_are_meaningful)
-from finetuner.training.embedding_methods import pair_budget
+from finetuner.training.embedding_methods import NAME_COPIES, pair_budget
 from finetuner.training.sentence_classifier import HEAD_FILE, LABEL_TEMPLATES, SentenceClassifier
 
 HEAD = TrainConfig(method="head", seed=0)
@@ -147,7 +147,7 @@ def test_fewshot_tunes_with_the_class_names_only_when_they_mean_something(tiny_b
     if named:
         positive = model.label_map.encode(["positive"])[0]
         assert ("It is positive.", positive) in extra and ("positive", positive) in extra
-        assert len(extra) == len(LABEL_TEMPLATES) * 2
+        assert len(extra) == len(LABEL_TEMPLATES) * 2 * NAME_COPIES  # two classes
     else:
         assert extra == []
 

@@ -21,6 +21,8 @@ from .sentence_classifier import LABEL_TEMPLATES, SentenceClassifier, label_sent
 
 # The label-name sentence of a class weighs this share of the class's examples (see fit_head).
 _NAME_WEIGHT = 0.5
+# How many times each class-name sentence joins the texts in contrastive tuning (see contrastive_tune).
+NAME_COPIES = 3
 # The encoder's learning rate in contrastive tuning when none is set (SetFit's own default is 2e-5; see
 # contrastive_tune for the measurements).
 FEWSHOT_LEARNING_RATE = 5e-5
@@ -90,14 +92,12 @@ def contrastive_tune(model: SentenceClassifier, tokenizer, texts: List[str], lab
     """Tune the encoder in place with SetFit's contrastive pairs (same class → close), within :func:`pair_budget`.
 
     With ``label_names`` the sentences that say each class name (:func:`label_sentences`) join the texts as
-    members of their class, so tuning pulls each class's examples towards what its name means. Measured with the
-    bundled MiniLM at 8 examples per class (then a head on the tuned embeddings; SST-2 seeds 0–4, AG News seeds
-    0–2): SST-2 0.668 without the names at SetFit's learning rate 2e-5, 0.719 with them, 0.734 with them at 5e-5;
-    AG News 0.833 at 5e-5 with them, against 0.783 for the head alone. Tried and not kept (SST-2 at 8 per class,
-    seeds 0–9, 0.727 as it stands): SetFit's SupCon loss 0.709, batch-hard triplet loss 0.710, three tuning runs
-    averaged into one encoder no better (seeds 0–5), word embeddings frozen 0.727, they and the lower three layers
-    frozen 0.683, an end-to-end fine-tuning phase afterwards 0.720, ten name templates 0.731 (AG News seeds 0–4:
-    0.828 against 0.832).
+    members of their class, :data:`NAME_COPIES` times each, so tuning pulls each class's examples towards what its
+    name means. Measured with the bundled MiniLM at 8 examples per class (then a head on the tuned embeddings):
+    SST-2 (seeds 0–4) 0.668 without the names at SetFit's learning rate 2e-5, 0.719 with them once, 0.734 once at
+    5e-5; AG News (seeds 0–2) 0.833 once at 5e-5, against 0.783 for the head alone. Copies of the name sentences at
+    5e-5 (SST-2 seeds 0–19 / AG News seeds 0–4): one 0.721 / 0.832, two 0.728 / 0.830, three 0.734 / 0.828, four
+    0.735 / 0.824 — three kept. Variants tried and not kept: bench/README.md, "Few-shot tuning: what was tried".
 
     SetFit trains a sentence-transformers model, so the current encoder is handed over through a temporary
     directory (safetensors) and its tuned weights are copied back."""
@@ -111,7 +111,8 @@ def contrastive_tune(model: SentenceClassifier, tokenizer, texts: List[str], lab
     steps = math.ceil(pair_budget(len(texts), model.config.num_labels) / config.batch_size)
     if label_names is not None:
         name_texts, name_ids = label_sentences(label_names)
-        texts, label_ids = list(texts) + name_texts, list(label_ids) + name_ids
+        texts = list(texts) + name_texts * NAME_COPIES
+        label_ids = list(label_ids) + name_ids * NAME_COPIES
     device = str(model.head.weight.device)
     with tempfile.TemporaryDirectory(prefix="finetuner-setfit-") as directory, quiet_loading():
         args = TrainingArguments(output_dir=str(Path(directory) / "run"), save_strategy="no",
