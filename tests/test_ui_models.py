@@ -113,6 +113,18 @@ def test_the_progress_area_says_which_method_trains_and_why():
     assert f"epoch 0.00 of {METHOD_DEFAULTS['finetune']['epochs']:g}" in shown  # the chosen method's epochs
 
 
+def test_a_stopped_run_shows_as_stopped_only_once_the_buttons_let_you_start_again():
+    job = Job(TrainSpec("some/model", TrainConfig(), None))
+    view = _Progress(TrainConfig.from_preset("balanced"))
+    view.add(ProgressEvent("start", 3, 10, 0.3, 1.0))
+    job.status = "stopped"  # the runner sets the status, then records the run, then lets the job go
+    html, *_, start, stop, _ = view.outputs(job, 0)
+    assert 'data-state="running"' in html and not start.interactive and stop.interactive
+    job.done.set()
+    html, *_, start, stop, _ = view.outputs(job, 0)
+    assert 'data-state="stopped"' in html and start.interactive and not stop.interactive
+
+
 def test_the_model_card_of_a_lora_run_says_it_holds_the_adapter_only():
     record = RunRecord(id="20260101-000000-abcdef", status="completed", base_model="HuggingFaceTB/SmolLM2-135M",
                        created_at="", config=TrainConfig(method="lora").to_dict(), labels=["neg", "pos"])

@@ -332,11 +332,11 @@ class _Progress:
 
     def outputs(self, job: Job, position: int) -> Tuple[Any, ...]:
         running = not job.finished
-        run_id = job.record.id if job.status == "completed" and job.record else gr.skip()
+        run_id = job.record.id if not running and job.status == "completed" and job.record else gr.skip()
         epochs = (pd.DataFrame(list(self.evaluations.values())).rename(columns=metric_name) if self.evaluations
                   else self.empty_epochs())
         log = "\n".join(reversed(self.lines[-_LOG_LINES:]))
-        return (self._html(job, position), loss_chart(self.losses), epochs, log,
+        return (self._html(job, position, running), loss_chart(self.losses), epochs, log,
                 gr.Button(interactive=not running), gr.Button(interactive=running), run_id)
 
     def _epochs(self, job: Job) -> Optional[float]:
@@ -345,8 +345,10 @@ class _Progress:
         method = job.method_choice.method if job.method_choice else self.config.method
         return None if method == "head" else self.config.replace(method=method).epochs
 
-    def _html(self, job: Job, position: int) -> str:
+    def _html(self, job: Job, position: int, running: bool) -> str:
         event, status = self.event, job.status
+        if running and status != "queued":  # a final status is shown once the runner has let the job go, together
+            status = "running"               # with the buttons, never before them
         choice = job.method_choice
         method = method_line(choice.method, choice.reason) if choice else ""
         if status == "queued":
