@@ -41,7 +41,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 # At most this many rows (and fewer than FINETUNE_FROM_EXAMPLES_PER_CLASS per class): contrastive tuning
 # ("fewshot"), which led or tied every other method at every k measured within this size (bench, 3 seeds: SST-2 at
 # 8 to 128 per class, AG News at 8 to 64). Every text still gets its 20 pairs (training.embedding_methods.
-# pair_budget: at most 8,000); on 2 CPU cores ~2.5 minutes for 256 SST-2 rows, ~6 for 256 AG News rows. More rows
+# pair_budget: at most 8,000); on 2 CPU cores ~4 minutes for 256 SST-2 rows, ~6 for 256 AG News rows. More rows
 # with few examples each (many classes, e.g. CLINC150 at 8 per class: 1,200 rows) get a head that full fine-tuning
 # starts from, in under a minute.
 FEWSHOT_MAX_ROWS = 400
