@@ -59,10 +59,13 @@ def run(calls: int = 200, warmup: int = 20, repeats: int = 3, train_rows: int = 
 
     path = prepare_model(train_rows, seed, fresh)
     model = LLMFinetuner.load(path)
-    pipe = pipeline("text-classification", model=str(path), tokenizer=str(path), device=-1, top_k=None)
+    cuda = torch.cuda.is_available()  # LLMFinetuner.load puts the model on the GPU where there is one
+    pipe = pipeline("text-classification", model=str(path), tokenizer=str(path), device=0 if cuda else -1,
+                    top_k=None)
     test_texts, test_labels = load_split("sst2", "test")
     sentences = [test_texts[i % len(test_texts)] for i in range(calls)]
     out: Dict[str, Any] = {"model_dir": str(path), "train_rows": train_rows, "threads": torch.get_num_threads(),
+                           "device": torch.cuda.get_device_name() if cuda else "cpu",
                            "load_avg_start": load_avg()}
 
     # ---- single sentence, alternating blocks of 20 calls so load changes hit both alike

@@ -17,6 +17,7 @@ SYSTEMS = {
     "finetuner": {"system": "finetuner", "precision": "fp32"},
     "finetuner_bf16": {"system": "finetuner", "precision": "bf16"},
     "plain_trainer": {"system": "plain"},
+    "plain_trainer_bf16": {"system": "plain", "precision": "bf16"},
     "lab_style": {"system": "lab"},
 }
 
@@ -48,7 +49,7 @@ def run(rows: int = 2000, epochs: float = 1, batch_size: int = 32, seed: int = 0
             "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
         }
     ratios = {}
-    for base in ("plain_trainer", "lab_style"):
+    for base in ("plain_trainer", "plain_trainer_bf16", "lab_style"):
         if base in summary:
             for name in summary:
                 if name.startswith("finetuner"):
@@ -56,5 +57,6 @@ def run(rows: int = 2000, epochs: float = 1, batch_size: int = 32, seed: int = 0
                         "speed": summary[name]["samples_per_s"] / summary[base]["samples_per_s"],
                         "accuracy_points": 100 * (summary[name]["accuracy"] - summary[base]["accuracy"])}
     return {"settings": {"dataset": "sst2", "rows": rows, "epochs": epochs, "batch_size": batch_size, "seed": seed,
-                         "repeats": repeats, "threads": threads or "torch default", "test_rows": 872},
+                         "repeats": repeats, "threads": threads or "torch default", "test_rows": 872,
+                         "device": next(iter(runs.values()))[0].get("device", "cpu")},
             "summary": summary, "ratios": ratios, "runs": runs}

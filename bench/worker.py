@@ -1,14 +1,15 @@
 """One training configuration in its own process: ``python -m bench.worker '<json spec>'`` prints a JSON result.
 
 Spec keys: ``system`` ("finetuner" | "plain" | "lab"), ``dataset``, ``rows``, ``seed``, ``epochs``,
-``batch_size``, ``precision`` ("fp32" | "bf16", finetuner only), ``threads`` (None = torch's default),
+``batch_size``, ``precision`` ("fp32" | "bf16"), ``threads`` (None = torch's default),
 ``evaluate`` (accuracy on the dataset's test.csv), ``optim`` (override for the Trainer's optimizer, or None).
 
 * finetuner: ``LLMFinetuner(config=TrainConfig(method="finetune", ...))`` with its own defaults otherwise —
   dynamic padding, length-grouped batches, max_length from the data, learning rate chosen from the model size.
 * plain: a careful transformers ``Trainer`` — the same model (bundled MiniLM via
   ``AutoModelForSequenceClassification``), data, epochs, batch size, learning rate, weight decay, warmup, seed;
-  truncation at the model limit (512), dynamic padding with ``DataCollatorWithPadding``; random batches.
+  truncation at the model limit (512), dynamic padding with ``DataCollatorWithPadding``; random batches;
+  ``bf16=True`` for precision "bf16".
 * lab: the same, but every text padded to the longest text of the training rows
   (``padding="max_length"``, max_length = longest), no length grouping.
 """
@@ -58,7 +59,9 @@ def run(spec: Dict[str, Any]) -> Dict[str, Any]:
     texts, labels = sample_rows(train_texts, train_labels, spec["rows"], spec["seed"])
     test_texts, test_labels = load_split(spec["dataset"], "test") if spec.get("evaluate", True) else ([], [])
     epochs, batch_size, seed = spec["epochs"], spec["batch_size"], spec["seed"]
-    out: Dict[str, Any] = {"spec": spec, "rows": len(texts), "threads": torch.get_num_threads()}
+    cuda = torch.cuda.is_available()  # the GPU where there is one, for every system alike
+    out: Dict[str, Any] = {"spec": spec, "rows": len(texts), "threads": torch.get_num_threads(),
+                           "device": torch.cuda.get_device_name() if cuda else "cpu"}
     rss_before = _current_rss_mib()
 
     if spec["system"] == "finetuner":
@@ -112,8 +115,8 @@ def run(spec: Dict[str, Any]) -> Dict[str, Any]:
                 output_dir=tmp, num_train_epochs=epochs, learning_rate=learning_rate,
                 per_device_train_batch_size=batch_size, per_device_eval_batch_size=64, weight_decay=0.01,
                 warmup_steps=0.1, seed=seed, data_seed=seed, save_strategy="no", eval_strategy="no",
-                logging_strategy="steps", logging_steps=10, report_to="none", disable_tqdm=True, use_cpu=True,
-                **({"optim": spec["optim"]} if spec.get("optim") else {}))
+                logging_strategy="steps", logging_steps=10, report_to="none", disable_tqdm=True, use_cpu=not cuda,
+                bf16=spec.get("precision") == "bf16", **({"optim": spec["optim"]} if spec.get("optim") else {}))
             trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                               data_collator=DataCollatorWithPadding(tokenizer))
             trainer.train()

@@ -14,8 +14,11 @@ from .errors import ConfigError
 # low-rank adapter (peft) plus the classification head.
 METHODS = ("auto", "finetune", "head", "fewshot", "head_finetune", "lora")
 
-# "auto": bf16 on a GPU that has it, else fp16 on a GPU; fp32 on CPU. "bf16" also runs on CPU (this project's
-# AVX-512 CPUs: ~1.46x faster at ~0.3 points lower accuracy), "fp16" needs a GPU.
+# "auto" is fp32 on CPU and GPU: the Trainer's bf16 autocast was slower than fp32 in every case measured on an
+# H200 (python -m bench.precision, 2026-11-26: 1.1-4x slower for MiniLM, BERT-base- and BERT-large-sized
+# encoders at batch 32 and 128, same accuracy): these models and sentence-length texts leave the GPU waiting on
+# kernel launches, and autocast adds casts. "bf16" also runs on CPU (this project's AVX-512 CPUs: ~1.46x faster
+# at ~0.3 points lower accuracy), "fp16" needs a GPU.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Defaults that depend on the method (``epochs=None`` / ``batch_size=None`` take them). LoRA on SmolLM2-135M,

@@ -24,8 +24,8 @@ from .data import LabelMap, validate_texts, validate_texts_and_labels
 from .errors import ConfigError, DataError, ModelLoadError
 from .explain import Explanation, explain
 from .metrics import SUMMARY_KEYS, full_report, logits_to_probabilities
-from .models import (DEFAULT_MODEL, ResolvedModel, ensure_pad_token, load_classifier, load_tokenizer,
-                     quiet_loading, resolve_model)
+from .models import (DEFAULT_MODEL, ResolvedModel, compute_device, ensure_pad_token, load_classifier,
+                     load_tokenizer, quiet_loading, resolve_model)
 from .method_choice import MethodChoice, choose_method, names_are_meaningful
 from .training import lora
 from .training.embedding_methods import FEWSHOT_LEARNING_RATE, contrastive_tune, fit_head
@@ -264,6 +264,7 @@ class LLMFinetuner:
             ensure_pad_token(self.tokenizer, self.model)
         else:
             self.model = self._load_model(self.label_map, self.config.seed)
+        self.model.to(compute_device())
         self.max_length = meta.get("max_length")
         self.trainer = None
         self.metrics = meta.get("metrics", {})
@@ -306,8 +307,10 @@ class LLMFinetuner:
             return
         if lora.is_peft_model(self.model):
             self.model = self.model.merge_and_unload()
-        if config.method in SENTENCE_METHODS and not isinstance(self.model, SentenceClassifier):
-            self.model = SentenceClassifier(self.model.base_model, len(self.label_map))
+        if config.method in SENTENCE_METHODS:
+            if not isinstance(self.model, SentenceClassifier):
+                self.model = SentenceClassifier(self.model.base_model, len(self.label_map))
+            self.model.to(compute_device())  # the embedding steps run outside the Trainer, which does this itself
 
     def _train_embedding_method(self, config: TrainConfig, texts: List[str], label_ids: List[int],
                                 eval_ds, progress: ProgressCallback) -> None:

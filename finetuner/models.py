@@ -195,6 +195,14 @@ def load_classifier(resolved: ResolvedModel, label_map: "LabelMap", seed: int):
         raise ModelLoadError(f"Could not load model {resolved.name!r}: {_first_line(exc)}") from exc
 
 
+def compute_device() -> torch.device:
+    """Where training and prediction run: this process's GPU when there is one (as the Trainer picks it,
+    ``LOCAL_RANK`` in a distributed run), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
 def ensure_pad_token(tokenizer, model) -> None:
     """Make batches paddable: decoders without a pad token pad with their end-of-sequence token, and the
     model learns that id (its last-token pooling looks for the last non-pad token). Padding goes on the right,

@@ -44,7 +44,7 @@ _SETTING_HELP = {
     "early_stopping_patience": "stop after this many evaluations without a better F1; 'none' trains all epochs",
     "eval_fraction": "share of the training rows held out for evaluation when --eval is not given",
     "group_by_length": "batch texts of similar length together (less padding)",
-    "precision": "auto (bf16/fp16 on a GPU, fp32 on CPU), fp32, bf16 (also on CPU) or fp16 (GPU)",
+    "precision": "auto (fp32: measured fastest for these models, GPU included), fp32, bf16 (CPU or GPU) or fp16 (GPU)",
     "gradient_checkpointing": "recompute activations in the backward pass: less memory, slower",
     "logging_steps": "report the training loss every N steps",
     "lora_r": "rank of the LoRA adapter matrices (--method lora)",

@@ -158,13 +158,10 @@ class _Trainer(Trainer):
 
 
 def mixed_precision(precision: str) -> Dict[str, bool]:
-    """TrainingArguments flags for a ``TrainConfig.precision`` on this machine."""
-    cuda = torch.cuda.is_available()
-    if precision == "fp32" or (precision == "auto" and not cuda):
+    """TrainingArguments flags for a ``TrainConfig.precision`` on this machine ("auto" is fp32: see config.py)."""
+    if precision in ("auto", "fp32"):
         return {}
-    if precision == "auto":
-        return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
-    if precision == "fp16" and not cuda:
+    if precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("precision='fp16' needs a CUDA GPU; on CPU use 'bf16' or 'fp32'.")
     return {precision: True}
 
