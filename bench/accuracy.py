@@ -200,7 +200,8 @@ def merge(previous: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
         settings[name] = list(dict.fromkeys(previous["settings"][name] + new["settings"][name]))
     for name in ("test_rows", "test_per_class"):
         settings[name] = {**previous["settings"][name], **new["settings"][name]}
-    settings["max_train_rows"] = max(previous["settings"]["max_train_rows"], new["settings"]["max_train_rows"])
+    limits = (previous["settings"]["max_train_rows"], new["settings"]["max_train_rows"])
+    settings["max_train_rows"] = 0 if 0 in limits else max(limits)  # 0: no limit
     return {**new, "settings": settings, "notes": {**previous.get("notes", {}), **new["notes"]},
             "command": f"{previous['command']}, then {new['command']}", "summary": summarise(rows), "rows": rows,
             "part_seconds": previous.get("part_seconds", 0) + new.get("part_seconds", 0)}
