@@ -33,8 +33,8 @@ its higher learning rate converges sooner. Plain fine-tuning stays the choice fr
 are compared across epochs and sizes (the whole files favour head then fine-tuning by 1.2-3.9 points).
 So: up to 400 rows (below 200 per class), few-shot tuning, which led or tied at every point measured there; with
 more rows, a head that full fine-tuning starts from (many classes with few examples each included: CLINC150); from
-200 per class (AG News at 250: plain fine-tuning led at 2 epochs, tied at 3) plain full fine-tuning. The head alone stays a method to
-ask for: seconds instead of a minute.
+200 per class (AG News at 250: plain fine-tuning led at 2 epochs, tied at 3) plain full fine-tuning. The head
+alone stays a method to ask for: seconds instead of a minute.
 """
 
 from __future__ import annotations
