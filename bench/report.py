@@ -45,7 +45,8 @@ def _accuracy(data: Dict[str, Any], out: List[str]) -> None:
     out += ["## 2. Accuracy vs training examples per class", "",
             f"Seeds {s['seeds']} (mean ± std); test rows: "
             + ", ".join(f"{d} {n}" for d, n in s["test_rows"].items())
-            + f"; trained methods skipped above {s['max_train_rows'] or 'no'} training rows.", ""]
+            + (f"; trained methods skipped above {s['max_train_rows']} training rows." if s["max_train_rows"]
+               else "; trained methods run at every size."), ""]
     for key, note in data.get("notes", {}).items():
         out.append(f"- {key}: {note}")
     out.append("")
