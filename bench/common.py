@@ -51,6 +51,12 @@ def load_avg() -> List[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+def device_name() -> str:
+    """The GPU that torch (and so the Trainer and finetuner) trains on, or "cpu"."""
+    import torch
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
 def machine_info() -> Dict[str, Any]:
     """What the figures came from: CPU model, cores, memory, library versions, load average now."""
     import torch

@@ -17,7 +17,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from .common import CACHE_DIR, load_avg, load_split, log, sample_rows
+from .common import CACHE_DIR, device_name, load_avg, load_split, log, sample_rows
 
 
 def _model_dir(train_rows: int, seed: int):
@@ -59,13 +59,13 @@ def run(calls: int = 200, warmup: int = 20, repeats: int = 3, train_rows: int = 
 
     path = prepare_model(train_rows, seed, fresh)
     model = LLMFinetuner.load(path)
-    cuda = torch.cuda.is_available()  # LLMFinetuner.load puts the model on the GPU where there is one
-    pipe = pipeline("text-classification", model=str(path), tokenizer=str(path), device=0 if cuda else -1,
-                    top_k=None)
+    # On the GPU where there is one, as LLMFinetuner.load puts the model there.
+    pipe = pipeline("text-classification", model=str(path), tokenizer=str(path),
+                    device=0 if torch.cuda.is_available() else -1, top_k=None)
     test_texts, test_labels = load_split("sst2", "test")
     sentences = [test_texts[i % len(test_texts)] for i in range(calls)]
     out: Dict[str, Any] = {"model_dir": str(path), "train_rows": train_rows, "threads": torch.get_num_threads(),
-                           "device": torch.cuda.get_device_name() if cuda else "cpu",
+                           "device": device_name(),
                            "load_avg_start": load_avg()}
 
     # ---- single sentence, alternating blocks of 20 calls so load changes hit both alike

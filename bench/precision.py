@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-import numpy as np
 import torch
 
-from .common import load_split, log, sample_rows, write_json
+from .common import device_name, load_split, log, sample_rows, write_json
 
 SHAPES = {"bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
           "bert-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)}
@@ -53,12 +52,10 @@ def run(models: List[str], batch_sizes: List[int], rows: int, seed: int = 0) -> 
                     result = {"model": name, "parameters": model.model.num_parameters(), "batch_size": batch_size,
                               "precision": precision, "rows": rows, "wall_s": wall, "samples_per_s": rows / wall}
                     if name == "minilm":
-                        predicted = model.predict_labels(test_texts)
-                        result["accuracy"] = float(np.mean([p == t for p, t in zip(predicted, test_labels)]))
+                        result["accuracy"] = model.evaluate_model(test_texts, test_labels)["accuracy"]
                     runs.append(result)
                     log(json.dumps(result))
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    return {"settings": {"rows": rows, "seed": seed, "device": device, "epochs": 1}, "runs": runs}
+    return {"settings": {"rows": rows, "seed": seed, "device": device_name(), "epochs": 1}, "runs": runs}
 
 
 def main(argv=None) -> None:

@@ -50,7 +50,7 @@ def run(spec: Dict[str, Any]) -> Dict[str, Any]:
     import torch
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
-    from bench.common import load_split, sample_rows
+    from bench.common import device_name, load_split, sample_rows
     from finetuner import LLMFinetuner, TrainConfig
     from finetuner.config import default_learning_rate
     from finetuner.models import bundled_model_path
@@ -59,9 +59,8 @@ def run(spec: Dict[str, Any]) -> Dict[str, Any]:
     texts, labels = sample_rows(train_texts, train_labels, spec["rows"], spec["seed"])
     test_texts, test_labels = load_split(spec["dataset"], "test") if spec.get("evaluate", True) else ([], [])
     epochs, batch_size, seed = spec["epochs"], spec["batch_size"], spec["seed"]
-    cuda = torch.cuda.is_available()  # the GPU where there is one, for every system alike
     out: Dict[str, Any] = {"spec": spec, "rows": len(texts), "threads": torch.get_num_threads(),
-                           "device": torch.cuda.get_device_name() if cuda else "cpu"}
+                           "device": device_name()}
     rss_before = _current_rss_mib()
 
     if spec["system"] == "finetuner":
@@ -115,7 +114,8 @@ def run(spec: Dict[str, Any]) -> Dict[str, Any]:
                 output_dir=tmp, num_train_epochs=epochs, learning_rate=learning_rate,
                 per_device_train_batch_size=batch_size, per_device_eval_batch_size=64, weight_decay=0.01,
                 warmup_steps=0.1, seed=seed, data_seed=seed, save_strategy="no", eval_strategy="no",
-                logging_strategy="steps", logging_steps=10, report_to="none", disable_tqdm=True, use_cpu=not cuda,
+                logging_strategy="steps", logging_steps=10, report_to="none", disable_tqdm=True,
+                use_cpu=not torch.cuda.is_available(),  # the GPU where there is one, as finetuner uses it
                 bf16=spec.get("precision") == "bf16", **({"optim": spec["optim"]} if spec.get("optim") else {}))
             trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
                               data_collator=DataCollatorWithPadding(tokenizer))
