@@ -11,9 +11,10 @@ from conftest import make_sentiment_data
 
 from finetuner import ConfigError, LLMFinetuner, TrainConfig
 from finetuner.config import METHOD_DEFAULTS
-from finetuner.method_choice import (FEWSHOT_MAX_ROWS, FINETUNE_FROM_EXAMPLES_PER_CLASS, choose_method,
-                                     names_are_meaningful)
+from finetuner.method_choice import (FEWSHOT_BELOW_EXAMPLES_PER_CLASS, FEWSHOT_MAX_CLASSES, FEWSHOT_MAX_ROWS,
+                                     choose_method, names_are_meaningful)
 from finetuner.training.embedding_methods import NAME_COPIES, pair_budget
+from finetuner.training.label_words import WORDS_PER_CLASS, vocabulary_words
 from finetuner.training.sentence_classifier import HEAD_FILE, LABEL_TEMPLATES, SentenceClassifier
 
 HEAD = TrainConfig(method="head", seed=0)
@@ -41,26 +42,31 @@ def test_methods_are_accepted_and_unknown_ones_named(method):
         TrainConfig(method="setfit")
 
 
-def test_choice_follows_examples_per_class_not_total_rows():
+def test_choice_follows_examples_per_class_and_classes_not_total_rows():
     many_classes = {f"intent_{i}": 8 for i in range(150)}  # 150 classes: many rows, few per class
     assert choose_method(many_classes, "bert").method == "head_finetune"
     assert choose_method({"pos": 64, "neg": 64}, "bert").method == "fewshot"
-    below_finetune = FINETUNE_FROM_EXAMPLES_PER_CLASS - 1  # 398 rows: still few enough for contrastive tuning
-    assert choose_method({"pos": below_finetune, "neg": below_finetune}, "bert").method == "fewshot"
-    at_finetune = FINETUNE_FROM_EXAMPLES_PER_CLASS
-    assert choose_method({"pos": at_finetune, "neg": at_finetune}, "bert").method == "finetune"
-    assert choose_method({f"c{i}": 40 for i in range(20)}, "bert").method == "head_finetune"  # 800 rows
-    assert choose_method({"pos": 500, "neg": 500}, "bert").method == "finetune"
+    below = FEWSHOT_BELOW_EXAMPLES_PER_CLASS - 1  # 398 rows: still few enough for contrastive tuning
+    assert choose_method({"pos": below, "neg": below}, "bert").method == "fewshot"
+    at = FEWSHOT_BELOW_EXAMPLES_PER_CLASS
+    assert choose_method({"pos": at, "neg": at}, "bert").method == "head_finetune"
+    assert choose_method({"pos": 500, "neg": 500}, "bert").method == "head_finetune"
     choice = choose_method({"pos": 8, "neg": 8}, "bert")
     assert choice.method == "fewshot" and "8 examples per class" in choice.reason
     assert choose_method({"pos": 8, "neg": 8}, "llama").method == "lora"
 
 
-def test_contrastive_tuning_only_while_its_time_stays_short():
-    at_limit = {f"intent_{i}": 8 for i in range(FEWSHOT_MAX_ROWS // 8)}
+def test_many_classes_with_few_rows_fit_a_head_then_fine_tune():
+    at_limit = {f"intent_{i}": 8 for i in range(FEWSHOT_MAX_CLASSES)}
     assert choose_method(at_limit, "bert").method == "fewshot"
-    over = {**at_limit, "one_more": 8}
-    choice = choose_method(over, "bert")
+    choice = choose_method({**at_limit, "one_more": 8}, "bert")  # 56 rows, one class more
+    assert choice.method == "head_finetune" and f"more than {FEWSHOT_MAX_CLASSES} classes" in choice.reason
+
+
+def test_contrastive_tuning_only_while_its_time_stays_short():
+    at_limit = {f"topic_{i}": FEWSHOT_MAX_ROWS // 4 for i in range(4)}
+    assert choose_method(at_limit, "bert").method == "fewshot"
+    choice = choose_method({**at_limit, "topic_0": FEWSHOT_MAX_ROWS // 4 + 1}, "bert")
     assert choice.method == "head_finetune" and f"more than {FEWSHOT_MAX_ROWS} rows" in choice.reason
 
 
@@ -147,7 +153,12 @@ def test_fewshot_tunes_with_the_class_names_only_when_they_mean_something(tiny_b
     if named:
         positive = model.label_map.encode(["positive"])[0]
         assert ("It is positive.", positive) in extra and ("positive", positive) in extra
-        assert len(extra) == len(LABEL_TEMPLATES) * 2 * NAME_COPIES  # two classes
+        names = len(LABEL_TEMPLATES) * 2  # two classes
+        assert len(extra) == (names + 2 * WORDS_PER_CLASS) * NAME_COPIES
+        vocabulary = vocabulary_words(model.tokenizer)
+        words = extra[names:names + 2 * WORDS_PER_CLASS]  # "It is <word>.", the words nearest each name
+        assert all(text[len("It is "):-1] in vocabulary for text, _ in words)
+        assert sorted(label for _, label in words) == [0] * WORDS_PER_CLASS + [1] * WORDS_PER_CLASS
     else:
         assert extra == []
 

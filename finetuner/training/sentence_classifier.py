@@ -92,6 +92,11 @@ def label_sentences(label_names: Sequence[str],
                     templates: Sequence[str] = LABEL_TEMPLATES) -> Tuple[List[str], List[int]]:
     """Every class name in every template sentence (``book_flight`` → "It is book flight.", …), with the class
     index of each sentence."""
-    spoken = [str(name).replace("_", " ").replace("/", " or ").strip() for name in label_names]
+    spoken = [spoken_name(name) for name in label_names]
     texts = [template.format(name) for template in templates for name in spoken]
     return texts, list(range(len(spoken))) * len(templates)
+
+
+def spoken_name(name: Any) -> str:
+    """A class name as words: ``book_flight`` → "book flight", ``Sci/Tech`` → "Sci or Tech"."""
+    return str(name).replace("_", " ").replace("/", " or ").strip()
