@@ -28,7 +28,7 @@ from .models import (DEFAULT_MODEL, ResolvedModel, compute_device, ensure_pad_to
                      load_tokenizer, quiet_loading, resolve_model)
 from .method_choice import MethodChoice, choose_method, names_are_meaningful
 from .training import lora
-from .training.embedding_methods import FEWSHOT_LEARNING_RATE, contrastive_tune, fit_head
+from .training.embedding_methods import FEWSHOT_LEARNING_RATE, contrastive_steps, contrastive_tune, fit_head
 from .training.finetune import (choose_max_length, model_length_limit, predict_logits, tokenize_dataset,
                                 train_classifier)
 from .training.checkpoints import drop_incomplete, last_complete_step
@@ -317,13 +317,17 @@ class LLMFinetuner:
         """Contrastive tuning (few-shot), then the head by logistic regression, then evaluation; progress events
         as the Trainer would send them (a stop request ends contrastive tuning at its next step)."""
         from transformers import TrainerControl, TrainerState
-        state, control = TrainerState(max_steps=1, global_step=0, epoch=0.0), TrainerControl()
+        tuning = config.method == "fewshot"
+        steps = contrastive_steps(len(texts), len(self.label_map), config.batch_size) if tuning else 1
+        state, control = TrainerState(max_steps=steps, global_step=0, epoch=0.0), TrainerControl()
         progress.on_train_begin(None, state, control)
-        if config.method == "fewshot":
+        stage = _StageProgress(progress)
+        if tuning:
             contrastive_tune(self.model, self.tokenizer, texts, label_ids, config, self._meaningful_label_names(),
-                             callbacks=[_StageProgress(progress)])
+                             callbacks=[stage])
         self._fit_head(config, texts, label_ids)
-        state.global_step, state.epoch = state.max_steps, 1.0
+        state.global_step = stage.step if tuning and progress.stopped else steps
+        state.epoch = state.global_step / steps
         self.trainer = self._evaluation_trainer()
         if eval_ds is not None and not progress.stopped:
             raw = self.trainer.evaluate(eval_dataset=eval_ds)
@@ -405,12 +409,14 @@ class _StageProgress(TrainerCallback):
 
     def __init__(self, progress: ProgressCallback):
         self.progress = progress
+        self.step = 0  # the stage's last step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         losses = {k.rsplit("_", 1)[-1]: v for k, v in (logs or {}).items() if k.endswith("loss")}
         self.progress.on_log(args, state, control, logs=losses)
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.step = state.global_step
         return self.progress.on_step_end(args, state, control)
 
 

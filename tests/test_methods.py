@@ -13,7 +13,7 @@ from finetuner import ConfigError, LLMFinetuner, TrainConfig
 from finetuner.config import METHOD_DEFAULTS
 from finetuner.method_choice import (FEWSHOT_BELOW_EXAMPLES_PER_CLASS, FEWSHOT_MAX_CLASSES, FEWSHOT_MAX_ROWS,
                                      choose_method, names_are_meaningful)
-from finetuner.training.embedding_methods import NAME_COPIES, pair_budget
+from finetuner.training.embedding_methods import NAME_COPIES, RELATED_WORDS_UP_TO_EXAMPLES_PER_CLASS, pair_budget
 from finetuner.training.label_words import WORDS_PER_CLASS, vocabulary_words
 from finetuner.training.sentence_classifier import HEAD_FILE, LABEL_TEMPLATES, SentenceClassifier
 
@@ -127,8 +127,12 @@ def test_fewshot_tunes_the_encoder_within_the_pair_budget(tiny_bert, sentiment_d
     model.fine_tune(train_texts, train_labels)
     after = model.model.encoder.state_dict()
     assert any(not before[k].equal(after[k]) for k in before if k in after), "the encoder did not change"
+    steps = -(-pair_budget(80, 2) // FEWSHOT.batch_size)
     logged = [event for event in model.history if event["kind"] == "log"]
-    assert logged and max(event["max_steps"] for event in logged) == -(-pair_budget(80, 2) // FEWSHOT.batch_size)
+    assert logged and {event["max_steps"] for event in logged} == {steps}
+    start, end = model.history[0], model.history[-1]  # one count of steps from start to end, as with the Trainer
+    assert (start["kind"], start["max_steps"]) == ("start", steps)
+    assert (end["kind"], end["step"], end["max_steps"]) == ("end", steps, steps)
     assert not list(tmp_path.iterdir()), "training wrote files into the working directory"
 
 
@@ -163,6 +167,23 @@ def test_fewshot_tunes_with_the_class_names_only_when_they_mean_something(tiny_b
         assert extra == []
 
 
+def test_fewshot_leaves_out_the_related_words_once_examples_accumulate(tiny_bert, monkeypatch):
+    import setfit
+
+    seen = {}
+    original = setfit.Trainer.train_embeddings
+
+    def recording(self, x_train, y_train, *args, **kwargs):
+        seen["texts"] = list(x_train)
+        return original(self, x_train, y_train, *args, **kwargs)
+
+    monkeypatch.setattr(setfit.Trainer, "train_embeddings", recording)
+    per_class = RELATED_WORDS_UP_TO_EXAMPLES_PER_CLASS + 1
+    texts, labels = make_sentiment_data(2 * per_class, seed=7)
+    LLMFinetuner(tiny_bert, config=FEWSHOT.replace(epochs=1)).fine_tune(texts, labels)
+    assert len(seen["texts"]) == len(texts) + len(LABEL_TEMPLATES) * 2 * NAME_COPIES  # the names only
+
+
 def test_stop_ends_fewshot_tuning_and_keeps_a_usable_model(tiny_bert, sentiment_data):
     train_texts, train_labels, eval_texts, eval_labels = sentiment_data
     stop = threading.Event()
@@ -170,6 +191,8 @@ def test_stop_ends_fewshot_tuning_and_keeps_a_usable_model(tiny_bert, sentiment_
     model = LLMFinetuner(tiny_bert, config=FEWSHOT)
     model.fine_tune(train_texts, train_labels, eval_texts, eval_labels, stop_event=stop)
     assert model.stopped
+    end = model.history[-1]
+    assert end["kind"] == "end" and end["stopped"] and 0 < end["step"] < end["max_steps"]
     assert "evaluate" not in [event["kind"] for event in model.history]
     assert len(model.predict(eval_texts)) == len(eval_texts)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 
 import pytest
 from conftest import TINY_CONFIG, make_sentiment_data
 from transformers import TrainerControl, TrainerState
 
 from finetuner import LLMFinetuner, ProgressEvent
+from finetuner.training import progress as progress_module
 from finetuner.training.progress import EVENT_KINDS, ProgressCallback
 
 
@@ -21,20 +21,27 @@ def test_event_fraction():
     assert ProgressEvent("start", 0, 0, 0.0, 0.0).fraction == 0.0
 
 
-def test_callback_eta_is_none_before_the_first_step_then_extrapolated():
+def test_callback_eta_leaves_out_the_start_up_and_the_first_step(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
     events = []
     callback = ProgressCallback(events.append)
     state, control = TrainerState(global_step=0, max_steps=10), TrainerControl()
     callback.on_train_begin(None, state, control)
     assert events[0].kind == "start" and events[0].eta_seconds is None and events[0].step == 0
-    time.sleep(0.05)
+    clock[0] += 20.0  # start-up and a slow first step
+    state.global_step, state.epoch = 1, 0.1
+    callback.on_step_end(None, state, control)
+    callback.on_log(None, state, control, logs={"loss": 0.9})
+    assert events[-1].eta_seconds is None  # one step tells nothing of the rate
+    clock[0] += 3.0  # steps 2-4: a second each
     state.global_step, state.epoch = 4, 0.4
+    callback.on_step_end(None, state, control)
     callback.on_log(None, state, control, logs={"loss": 0.7, "learning_rate": 1e-4})
     log = events[-1]
     assert (log.kind, log.step, log.max_steps, log.epoch, log.loss) == ("log", 4, 10, 0.4, 0.7)
-    assert log.elapsed_seconds >= 0.05
-    # The average time per step so far, times the steps left.
-    assert log.eta_seconds == pytest.approx(log.elapsed_seconds / 4 * 6, rel=1e-6)
+    assert log.elapsed_seconds == pytest.approx(23.0)
+    assert log.eta_seconds == pytest.approx(6.0)  # 6 steps left at a second each (not 6 x 23 / 4)
     state.global_step = 10
     callback.on_train_end(None, state, control)
     assert events[-1].kind == "end" and events[-1].eta_seconds == 0.0
@@ -122,8 +129,9 @@ def test_steps_and_epochs_are_consistent(run):
 def test_eta_and_elapsed(run):
     _, events = run
     assert events[0].eta_seconds is None  # no step done yet
-    later = events[1:]
-    assert all(e.eta_seconds is not None and e.eta_seconds >= 0 for e in later)
+    assert all(e.eta_seconds is None for e in events if e.step == 1)  # one step tells nothing of the rate
+    later = [e for e in events if e.step > 1]
+    assert later and all(e.eta_seconds is not None and e.eta_seconds >= 0 for e in later)
     assert events[-1].eta_seconds == 0
     elapsed = [e.elapsed_seconds for e in events]
     assert elapsed == sorted(elapsed) and elapsed[0] >= 0

@@ -1,5 +1,5 @@
 """Words of the encoder's own vocabulary whose meaning is close to a class name and far from the other names
-("positive" → "favorable", "pleasant", "praise", …; "Sports" → "athletes", "soccer", …). For tiny data they widen
+("positive" → "favorable", "pleasant", "cheerful", …; "Sports" → "athletes", "soccer", …). For tiny data they widen
 what a class name tells contrastive tuning (see training.embedding_methods.contrastive_tune)."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
@@ -17,7 +17,8 @@ class ProgressEvent:
     """One moment of a training run.
 
     ``kind`` is ``start``, ``log`` (a training loss), ``evaluate`` (metrics on the evaluation split)
-    or ``end``. ``eta_seconds`` extrapolates the average time per step so far.
+    or ``end``. ``eta_seconds`` extrapolates the time per step since the first step ended (unknown before a
+    second one).
     """
 
     kind: str
@@ -47,25 +48,35 @@ class ProgressCallback(TrainerCallback):
         self.stopped = False
         self._started = 0.0
         self._first_step = 0
+        self._rate_from: Optional[Tuple[float, int]] = None  # (time, step) at the end of the first step
 
     def _emit(self, kind: str, state: TrainerState, **values) -> None:
         if self.listener is None:
             return
-        elapsed = time.monotonic() - self._started
+        now = time.monotonic()
+        elapsed = now - self._started
         eta = None
-        done = state.global_step - self._first_step  # steps run since this (possibly resumed) start
-        if done > 0 and state.max_steps:
-            eta = elapsed / done * max(0, state.max_steps - state.global_step)
+        left = max(0, state.max_steps - state.global_step)
+        if kind == "end" or (state.max_steps and left == 0):
+            eta = 0.0
+        elif self._rate_from is not None and state.global_step > self._rate_from[1] and state.max_steps:
+            # The time per step since the first one ended: start-up (loading, the first step's warm-up, finding
+            # label words) is not a step's cost.
+            since, step = self._rate_from
+            eta = (now - since) / (state.global_step - step) * left
         self.listener(ProgressEvent(kind, state.global_step, state.max_steps, float(state.epoch or 0.0),
                                     elapsed, eta, stopped=self.stopped, **values))
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._started = time.monotonic()
         self._first_step = state.global_step
+        self._rate_from = None
         self.stopped = False
         self._emit("start", state)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self._rate_from is None and state.global_step > self._first_step:
+            self._rate_from = (time.monotonic(), state.global_step)
         if self.stop_event.is_set():
             self.stopped = True
             control.should_training_stop = True
