@@ -329,6 +329,7 @@ class LLMFinetuner:
         state.global_step = stage.step if tuning and progress.stopped else steps
         state.epoch = state.global_step / steps
         self.trainer = self._evaluation_trainer()
+        self.trainer.state = state  # the run's steps, for its record (this Trainer only evaluates)
         if eval_ds is not None and not progress.stopped:
             raw = self.trainer.evaluate(eval_dataset=eval_ds)
             progress.on_evaluate(None, state, control, metrics=raw)

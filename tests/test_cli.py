@@ -99,6 +99,7 @@ def test_train_without_method_chooses_one_says_which_and_records_it(tiny_bert, t
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     choice = record["method_choice"]
     assert choice["method"] == "fewshot" and "12 examples per class" in choice["reason"]
+    assert record["steps"] == record["max_steps"] > 1 and not record["early_stopped"]  # the tuning steps
     assert f"Method: fewshot — {choice['reason']}" in err.splitlines()
     assert record["config"]["method"] == "auto" and record["learning_rate_used"] == FEWSHOT_LEARNING_RATE
     assert yaml.safe_load((tmp_path / "run" / "train_config.yaml").read_text())["method"] == "auto"
