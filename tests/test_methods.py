@@ -136,24 +136,30 @@ def test_fewshot_tunes_the_encoder_within_the_pair_budget(tiny_bert, sentiment_d
     assert not list(tmp_path.iterdir()), "training wrote files into the working directory"
 
 
-@pytest.mark.parametrize("named", [True, False], ids=["class names", "class codes"])
-def test_fewshot_tunes_with_the_class_names_only_when_they_mean_something(tiny_bert, named, monkeypatch):
+@pytest.fixture
+def tuning_inputs(monkeypatch):
+    """The (text, class) pairs contrastive tuning hands to SetFit, filled in when a few-shot run trains."""
     import setfit
 
-    seen = {}
+    seen = []
     original = setfit.Trainer.train_embeddings
 
     def recording(self, x_train, y_train, *args, **kwargs):
-        seen["pairs"] = list(zip(x_train, y_train))
+        seen[:] = zip(x_train, y_train)
         return original(self, x_train, y_train, *args, **kwargs)
 
     monkeypatch.setattr(setfit.Trainer, "train_embeddings", recording)
+    return seen
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["class names", "class codes"])
+def test_fewshot_tunes_with_the_class_names_only_when_they_mean_something(tiny_bert, named, tuning_inputs):
     texts, labels = make_sentiment_data(16, seed=6)
     if not named:
         labels = [1 if label == "positive" else 0 for label in labels]
     model = LLMFinetuner(tiny_bert, config=FEWSHOT)
     model.fine_tune(texts, labels)
-    extra = seen["pairs"][len(texts):]
+    extra = tuning_inputs[len(texts):]
     if named:
         positive = model.label_map.encode(["positive"])[0]
         assert ("It is positive.", positive) in extra and ("positive", positive) in extra
@@ -167,21 +173,11 @@ def test_fewshot_tunes_with_the_class_names_only_when_they_mean_something(tiny_b
         assert extra == []
 
 
-def test_fewshot_leaves_out_the_related_words_once_examples_accumulate(tiny_bert, monkeypatch):
-    import setfit
-
-    seen = {}
-    original = setfit.Trainer.train_embeddings
-
-    def recording(self, x_train, y_train, *args, **kwargs):
-        seen["texts"] = list(x_train)
-        return original(self, x_train, y_train, *args, **kwargs)
-
-    monkeypatch.setattr(setfit.Trainer, "train_embeddings", recording)
+def test_fewshot_leaves_out_the_related_words_once_examples_accumulate(tiny_bert, tuning_inputs):
     per_class = RELATED_WORDS_UP_TO_EXAMPLES_PER_CLASS + 1
     texts, labels = make_sentiment_data(2 * per_class, seed=7)
     LLMFinetuner(tiny_bert, config=FEWSHOT.replace(epochs=1)).fine_tune(texts, labels)
-    assert len(seen["texts"]) == len(texts) + len(LABEL_TEMPLATES) * 2 * NAME_COPIES  # the names only
+    assert len(tuning_inputs) == len(texts) + len(LABEL_TEMPLATES) * 2 * NAME_COPIES  # the names only
 
 
 def test_stop_ends_fewshot_tuning_and_keeps_a_usable_model(tiny_bert, sentiment_data):
