@@ -19,3 +19,7 @@ class ConfigError(FinetunerError):
 
 class ModelLoadError(FinetunerError):
     """The requested model cannot be found or loaded."""
+
+
+class UploadError(DataError):
+    """A file handed to the app is not one a user uploaded to it (or one in a folder the operator allows)."""

@@ -139,3 +139,23 @@ CASES: List[Case] = [
     ("JSON that is not a table", _text("scalar.json", '"just a string"'), _error("could not be read")),
     ("broken JSONL line", _text("broken.jsonl", '{"text": "a", "label": "x"}\n{"text": \n'), _error("could not be read")),
 ]
+
+
+# Files a client names instead of uploading them (an outsider's API call): every file event of the app refuses each
+# one, with one message that quotes nothing of the file (tests/test_app_uploads.py). ``where(original, uploads)``
+# gives the path sent for ``original``, a readable server file outside Gradio's upload folder ``uploads``.
+def _link_out(original: Path, uploads: Path) -> str:
+    link = uploads / f"link-out{original.suffix}"
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(original)
+    return str(link)
+
+
+SERVER_PATH_CASES: List[Tuple[str, Callable[[Path, Path], str]]] = [
+    ("server file with an allowed extension", lambda original, uploads: str(original)),
+    ("link inside the upload folder pointing out", _link_out),
+    ("dot-dot path starting in the upload folder", lambda original, uploads: str(uploads) + "/../" * 8 +
+     str(original).lstrip("/")),
+    ("relative path", lambda original, uploads: str(Path("..") / ".." / original.name)),
+]

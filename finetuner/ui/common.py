@@ -186,8 +186,9 @@ def check_model_name(name: str, offered: Iterable[str]) -> None:
 
 
 def error(message: str) -> gr.Error:
-    """A ``gr.Error`` showing ``message`` as text (it may quote file contents, so it is escaped)."""
-    return gr.Error(html.escape(message), print_exception=False)
+    """A ``gr.Error`` carrying ``message`` as text. The page renders an error's message as HTML, so there it is
+    escaped (it may quote file contents); API clients get the message as it is, readable and unescaped."""
+    return gr.Error(html.escape(message) if from_page() else message, print_exception=False)
 
 
 def warn(message: str) -> None:

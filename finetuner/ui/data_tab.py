@@ -18,6 +18,7 @@ from ..prepare import PreparedData, clean_table, prepare
 from . import data_checks
 from .common import (MAX_CELL_CHARS, TABLE_FILE_TYPES, AppContext, TableData, column_widths, kept_outputs,
                      shown, shown_table, status_line, user_errors)
+from .uploads import UploadBox
 
 PAGE_SIZE = 50
 _SEED = TrainConfig().seed
@@ -50,7 +51,7 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
     with gr.Row():
         sample = gr.Dropdown(ctx.samples(), value=initial.name if initial else None, label="Bundled sample",
                              info="Small ready-made datasets", scale=1, elem_id="data-sample")
-        upload = gr.File(label="Or upload a table (CSV, TSV, JSONL, Excel, Parquet)", file_types=TABLE_FILE_TYPES,
+        upload = UploadBox(label="Or upload a table (CSV, TSV, JSONL, Excel, Parquet)", file_types=TABLE_FILE_TYPES,
                          height=110, scale=2, elem_id="data-upload")
     source = gr.Markdown(_source(initial.frame if initial else frame, initial.name if initial else ""),
                          elem_id="data-source")
@@ -85,7 +86,7 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
         with gr.Row():
             eval_fraction = gr.Slider(0.05, 0.5, value=0.2, step=0.05, label="Fraction held out for evaluation",
                                       info="A stratified split of the table (ignored when an evaluation file is given)")
-            eval_upload = gr.File(label="Optional separate evaluation file", file_types=TABLE_FILE_TYPES, height=110)
+            eval_upload = UploadBox(label="Optional separate evaluation file", file_types=TABLE_FILE_TYPES, height=110)
     follow = data_checks.build(table, page, text_column, label_column, eval_table, eval_fraction, edited_out,
                                _edited, page_size=PAGE_SIZE, seed=_SEED)
 

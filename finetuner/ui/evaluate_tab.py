@@ -16,6 +16,7 @@ from ..errors import DataError
 from ..evaluation import (MISCLASSIFIED_COLUMNS, evaluate, metric_name, metrics_table, misclassified,
                           per_class_table)
 from .common import TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, shown_table, status_line, user_errors
+from .uploads import UploadBox
 
 _SHOWN_ERRORS = 500
 _COMPARED = ("accuracy", "f1_macro")
@@ -24,7 +25,7 @@ FINE_TUNED = "Fine-tuned model"
 
 def build(ctx: AppContext) -> None:
     gr.Markdown("Scores of the active model on the rows held out from training, or on a test file you upload.")
-    test_file = gr.File(label="Test file (optional, same columns as the training table)", elem_id="evaluate-file",
+    test_file = UploadBox(label="Test file (optional, same columns as the training table)", elem_id="evaluate-file",
                         file_types=TABLE_FILE_TYPES, height=110)
     run_button = gr.Button("Evaluate", variant="primary", elem_id="evaluate-run")
     status = gr.Markdown("No model yet: train one on the Train tab, or pick a run on the Export tab.",

@@ -15,6 +15,7 @@ from ..errors import DataError, FinetunerError
 from ..export import export_zip, push_to_hub
 from ..runs import METHOD_NAMES, RunRecord
 from .common import AppContext, kept_outputs, short_run_label, status_line, user_errors
+from .uploads import UploadBox
 
 _EXPORTS = Path(tempfile.gettempdir()) / "finetuner-exports"  # one zip per run, rebuilt on each download
 _HISTORY_COLUMNS = ["run", "status", "model", "preset", "method", "rows", "accuracy", "F1 (macro)", "seconds",
@@ -45,7 +46,7 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
         with gr.Column(scale=2):
             archive = gr.File(label="Model zip: safetensors weights, tokenizer, labels and a model card (README.md)",
                               interactive=False)
-            upload = gr.File(label="Import model (.zip): a zip downloaded from finetuner becomes a new run of yours "
+            upload = UploadBox(label="Import model (.zip): a zip downloaded from finetuner becomes a new run of yours "
                                    "and the active model", file_types=[".zip"], height=110, elem_id="export-import")
     with gr.Accordion("Push to the Hugging Face Hub (optional)", open=False):
         gr.Markdown("The token is used for this upload only: it is not stored or logged, and the field is "
@@ -130,7 +131,8 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
     gr.on([cancel.click, run.input], lambda: (gr.Row(visible=False), ""), None, [confirm_row, status],
           api_visibility="private")
     upload.upload(import_run, upload, [ctx.active_run, status], api_name="import_model")
-    # Private: not callable through the API, and so never written to Gradio's run history with its token.
+    # Private: hidden from gradio_client and the API page, so its token is never kept in a client's job history.
+    # (Gradio still answers such events over plain HTTP, as it must for the page: push_run checks its inputs.)
     push.click(push_run, [run, repo, token, private], [push_status, token], api_visibility="private")
 
 

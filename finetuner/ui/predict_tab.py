@@ -16,6 +16,7 @@ from ..explain import explain
 from ..predictions import predictions_table, write_csv
 from ..prepare import read_texts_table
 from .common import TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, shown_table, status_line, user_errors
+from .uploads import UploadBox
 
 _CHUNK = 256
 _PREVIEW_ROWS = 50
@@ -44,7 +45,7 @@ def build(ctx: AppContext) -> None:
                 ".txt file with one text per line; download the predictions as CSV.")
     with gr.Row():
         with gr.Column(scale=3):
-            batch_file = gr.File(label="Texts to classify", file_types=TABLE_FILE_TYPES, height=110,
+            batch_file = UploadBox(label="Texts to classify", file_types=TABLE_FILE_TYPES, height=110,
                                  elem_id="predict-batch")
             batch_button = gr.Button("Predict file", elem_id="predict-file")
         batch_csv = gr.File(label="Predictions (CSV): your columns and rows, with the predictions added",
