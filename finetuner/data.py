@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from .errors import DataError
+from .errors import DataError, first_line
 
 PathLike = Union[str, Path]
 
@@ -85,7 +85,7 @@ def read_table(path: PathLike, sheet: Optional[Union[str, int]] = None,
     except DataError:
         raise
     except Exception as exc:  # the readers raise many types; all mean "this file is not a table"
-        raise DataError(f"{path.name}: could not be read as a {suffix[1:].upper()} table ({_short(exc)}).") from exc
+        raise DataError(f"{path.name}: could not be read as a {suffix[1:].upper()} table ({first_line(exc)}).") from exc
     if frame.shape[1] == 0 or frame.shape[0] == 0:
         raise _no_rows(path)
     if frame.shape[0] > limits.max_rows:
@@ -114,7 +114,7 @@ def iter_table_chunks(path: PathLike, chunk_rows: int) -> Iterator[pd.DataFrame]
     except Exception as exc:  # the readers raise many types; all mean "this file is not a readable table"
         after = f" after {rows:,} rows" if rows else ""
         raise DataError(f"{path.name}: could not be read as a {suffix[1:].upper()} table{after} "
-                        f"({_short(exc)}).") from None
+                        f"({first_line(exc)}).") from None
     if rows == 0:
         raise _no_rows(path)
 
@@ -235,9 +235,6 @@ def _json_table(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return frame
 
 
-def _short(exc: BaseException) -> str:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return message[:200]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,17 +5,16 @@ The Hub token is used for the upload calls only: it is never logged, stored, or 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
 import time
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
 from .errors import FinetunerError
+from .files import atomic_file
 from .evaluation import metric_name
 from .runs import RunRecord, RunStore
 
@@ -110,9 +109,8 @@ def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path
     directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="finetuner-export-"))
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"finetuner-{run_id}.zip"
-    staging = directory / f".{target.name}.{uuid.uuid4().hex[:8]}"  # renamed into place when complete
     folder = f"finetuner-{run_id}"
-    with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with atomic_file(target) as staging, zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(model_dir.rglob("*")):
             # An imported model folder may hold an older card and labels file: both are written anew below.
             if path.is_file() and path.relative_to(model_dir).as_posix() not in (CARD_FILE, LABELS_FILE):
@@ -123,7 +121,6 @@ def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path
         archive.writestr(_member(zipfile.ZipInfo(f"{folder}/{CARD_FILE}", now)), model_card(record))
         archive.writestr(_member(zipfile.ZipInfo(f"{folder}/{LABELS_FILE}", now)),
                          "\n".join(map(str, record.labels)) + "\n")
-    os.replace(staging, target)
     return target
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import threading
-import uuid
 import warnings
 from collections import Counter
 from datetime import datetime, timezone
@@ -23,6 +21,7 @@ from .config import TrainConfig
 from .data import LabelMap, validate_texts, validate_texts_and_labels
 from .errors import ConfigError, DataError, ModelLoadError
 from .explain import Explanation, explain
+from .files import atomic_dir
 from .metrics import SUMMARY_KEYS, full_report, logits_to_probabilities
 from .models import (DEFAULT_MODEL, ResolvedModel, compute_device, ensure_pad_token, load_classifier,
                      load_tokenizer, quiet_loading, resolve_model)
@@ -222,9 +221,7 @@ class LLMFinetuner:
         target = Path(path).expanduser().resolve()
         if not self.is_main_process:
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
-        try:
+        with atomic_dir(target) as staging:
             adapter = lora.is_peft_model(self.model) and not merge
             model = lora.merged_copy(self.model) if lora.is_peft_model(self.model) and merge else self.model
             with quiet_loading():
@@ -235,9 +232,6 @@ class LLMFinetuner:
                 self.tokenizer.save_pretrained(staging)
             metadata = {**self._metadata(), "adapter": adapter}
             (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-            _replace_dir(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return target
 
     @classmethod
@@ -427,14 +421,3 @@ def _saved_base(meta: Dict[str, Any]) -> ResolvedModel:
     if location and (Path(location) / "config.json").is_file():
         return ResolvedModel(meta["base_model"], location, "local")
     return resolve_model(meta["base_model"])
-
-
-def _replace_dir(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target``, replacing an existing directory only once the new one is complete."""
-    if target.exists():
-        backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        target.rename(backup)
-        source.rename(target)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        source.rename(target)

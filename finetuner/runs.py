@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import pandas as pd
 
-from .errors import FinetunerError
+from .errors import FinetunerError, described
+from .files import atomic_file, staging_path, write_json_atomic
 
 if TYPE_CHECKING:
     from .finetuner import LLMFinetuner
@@ -111,10 +112,7 @@ class RunStore:
         """Write ``run.json`` atomically."""
         if record.status not in STATUSES:
             raise ValueError(f"unknown run status {record.status!r}")
-        target = self.path(record.id) / RECORD_FILE
-        staging = target.with_name(f".{RECORD_FILE}.{uuid.uuid4().hex[:8]}")
-        staging.write_text(json.dumps(asdict(record), indent=2, default=str), encoding="utf-8")
-        os.replace(staging, target)
+        write_json_atomic(self.path(record.id) / RECORD_FILE, asdict(record))
 
     def finish(self, record: RunRecord, status: str, **values: Any) -> RunRecord:
         """Set the final status (and metrics, history, error...) with the finishing time and duration."""
@@ -208,10 +206,8 @@ class RunStore:
         return model
 
     def save_evaluation(self, run_id: str, table: pd.DataFrame) -> None:
-        path = self.path(run_id) / EVALUATION_FILE
-        staging = path.with_name(f".{EVALUATION_FILE}.{uuid.uuid4().hex[:8]}")
-        table.to_json(staging, orient="records", lines=True, force_ascii=False)
-        os.replace(staging, path)
+        with atomic_file(self.path(run_id) / EVALUATION_FILE) as staging:
+            table.to_json(staging, orient="records", lines=True, force_ascii=False)
 
     def load_evaluation(self, run_id: str, owner: Optional[str] = None) -> Optional[pd.DataFrame]:
         """The evaluation rows of a run (text, label, prediction, probabilities), if it has them."""
@@ -236,7 +232,7 @@ class RunStore:
 
         run_id, created = _new_id()
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".import-{uuid.uuid4().hex[:8]}"  # never matches a run id: not listed
+        staging = staging_path(self.root / run_id, "import")  # hidden, never a run id: not listed
         target, moved = self.root / run_id, False
         try:
             model_dir = import_model_zip(zip_path, staging / MODEL_DIR, max_unpacked_mb=max_unpacked_mb)
@@ -253,10 +249,8 @@ class RunStore:
             except FinetunerError:
                 raise
             except Exception as exc:  # a crafted or damaged model: say so, keep the app up
-                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-                raise ModelLoadError(f"The zip holds a model that could not be loaded ({type(exc).__name__}"
-                                     f"{': ' + first if first else ''}). Upload a zip exported by finetuner.") \
-                    from None
+                raise ModelLoadError(f"The zip holds a model that could not be loaded ({described(exc)}). "
+                                     "Upload a zip exported by finetuner.") from None
             record = RunRecord(
                 id=run_id, status="completed", base_model=_safe_name(meta.get("base_model")), created_at=created,
                 preset="imported", config=_json_dict(meta.get("config")),

@@ -10,7 +10,8 @@ from typing import Any, Dict
 from ..data import in_file, load_table
 from .console import EXIT_OK, Console
 from .processes import Processes
-from .run_dir import load_model, write_json
+from ..files import write_json_atomic as write_json
+from .run_dir import load_model
 from .settings import value_parser
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
@@ -13,6 +12,7 @@ import pandas as pd
 
 from ..data import detect_text_column, in_file, iter_table_chunks, validate_texts
 from ..errors import DataError
+from ..files import staging_path
 from ..predictions import neutralize_frame, predictions_table
 from .console import EXIT_OK, Console, UsageError
 from .processes import is_main_process
@@ -102,7 +102,7 @@ class PredictionWriter:
             if self.path.is_dir():
                 raise DataError(f"{self.path} is a directory; give a file name such as predictions.csv.")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._staging = self.path.parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}"
+            self._staging = staging_path(self.path)
             self.stream = open(self._staging, "w", encoding="utf-8", newline="")
         self._header = True
 

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
@@ -54,17 +52,6 @@ def load_model(path: str, batch_size: Optional[int] = None) -> "LLMFinetuner":
     if batch_size:
         finetuner.config = finetuner.config.replace(eval_batch_size=batch_size)
     return finetuner
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a UTF-8 file so that a reader never sees half of it."""
-    staging = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, path)
-
-
-def write_json(path: Path, value: Any) -> None:
-    write_text_atomic(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
 def read_json(path: Path) -> Dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ..config import METHOD_DEFAULTS, METHODS, PRESETS, TrainConfig
 from ..errors import ConfigError
-from .run_dir import write_text_atomic
+from ..files import write_text_atomic
 
 _SETTING_PREFIX = "setting__"
 _NONE_WORDS = ("none", "null", "auto", "off")

@@ -21,8 +21,9 @@ from ..errors import ConfigError, DataError
 from ..training.checkpoints import drop_incomplete, last_complete_step
 from .console import EXIT_INTERRUPTED, EXIT_OK, Console, ProgressPrinter, UsageError, duration, one_line
 from .processes import Processes
+from ..files import write_json_atomic as write_json
 from .run_dir import (CHECKPOINT_SUBDIR, CONFIG_FILE, DEFAULT_OUTPUT_ROOT, METRICS_FILE, MODEL_SUBDIR, RUN_FILE,
-                      holds_run, read_json, write_json)
+                      holds_run, read_json)
 from .settings import add_setting_flags, build_config, flag_settings, read_config_file, write_config
 
 
