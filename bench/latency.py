@@ -78,9 +78,13 @@ def run(calls: int = 200, warmup: int = 20, repeats: int = 3, train_rows: int = 
     for start in range(0, calls, block):
         chunk = sentences[start:start + block]
         for s in chunk:
-            t = time.perf_counter(); model.predict_proba([s]); ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            model.predict_proba([s])
+            ours.append(time.perf_counter() - t)
         for s in chunk:
-            t = time.perf_counter(); pipe(s); theirs.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            pipe(s)
+            theirs.append(time.perf_counter() - t)
     out["single"] = {"finetuner": _summary(ours), "pipeline": _summary(theirs)}
     out["single"]["speedup_median"] = out["single"]["pipeline"]["median_ms"] / out["single"]["finetuner"]["median_ms"]
     log(f"latency: single sentence finetuner median {out['single']['finetuner']['median_ms']:.1f} ms, "

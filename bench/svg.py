@@ -46,8 +46,12 @@ def lines(title: str, xs: Sequence[float], series: Dict[str, List[Tuple[float, f
     fx = (lambda v: math.log2(v)) if log_x else (lambda v: v)
     x0, x1 = fx(min(xs)), fx(max(xs))
     lo, hi = y_range or (0.0, 1.0)
-    px = lambda v: left + (fx(v) - x0) / max(1e-9, x1 - x0) * (width - left - right)
-    py = lambda v: height - bottom - (v - lo) / max(1e-9, hi - lo) * (height - top - bottom)
+    def px(v):
+        return left + (fx(v) - x0) / max(1e-9, x1 - x0) * (width - left - right)
+
+    def py(v):
+        return height - bottom - (v - lo) / max(1e-9, hi - lo) * (height - top - bottom)
+
     for t in range(6):
         v = lo + (hi - lo) * t / 5
         out.append(f'<line x1="{left}" y1="{py(v):.1f}" x2="{width - right}" y2="{py(v):.1f}" stroke="#ddd"/>')

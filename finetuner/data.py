@@ -448,7 +448,8 @@ def validate_texts(texts: Sequence[Any], what: str = "input", first_row: int = 1
     if empty:
         rows = ", ".join(str(r) for r in empty[:_MAX_ROWS_IN_MESSAGE])
         more = f" and {len(empty) - _MAX_ROWS_IN_MESSAGE} more" if len(empty) > _MAX_ROWS_IN_MESSAGE else ""
-        raise DataError(f"The {what} has {len(empty)} empty text(s): row {rows}{more}. Fill them in or delete those rows.")
+        raise DataError(f"The {what} has {len(empty)} empty text(s): row {rows}{more}. "
+                        "Fill them in or delete those rows.")
     return [str(t) for t in texts]
 
 

@@ -194,7 +194,7 @@ class LLMFinetuner:
         return logits_to_probabilities(logits)
 
     def explain(self, text: str, target: Optional[str] = None) -> "Explanation":
-        """Which words of ``text`` support the predicted class (or ``target``): see :func:`finetuner.explain.explain`."""
+        """Which words of ``text`` support the predicted class (or ``target``): :func:`finetuner.explain.explain`."""
         return explain(self, text, target)
 
     @property

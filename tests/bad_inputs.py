@@ -137,7 +137,8 @@ CASES: List[Case] = [
      _frame("numbers.parquet", lambda: pd.DataFrame({"text": [1, 2, 3], "label": ["a", "b", "a"]})),
      _ok(lambda t: t.texts == ["1", "2", "3"])),
     ("JSON that is not a table", _text("scalar.json", '"just a string"'), _error("could not be read")),
-    ("broken JSONL line", _text("broken.jsonl", '{"text": "a", "label": "x"}\n{"text": \n'), _error("could not be read")),
+    ("broken JSONL line", _text("broken.jsonl", '{"text": "a", "label": "x"}\n{"text": \n'),
+     _error("could not be read")),
 ]
 
 

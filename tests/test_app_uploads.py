@@ -137,7 +137,8 @@ def test_every_file_event_refuses_server_paths_over_http(served, secrets):
     assert "load_eval" in names  # the page's own private events are checked as well
     for name, values, at, suffix in events:
         payloads = {attack: {"path": path} for attack, path in secrets[suffix].items()}
-        payloads["stream"] = {"path": secrets[suffix][SERVER_PATH_CASES[0][0]], "is_stream": True}  # Gradio moves no stream
+        # Gradio moves no stream into its cache: the handler would get the path as sent
+        payloads["stream"] = {"path": secrets[suffix][SERVER_PATH_CASES[0][0]], "is_stream": True}
         for attack, payload in payloads.items():
             data = list(values)
             data[at] = {**payload, "meta": {"_type": "gradio.FileData"}}

@@ -81,7 +81,8 @@ def test_every_numeric_field_is_covered_by_the_range_tests():
 
 
 def test_unsupported_method_lists_the_supported_ones():
-    with pytest.raises(ConfigError, match=r"method='qlora' is not supported; choose one of auto, finetune, head, fewshot, head_finetune, lora"):
+    with pytest.raises(ConfigError, match=r"method='qlora' is not supported; choose one of auto, finetune, head, "
+                                          r"fewshot, head_finetune, lora"):
         TrainConfig(method="qlora")
     assert "finetune" in METHODS
 

@@ -83,7 +83,7 @@ def build(ctx: AppContext) -> None:
 
     @user_errors(keep=lambda message: kept_outputs(len(batch_outputs), {2: status_line(message)}))
     def predict_file(path: Optional[str], run_id: Optional[str], request: gr.Request,
-                     progress: gr.Progress = gr.Progress()) -> Tuple[str, pd.DataFrame, str]:
+                     progress: gr.Progress = gr.Progress()) -> Tuple[str, pd.DataFrame, str]:  # noqa: B008
         """Predictions for every row of a file, as a CSV and a preview: every column and row of the file, in order,
         with predicted_label, confidence and one p_<class> column per class added (empty texts get no
         prediction). Formula-like cells are neutralised in the CSV."""
