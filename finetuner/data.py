@@ -400,6 +400,22 @@ def normalize_labels(labels: Iterable[Any]) -> List[Union[int, str]]:
 # ---------------------------------------------------------------------------------------------
 
 @dataclass
+class Split:
+    """The training and evaluation rows of one run: what the run pipeline trains and scores on. The app's checked
+    table (:class:`finetuner.prepare.PreparedData`) is one; the command line builds one from its files."""
+
+    train_texts: List[str] = field(default_factory=list, repr=False)
+    train_labels: List[Any] = field(default_factory=list, repr=False)
+    eval_texts: List[str] = field(default_factory=list, repr=False)
+    eval_labels: List[Any] = field(default_factory=list, repr=False)
+    description: Dict[str, Any] = field(default_factory=dict)  # where the rows came from (files, columns...)
+
+    def summary(self) -> Dict[str, Any]:
+        """What the run record says about the rows (JSON-safe, no texts)."""
+        return {**self.description, "train_rows": len(self.train_texts), "eval_rows": len(self.eval_texts)}
+
+
+@dataclass
 class LabelledTexts:
     """Validated texts and labels, with where they came from and any warnings about them."""
 

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import pandas as pd
 
-from .data import detect_columns, normalize_labels, read_table, split_train_eval, table_to_labelled
+from .data import Split, detect_columns, normalize_labels, read_table, split_train_eval, table_to_labelled
 from .errors import DataError
 
 _MAX_ROWS_LISTED = 5
@@ -20,8 +20,9 @@ ERROR_MARK, WARNING_MARK, OK_MARK = "✗ Problem:", "⚠ Warning:", "✓"
 
 
 @dataclass
-class PreparedData:
-    """A checked table: its summary, problems, and (when usable) the train/evaluation split."""
+class PreparedData(Split):
+    """A checked table: its summary, problems, and (when usable) the train/evaluation split (the :class:`Split`
+    it extends)."""
 
     source: str = ""
     rows: int = 0
@@ -38,10 +39,6 @@ class PreparedData:
     overlap: int = 0
     errors: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
-    train_texts: List[str] = field(default_factory=list, repr=False)
-    train_labels: List[Any] = field(default_factory=list, repr=False)
-    eval_texts: List[str] = field(default_factory=list, repr=False)
-    eval_labels: List[Any] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -54,10 +51,8 @@ class PreparedData:
 
     def summary(self) -> Dict[str, Any]:
         """The JSON-safe summary stored with a run (no texts)."""
-        skip = {"train_texts", "train_labels", "eval_texts", "eval_labels"}
-        summary = {k: v for k, v in asdict(self).items() if k not in skip}
-        summary.update(train_rows=len(self.train_texts), eval_rows=len(self.eval_texts))
-        return summary
+        skip = {"train_texts", "train_labels", "eval_texts", "eval_labels", "description"}
+        return {**{k: v for k, v in asdict(self).items() if k not in skip}, **super().summary()}
 
     def to_markdown(self) -> str:
         """A short human-readable report: counts first, then errors and warnings."""

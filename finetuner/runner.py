@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import logging
 import queue
-import shutil
 import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Deque, List, Optional, Union
 
 from .config import TrainConfig
-from .errors import FinetunerError
-from .evaluation import evaluate
 from .prepare import PreparedData
-from .runs import METHOD_NAMES, MODEL_DIR, RunRecord, RunStore
+from .runs import RunRecord, RunStore
+from .runs.pipeline import Notice, RunSpec, method_line, train_run, used_settings  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # it imports transformers
     from .method_choice import MethodChoice
@@ -134,81 +132,24 @@ class Runner:
             job.events.put("Cancelled before it started.")
             return
         job.status = "running"
-        spec, store = job.spec, self.store
-        record = job.record = store.create(spec.model_name, preset=spec.preset, config=spec.config.to_dict(),
-                                           data=spec.data.summary(), owner=spec.run_owner)
-        say = job.events.put
+        spec = job.spec
+        run = RunSpec(spec.model_name, spec.config, spec.data, preset=spec.preset, owner=spec.run_owner,
+                      origin="app", baselines=True)
+
+        def listen(item: Any) -> None:
+            if isinstance(item, Notice) and item.kind == "method":
+                from .method_choice import MethodChoice
+
+                job.method_choice = MethodChoice(item.values["method"], item.values["reason"])
+            job.events.put(str(item) if isinstance(item, Notice) else item)
+
+        def started(record: RunRecord) -> None:
+            job.record = record
+
         try:
-            from .finetuner import LLMFinetuner
-
-            data = spec.data
-            if data.eval_texts and not job.stop_event.is_set():
-                self._score_baselines(job, record)
-            say(f"Run {record.id}: loading {spec.model_name}…")
-            finetuner = LLMFinetuner(spec.model_name, config=spec.config)
-            if not job.stop_event.is_set():
-                choice = job.method_choice = finetuner.choose_method(data.train_labels, spec.config)
-                record.method_choice = {"method": choice.method, "reason": choice.reason}
-                say(method_line(choice.method, choice.reason))
-                say(f"Training on {len(data.train_texts)} rows, evaluating on {len(data.eval_texts)}…")
-                finetuner.fine_tune(data.train_texts, data.train_labels, data.eval_texts, data.eval_labels,
-                                    config=spec.config, listener=say, stop_event=job.stop_event)
-            if job.stop_event.is_set() and (finetuner.stopped or not finetuner.trained):
-                job.status = "stopped"
-                store.finish(record, "stopped", history=finetuner.history)
-                say(f"Stopped at your request; run {record.id} kept no model.")
-                return
-            say("Evaluating…")
-            result = evaluate(finetuner, data.eval_texts, data.eval_labels) if data.eval_texts else None
-            say("Saving the model…")
-            finetuner.save(store.path(record.id) / MODEL_DIR)
-            store.cache_model(record.id, store.path(record.id) / MODEL_DIR)  # proves that the saved model loads
-            if result is not None:
-                store.save_evaluation(record.id, result.rows)
-            store.finish(record, "completed", config=used_settings(finetuner, spec.config),
-                         metrics=result.metrics if result else {}, report=result.report if result else None,
-                         history=finetuner.history, labels=finetuner.labels)
-            job.status = "completed"
-            say(f"Completed run {record.id}.")
-        except FinetunerError as exc:
-            self._fail(job, record, str(exc))
-        except Exception as exc:  # a bug or an environment problem: keep the app up, log the traceback
-            logger.exception("training run %s failed", record.id)
-            self._fail(job, record, f"Unexpected error ({type(exc).__name__}): {exc}")
-
-    def _score_baselines(self, job: Job, record: RunRecord) -> None:
-        """Score the instant baselines on the run's split into its record; a failure is logged, never fatal."""
-        from .baselines import format_baselines, score_baselines
-
-        data = job.spec.data
-        job.events.put(f"Scoring quick baselines on {len(data.train_texts)} training rows…")
-        try:
-            record.baselines = score_baselines(data.train_texts, data.train_labels, data.eval_texts,
-                                               data.eval_labels, seed=job.spec.config.seed)
-            self.store.save(record)  # shown while the model trains
-        except Exception as exc:  # a baseline is a reference point: training goes on without it
-            logger.warning("baselines of run %s failed", record.id, exc_info=True)
-            job.events.put(f"Baselines skipped ({type(exc).__name__}: {exc}).")
+            record = train_run(run, self.store, listener=listen, stop_event=job.stop_event, on_record=started)
+        except Exception as exc:  # recorded as failed by the pipeline; the worker stays up
+            job.status = "failed"
+            job.error = job.record.error if job.record is not None and job.record.error else str(exc)
             return
-        job.events.put(f"Baselines: {format_baselines(record.baselines)}.")
-
-    def _fail(self, job: Job, record: RunRecord, message: str) -> None:
-        job.status, job.error = "failed", message
-        shutil.rmtree(self.store.path(record.id) / MODEL_DIR, ignore_errors=True)  # e.g. saved but would not load
-        self.store.finish(record, "failed", error=message)
-        job.events.put(f"Failed: {message}")
-
-
-def method_line(method: str, reason: str) -> str:
-    """The status line that says which method trains and why ("Method: embedding head — …")."""
-    return f"Method: {METHOD_NAMES.get(method, method)} — {reason}"
-
-
-def used_settings(finetuner: Any, asked: TrainConfig) -> Dict[str, Any]:
-    """The settings a training actually used, for its record and model card: the learning rate and maximum text
-    length chosen automatically (None in ``asked``) are filled in from the trained model."""
-    config = getattr(finetuner, "config", None)
-    settings = (config if isinstance(config, TrainConfig) else asked).to_dict()
-    if getattr(finetuner, "max_length", None):
-        settings["max_length"] = finetuner.max_length
-    return settings
+        job.status = record.status

@@ -72,9 +72,10 @@ def test_train_writes_model_metrics_and_config(trained):
     config = TrainConfig.from_dict(yaml.safe_load((run / "train_config.yaml").read_text()))
     assert (config.epochs, config.learning_rate, config.batch_size, config.seed) == (8, 3e-3, 8, 0)
     record = json.loads((run / "run.json").read_text())
-    assert record["status"] == "completed" and record["world_size"] == 1
-    assert record["steps"] == 80 and record["eval_examples_scored"] == 41  # 10 steps x 8 epochs; every eval row
-    assert record["metrics"] == metrics
+    training = record["training"]
+    assert record["status"] == "completed" and training["world_size"] == 1 and record["origin"] == "cli"
+    assert training["steps"] == 80 and training["eval_examples_scored"] == 41  # 10 steps x 8 epochs; every eval row
+    assert record["metrics"] == metrics and record["id"] == run.name
     assert not (run / "checkpoints").exists()  # removed once the run has finished
     # A final summary on stdout; progress as plain lines (not a terminal) on stderr.
     assert "accuracy" in out and f"{metrics['accuracy']:.4f}" in out
@@ -88,7 +89,7 @@ def test_train_without_eval_holds_out_a_stratified_split(tables, tiny_bert, tmp_
     assert code == 0, err
     assert "No --eval file: holding out 20% of train.csv" in err and "64 training rows, 16 evaluation rows" in err
     record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert record["eval_data"]["rows"] == 16 and record["eval_data"]["source"].startswith("stratified")
+    assert record["data"]["eval_rows"] == 16 and record["data"]["eval_source"] == "split"
     assert record["report"]["per_class"]["positive"]["support"] == 8  # 8 of each class held out
 
 
@@ -99,9 +100,12 @@ def test_train_without_method_chooses_one_says_which_and_records_it(tiny_bert, t
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     choice = record["method_choice"]
     assert choice["method"] == "fewshot" and "12 examples per class" in choice["reason"]
-    assert record["steps"] == record["max_steps"] > 1 and not record["early_stopped"]  # the tuning steps
+    training = record["training"]
+    assert training["steps"] == training["max_steps"] > 1 and not training["early_stopped"]  # the tuning steps
     assert f"Method: fewshot — {choice['reason']}" in err.splitlines()
-    assert record["config"]["method"] == "auto" and record["learning_rate_used"] == FEWSHOT_LEARNING_RATE
+    # As asked (auto) and as used (the method chosen, its learning rate)
+    assert record["requested"]["method"] == "auto" and record["config"]["method"] == "fewshot"
+    assert record["config"]["learning_rate"] == FEWSHOT_LEARNING_RATE
     assert yaml.safe_load((tmp_path / "run" / "train_config.yaml").read_text())["method"] == "auto"
     meta = json.loads((tmp_path / "run" / "model" / "finetuner.json").read_text())
     assert meta["method"] == "fewshot" and meta["method_choice"] == choice
@@ -172,7 +176,8 @@ def test_resume_continues_an_interrupted_run(tables, tiny_bert, tmp_path, monkey
     assert code == 0, err
     assert "resuming at step 10" in err and "step 12/30" in err and "step 2/30" not in err
     record = json.loads((run / "run.json").read_text())
-    assert record["status"] == "completed" and record["resumed_from_step"] == 10 and record["steps"] == 30
+    assert record["status"] == "completed" and record["training"]["resumed_from_step"] == 10
+    assert record["training"]["steps"] == 30
     history = json.loads((run / "model" / "finetuner.json").read_text())["history"]
     assert history[0]["kind"] == "start" and history[0]["step"] == 10  # continued, not restarted
     assert LLMFinetuner.load(run / "model").predict_labels(["a wonderful film"]) in (["positive"], ["negative"])

@@ -53,11 +53,11 @@ def test_two_process_data_parallel_training(tmp_path):
                          "--eval-batch-size", "4", "--learning-rate", "3e-3", "--warmup-ratio", "0", "--seed", "0")
     assert result.returncode == 0, result.stderr[-3000:]
 
-    record = json.loads((run / "run.json").read_text())
-    assert record["world_size"] == 2 and record["distributed_type"] == "MULTI_CPU"
-    assert record["steps"] == math.ceil(83 / (2 * 8)) * 8  # each step takes 8 rows on each of the 2 processes
+    training = json.loads((run / "run.json").read_text())["training"]
+    assert training["world_size"] == 2 and training["distributed_type"] == "MULTI_CPU"
+    assert training["steps"] == math.ceil(83 / (2 * 8)) * 8  # each step takes 8 rows on each of the 2 processes
     # The metrics cover each evaluation row exactly once (no padding duplicates) ...
-    assert record["eval_examples_scored"] == 41
+    assert training["eval_examples_scored"] == 41
     metrics = json.loads((run / "metrics.json").read_text())
     # ... and equal a single-process evaluation of the saved model.
     finetuner = LLMFinetuner.load(run / "model")
@@ -70,7 +70,9 @@ def test_two_process_data_parallel_training(tmp_path):
     assert finetuner.predict_labels(["a wonderful excellent film", "an awful boring film"]) == ["positive", "negative"]
 
     # One model, written once by the main process; progress and summary printed once.
-    assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "model", "run.json", "train_config.yaml"]
+    assert sorted(p.name for p in run.iterdir()) == ["evaluation.jsonl", "metrics.json", "model", "run.json",
+                                                     "train_config.yaml"]
+    assert len(pd.read_json(run / "evaluation.jsonl", lines=True)) == 41  # each evaluation row once
     assert result.stderr.count("Training finished at step 48/48") == 1
     assert result.stderr.count("Fine-tuning ") == 1 and "on 2 processes" in result.stderr
     assert result.stdout.count("Final model on 41 rows of eval.csv") == 1

@@ -41,7 +41,7 @@ def test_the_method_choice_is_kept_and_old_records_without_it_still_load(store):
 
 
 def test_a_method_choice_read_from_a_zip_is_cleaned():
-    from finetuner.runs import _clean_method_choice
+    from finetuner.runs.store import _clean_method_choice
     assert _clean_method_choice({"method": "head", "reason": "few", "extra": 1}) == {"method": "head", "reason": "few"}
     assert _clean_method_choice({"method": "<script>", "reason": "x"}) == {}
     assert _clean_method_choice({"method": "head", "reason": 3}) == {} and _clean_method_choice(None) == {}
@@ -71,7 +71,8 @@ def test_a_run_left_running_by_a_dead_process_reads_as_failed(store):
     assert again.status == "failed" and "Interrupted" in again.error
 
 
-@pytest.mark.parametrize("bad", ["../etc", "20250101-120000-abc123/../../x", "", None, "x" * 30])
+@pytest.mark.parametrize("bad", ["../etc", "20250101-120000-abc123/../../x", "", None, "x" * 200, ".", "..",
+                                 ".hidden", "a/b", "a\\b", "/abs"])
 def test_run_ids_are_checked(store, bad):
     with pytest.raises(RunError, match="not a run id"):
         store.path(bad)
@@ -126,3 +127,19 @@ def test_an_owner_sees_only_their_runs_and_others_read_as_missing(store):
     assert store.get(theirs.id).owner == bob
     store.delete(mine.id, alice)
     assert store.list(alice) == [] and store.get(theirs.id, bob).id == theirs.id
+
+
+def test_runs_made_outside_the_app_are_shared_with_every_owner_but_not_deletable_there(store):
+    alice, bob = "a" * 32, "b" * 32
+    cli = store.create("m", origin="cli")  # python -m finetuner train --output RUNS/name
+    named = store.create("m", origin="cli", run_id="my-sst2.run_2")
+    for record in (cli, named):
+        store.finish(record, "completed")
+    assert store.get(named.id).shared and not store.create("m", origin="app", owner=alice).shared
+    for owner in (alice, bob, ""):
+        assert {cli.id, named.id} <= {r.id for r in store.list(owner)}
+        assert store.get(named.id, owner).id == named.id
+        with pytest.raises(RunError, match="made outside the app"):
+            store.delete(named.id, owner)
+    store.delete(named.id)  # no owner given: the command line and Python may
+    assert named.id not in {r.id for r in store.list()}

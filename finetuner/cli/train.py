@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
+import re
 import shlex
 import shutil
 import sys
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
-from .. import __version__
 from ..config import PRESETS, TrainConfig
-from ..data import LabelledTexts, in_file, load_table, read_table, split_train_eval, table_to_labelled
+from ..data import LabelledTexts, Split, in_file, load_table, read_table, split_train_eval, table_to_labelled
 from ..errors import ConfigError, DataError
+from ..runs import (CHECKPOINT_DIR, CONFIG_FILE, EVALUATION_FILE, METRICS_FILE, MODEL_DIR, RECORD_FILE, RunRecord,
+                    RunStore, default_runs_dir, is_run_id)
+from ..runs.pipeline import Notice, RunSpec, train_run
 from ..training.checkpoints import drop_incomplete, last_complete_step
-from .console import EXIT_INTERRUPTED, EXIT_OK, Console, ProgressPrinter, UsageError, duration, one_line
+from .console import EXIT_INTERRUPTED, EXIT_OK, Console, ProgressPrinter, UsageError, duration
 from .processes import Processes
-from ..files import write_json_atomic as write_json
-from .run_dir import (CHECKPOINT_SUBDIR, CONFIG_FILE, DEFAULT_OUTPUT_ROOT, METRICS_FILE, MODEL_SUBDIR, RUN_FILE,
-                      holds_run, read_json)
+from .run_dir import holds_run
 from .settings import add_setting_flags, build_config, flag_settings, read_config_file, write_config
 
 
@@ -41,126 +39,80 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="base model: a Hub id, a local model directory, a run directory, a .gguf file or an "
                         "offline LLM from `models pull` (smollm2) (default: the "
                         "bundled sentence-transformers/all-MiniLM-L6-v2)")
-    p.add_argument("--output", metavar="DIR", help=f"run directory (default: {DEFAULT_OUTPUT_ROOT}/<TRAIN name>)")
+    p.add_argument("--output", metavar="DIR",
+                   help="run folder (default: the runs folder, FINETUNER_RUNS_DIR or ./runs, /<TRAIN name>); a run "
+                        "in the runs folder is listed by the app")
     p.add_argument("--config", metavar="FILE", help="YAML or JSON file of training settings (TrainConfig fields)")
     p.add_argument("--preset", choices=tuple(PRESETS), help="named settings: " + ", ".join(PRESETS))
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --output DIR from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in --output DIR")
     p.add_argument("--keep-checkpoints", action="store_true",
-                   help=f"keep DIR/{CHECKPOINT_SUBDIR} after the run has finished")
+                   help=f"keep DIR/{CHECKPOINT_DIR} after the run has finished")
     add_setting_flags(p)
     p.set_defaults(run=run)
 
 
-@dataclass
-class _Data:
-    """The training and evaluation texts of a run, and where they came from."""
-
-    train_path: str
-    eval_path: Optional[str]
-    train: LabelledTexts  # the whole training file
-    train_texts: List[str]
-    train_labels: List[Any]
-    eval_texts: List[str]
-    eval_labels: List[Any]
-    eval_source: str  # for the summary: "41 rows of eval.csv"
-
-    @property
-    def fingerprints(self) -> Dict[str, str]:
-        return {"train": _fingerprint(self.train_texts, self.train_labels),
-                "eval": _fingerprint(self.eval_texts, self.eval_labels)}
-
-
 def run(args: argparse.Namespace) -> int:
-    """Fine-tune, evaluate, and write the run directory."""
+    """Fine-tune, evaluate, and write the run folder (through the one run pipeline, as the app does)."""
     output = _output_dir(args)
-    checkpoints = output / CHECKPOINT_SUBDIR
+    checkpoints = output / CHECKPOINT_DIR
+    store = RunStore(output.parent)
     processes = Processes()
     console = Console(args.quiet, processes.is_main)
     started = time.monotonic()
 
-    record: Dict[str, Any] = {}
+    record: Optional[RunRecord] = None
     saved_config: Optional[Dict[str, Any]] = None
     if args.resume:
-        record, saved_config = _resumable_run(output, checkpoints)
+        record, saved_config = _resumable_run(store, output, checkpoints)
     elif holds_run(output) and not args.overwrite:
         raise ConfigError(f"{output} already holds a training run. Continue it with --resume, replace it with "
                           "--overwrite, or choose another --output.")
     config = build_config(preset=args.preset, config_file=args.config, flags=flag_settings(args), base=saved_config)
     if saved_config is not None:
         _same_as_run(config, TrainConfig.from_dict(saved_config), output)
-    data = _read_data(args, record, config, console, output)
-    fingerprints = data.fingerprints
-    if args.resume and record.get("fingerprints") and record["fingerprints"] != fingerprints:
+    data, eval_source = _read_data(args, record, config, console, output)
+    if record is not None and record.data.get("fingerprints") not in (None, data.description["fingerprints"]):
         raise DataError("The training or evaluation data differ from the interrupted run's; resume with the same "
                         "files (or leave out --data/--eval to use them), or start again with --overwrite.")
 
-    from ..finetuner import LLMFinetuner  # torch and transformers: once the inputs have been checked
-    from ..models import DEFAULT_MODEL
-    model_name = _model_id(args.model or record.get("base_model") or DEFAULT_MODEL)
-    if args.resume and args.model and model_name != record.get("base_model"):
+    from ..models import DEFAULT_MODEL, resolve_model
+    model_name = _model_id(args.model or (record.base_model if record else None) or DEFAULT_MODEL)
+    if record is not None and args.model and model_name != record.base_model:
         raise ConfigError(f"--model {args.model} differs from the interrupted run's base model "
-                          f"{record.get('base_model')!r}; resume it without --model.")
-    finetuner = LLMFinetuner(_base_model(model_name), config=config)  # before anything is written: it may fail
-    choice = finetuner.choose_method(data.train_labels, config)
-    resumed_from = last_complete_step(checkpoints) if args.resume else None
+                          f"{record.base_model!r}; resume it without --model.")
+    resolve_model(_base_model(model_name))  # an unknown model fails now, before anything is written
     processes.barrier()  # every process has checked the directory before the main one writes into it
     if processes.is_main:
         _prepare_output(output, checkpoints, resume=args.resume)
         write_config(output / CONFIG_FILE, config)
-        command = "python -m finetuner " + shlex.join(args.argv)
-        record = {
-            **(record if args.resume else {"started_at": _now(), "command": command}),
-            "status": "running",
-            "finetuner_version": __version__,
-            "base_model": model_name,
-            "train_data": {"path": str(Path(data.train_path).resolve()), "rows": len(data.train),
-                           "text_column": data.train.text_column, "label_column": data.train.label_column},
-            "eval_data": {"path": str(Path(data.eval_path).resolve()) if data.eval_path else None,
-                          "rows": len(data.eval_texts),
-                          "source": "file" if data.eval_path else f"stratified split ({config.eval_fraction:g})"},
-            "fingerprints": fingerprints,
-            "config": config.to_dict(),
-            "method_choice": {"method": choice.method, "reason": choice.reason},
-            "world_size": processes.world_size,
-        }
-        if args.resume:
-            record.setdefault("resumes", []).append({"at": _now(), "from_step": resumed_from, "command": command})
-        write_json(output / RUN_FILE, record)
     processes.barrier()  # ... and the others start once it has (they read the checkpoints)
 
     where = f" on {processes.world_size} processes" if processes.world_size > 1 else ""
-    console.info(f"Fine-tuning {model_name} on {len(data.train_texts)} rows, "
-                 f"{len(set(map(str, data.train_labels)))} classes{where} -> {output}")
-    console.info(f"Method: {choice.method} — {choice.reason}")
     printer = ProgressPrinter(sys.stderr) if processes.is_main and not args.quiet else None
-    training_started = time.monotonic()
+
+    def listen(item: Any) -> None:
+        if isinstance(item, Notice):
+            if item.kind == "method":
+                console.info(f"Fine-tuning {model_name} on {len(data.train_texts)} rows, "
+                             f"{len(set(map(str, data.train_labels)))} classes{where} -> {output}")
+                console.info(f"Method: {item.values['method']} — {item.values['reason']}")
+        elif printer is not None:
+            printer(item)
+
+    spec = RunSpec(_base_model(model_name), config, data, origin="cli",
+                   command="python -m finetuner " + shlex.join(args.argv))
     try:
-        finetuner.fine_tune(data.train_texts, data.train_labels, data.eval_texts, data.eval_labels, config=config,
-                            listener=printer, checkpoint_dir=checkpoints, resume=args.resume)
+        record = train_run(spec, store, run_id=output.name, resume=args.resume, listener=listen,
+                           checkpoint_dir=checkpoints, is_main=processes.is_main)
     except KeyboardInterrupt:
         if processes.is_main:
-            _interrupted(output, checkpoints, record)
+            _interrupted(output, checkpoints)
         return EXIT_INTERRUPTED
-    except BaseException as exc:
-        if processes.is_main:
-            record.update({"status": "failed", "error": f"{type(exc).__name__}: {one_line(str(exc))[:500]}"})
-            with contextlib.suppress(OSError):
-                write_json(output / RUN_FILE, record)
-        raise
-    train_seconds = time.monotonic() - training_started
-
-    # Every process evaluates (the Trainer gathers the batches); only the main one saves and writes.
-    metrics = finetuner.evaluate_model(data.eval_texts, data.eval_labels)
-    finetuner.save(output / MODEL_SUBDIR)
-    if processes.is_main:
-        write_json(output / METRICS_FILE, metrics)
-        record.update(_results(finetuner, metrics, resumed_from, train_seconds, time.monotonic() - started))
-        write_json(output / RUN_FILE, record)
-        if not args.keep_checkpoints:
-            shutil.rmtree(checkpoints, ignore_errors=True)
-    console.result(_summary(metrics, data.eval_source, output, time.monotonic() - started))
+    if processes.is_main and not args.keep_checkpoints:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    console.result(_summary(record.metrics, eval_source, output, time.monotonic() - started))
     processes.finish()
     return EXIT_OK
 
@@ -173,37 +125,54 @@ def _output_dir(args: argparse.Namespace) -> Path:
         raise UsageError("the following arguments are required: --data", "finetuner train")
     if args.output is None and args.data is None:
         raise UsageError("--resume needs --output DIR (the run to continue)", "finetuner train")
-    return Path(args.output or Path(DEFAULT_OUTPUT_ROOT) / Path(args.data).stem).expanduser().resolve()
+    if args.output is None:
+        return (default_runs_dir() / (re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.data).stem).strip(".-") or "run")
+                ).expanduser().resolve()
+    output = Path(args.output).expanduser().resolve()
+    if not is_run_id(output.name):
+        raise UsageError(f"--output {args.output}: the run folder's name must be letters, digits, '.', '_' or '-' "
+                         "(it is the run's id in the app)", "finetuner train")
+    return output
 
 
-def _read_data(args: argparse.Namespace, record: Dict[str, Any], config: TrainConfig, console: Console,
-               output: Path) -> _Data:
-    """Read and validate the tables (a resumed run's own by default); hold out evaluation rows without --eval."""
-    train_info = record.get("train_data", {})
-    eval_info = record.get("eval_data") or {}
-    train_path = args.data or train_info.get("path")
+def _read_data(args: argparse.Namespace, record: Optional[RunRecord], config: TrainConfig, console: Console,
+               output: Path) -> Tuple[Split, str]:
+    """The rows to train and score on (a resumed run's own files by default; without --eval a stratified share
+    is held out), and how to name the evaluation rows in the summary."""
+    saved = record.data if record is not None else {}
+    train_path = args.data or saved.get("train_path")
     if not train_path:
-        raise UsageError(f"--data is required: {output / RUN_FILE} does not name the training data", "finetuner train")
-    eval_path = args.eval or (eval_info.get("path") if args.resume else None)
-    train = load_table(train_path, args.text_column or train_info.get("text_column"),
-                       args.label_column or train_info.get("label_column"))
+        raise UsageError(f"--data is required: {output / RECORD_FILE} does not name the training data",
+                         "finetuner train")
+    eval_path = args.eval or (saved.get("eval_path") if args.resume else None)
+    train = load_table(train_path, args.text_column or saved.get("text_column"),
+                       args.label_column or saved.get("label_column"))
     for message in train.warnings:
         console.warn(message)
+    name = Path(train_path).name
+    description = {"source": name, "train_path": str(Path(train_path).resolve()), "rows": len(train),
+                   "text_column": train.text_column, "label_column": train.label_column}
     if eval_path:
         evaluation = _read_like(eval_path, args.text_column, args.label_column, train)
         for message in evaluation.warnings:
             console.warn(message)
-        return _Data(train_path, eval_path, train, train.texts, train.labels, evaluation.texts, evaluation.labels,
-                     f"{len(evaluation)} rows of {Path(eval_path).name}")
-    train_texts, train_labels, eval_texts, eval_labels, notes = split_train_eval(
-        train.texts, train.labels, config.eval_fraction, config.seed)
-    for message in notes:
-        console.warn(message)
-    name = Path(train_path).name
-    console.info(f"No --eval file: holding out {config.eval_fraction:.0%} of {name} for evaluation (stratified "
-                 f"split, seed {config.seed}): {len(train_texts)} training rows, {len(eval_texts)} evaluation rows.")
-    return _Data(train_path, None, train, train_texts, train_labels, eval_texts, eval_labels,
-                 f"{len(eval_texts)} held-out rows of {name}")
+        split = Split(train.texts, train.labels, evaluation.texts, evaluation.labels,
+                      {**description, "eval_path": str(Path(eval_path).resolve()), "eval_source": "file"})
+        eval_source = f"{len(evaluation)} rows of {Path(eval_path).name}"
+    else:
+        train_texts, train_labels, eval_texts, eval_labels, notes = split_train_eval(
+            train.texts, train.labels, config.eval_fraction, config.seed)
+        for message in notes:
+            console.warn(message)
+        console.info(f"No --eval file: holding out {config.eval_fraction:.0%} of {name} for evaluation (stratified "
+                     f"split, seed {config.seed}): {len(train_texts)} training rows, {len(eval_texts)} evaluation "
+                     "rows.")
+        split = Split(train_texts, train_labels, eval_texts, eval_labels,
+                      {**description, "eval_path": None, "eval_source": "split", "eval_fraction": config.eval_fraction})
+        eval_source = f"{len(eval_texts)} held-out rows of {name}"
+    split.description["fingerprints"] = {"train": _fingerprint(split.train_texts, split.train_labels),
+                                         "eval": _fingerprint(split.eval_texts, split.eval_labels)}
+    return split, eval_source
 
 
 def _read_like(path: str, text_column: Optional[str], label_column: Optional[str],
@@ -217,22 +186,20 @@ def _read_like(path: str, text_column: Optional[str], label_column: Optional[str
         return table_to_labelled(frame, text_column, label_column)
 
 
-def _resumable_run(output: Path, checkpoints: Path) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+def _resumable_run(store: RunStore, output: Path, checkpoints: Path
+                   ) -> Tuple[Optional[RunRecord], Optional[Dict[str, Any]]]:
     """The interrupted run's record and settings; a clear error when there is nothing to resume."""
-    record = read_json(output / RUN_FILE) if (output / RUN_FILE).is_file() else {}
-    if record.get("status") == "completed":
+    record = store.get(output.name) if (output / RECORD_FILE).is_file() else None
+    if record is not None and record.status == "completed":
         raise ConfigError(f"The run in {output} has already finished; nothing to resume. Start a new one with "
                           "--overwrite or another --output.")
     if last_complete_step(checkpoints) is None:
-        raise ConfigError(f"Nothing to resume in {output}: no checkpoint in {CHECKPOINT_SUBDIR}/ (one is written at "
+        raise ConfigError(f"Nothing to resume in {output}: no checkpoint in {CHECKPOINT_DIR}/ (one is written at "
                           "the end of every epoch). Start again with --overwrite.")
-    if not record:
-        return record, None
-    saved = record.get("config")
+    if record is None:
+        return None, None
     config_file = output / CONFIG_FILE
-    if config_file.is_file():
-        saved = read_config_file(str(config_file))
-    return record, saved
+    return record, read_config_file(str(config_file)) if config_file.is_file() else record.requested
 
 
 def _same_as_run(config: TrainConfig, saved: TrainConfig, output: Path) -> None:
@@ -254,8 +221,8 @@ def _base_model(name: str) -> str:
     """A run directory given as the base model means the model it trained."""
     directory = Path(name).expanduser()
     if directory.is_dir() and not (directory / "config.json").is_file() \
-            and (directory / MODEL_SUBDIR / "config.json").is_file():
-        return str(directory / MODEL_SUBDIR)
+            and (directory / MODEL_DIR / "config.json").is_file():
+        return str(directory / MODEL_DIR)
     return name
 
 
@@ -264,41 +231,14 @@ def _prepare_output(output: Path, checkpoints: Path, resume: bool) -> None:
     if resume:
         drop_incomplete(checkpoints)
     else:
-        for stale in (checkpoints, output / METRICS_FILE, output / RUN_FILE):
+        for stale in (checkpoints, output / METRICS_FILE, output / RECORD_FILE, output / EVALUATION_FILE):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     output.mkdir(parents=True, exist_ok=True)
 
 
-def _results(finetuner: Any, metrics: Dict[str, float], resumed_from: Optional[int], train_seconds: float,
-             wall_seconds: float) -> Dict[str, Any]:
-    """What the run record says about a finished run."""
-    trainer = finetuner.trainer
-    report = finetuner.report or {}
-    return {
-        "status": "completed",
-        "finished_at": _now(),
-        "world_size": int(trainer.args.world_size),
-        "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
-        "steps": int(trainer.state.global_step),
-        "max_steps": int(trainer.state.max_steps),
-        "epochs": float(trainer.state.epoch or 0.0),
-        # The rate "auto" chose; None for the embedding methods when it was not set (fine_tune records no choice).
-        "learning_rate_used": finetuner.config.learning_rate,
-        "resumed_from_step": resumed_from,
-        "early_stopped": int(trainer.state.global_step) < int(trainer.state.max_steps),
-        "train_seconds": round(train_seconds, 2),
-        "wall_seconds": round(wall_seconds, 2),
-        "eval_examples_scored": int(sum(map(sum, report.get("confusion_matrix", [])))) or None,
-        "metrics": metrics,
-        "report": report,
-    }
-
-
-def _interrupted(output: Path, checkpoints: Path, record: Dict[str, Any]) -> None:
+def _interrupted(output: Path, checkpoints: Path) -> None:
+    """Say how to continue (the pipeline has recorded the run as interrupted)."""
     step = last_complete_step(checkpoints)
-    record.update({"status": "interrupted", "interrupted_at": _now(), "last_checkpoint_step": step})
-    with contextlib.suppress(OSError):
-        write_json(output / RUN_FILE, record)
     if step is None:
         print("Interrupted before the first checkpoint (one is written at the end of every epoch); start again "
               "with --overwrite.", file=sys.stderr, flush=True)
@@ -311,7 +251,7 @@ def _summary(metrics: Dict[str, float], source: str, output: Path, seconds: floa
     from ..metrics import SUMMARY_KEYS
     lines = [f"Final model on {source}:"]
     lines += [f"  {key:<20}{metrics[key]:.4f}" for key in (*SUMMARY_KEYS, "loss") if key in metrics]
-    lines.append(f"Model saved to {output / MODEL_SUBDIR} ({METRICS_FILE}, {CONFIG_FILE} and {RUN_FILE} in "
+    lines.append(f"Model saved to {output / MODEL_DIR} ({METRICS_FILE}, {CONFIG_FILE} and {RECORD_FILE} in "
                  f"{output}); {duration(seconds)} in all.")
     return "\n".join(lines)
 
@@ -321,7 +261,3 @@ def _fingerprint(texts: Sequence[str], labels: Sequence[Any]) -> str:
     for text, label in zip(texts, labels):
         digest.update(f"{text}\x1f{label}\x1e".encode("utf-8", "surrogatepass"))
     return digest.hexdigest()[:16]
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,13 +1,15 @@
-"""The run store: one directory per training run under a runs root (``FINETUNER_RUNS_DIR``, default ./runs).
+"""The run store: one folder per training run under a runs root (``FINETUNER_RUNS_DIR``, default ./runs).
 
-Each run directory holds ``run.json`` (status, config, data summary, metrics, report, history), the
-saved model in ``model/`` and the evaluation rows in ``evaluation.jsonl``. A run is marked
-``completed`` only after its model was saved and loaded back; ``stopped`` and ``failed`` runs keep no
-model. Every write of ``run.json`` is atomic (a temporary file renamed into place).
+The folder's layout and ``run.json`` are described in :mod:`finetuner.runs.record`. A run is marked
+``completed`` only after its model was saved and loaded back; ``stopped``, ``interrupted`` and ``failed`` runs
+keep no model. Every write is atomic (a temporary file renamed into place). The app's runs and the command
+line's (``train --output RUNS/NAME``) live side by side: any folder with a readable ``run.json`` is a run.
 
 A run may have an ``owner`` (the app gives each browser a random owner id). Methods that take ``owner``
-treat a run of another owner exactly like a run that does not exist; ``owner=None`` means no check
-(the Python API and the command line).
+treat a run of another owner exactly like a run that does not exist. A run made on the server outside the app
+(``origin`` cli or python, no owner: :attr:`RunRecord.shared`) is visible to every owner, who may use, evaluate,
+compare and export it but not delete it; an ownerless run of the app's (from before owners existed) stays
+nobody's. ``owner=None`` means no check (the Python API and the command line).
 """
 
 from __future__ import annotations
@@ -27,17 +29,13 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import pandas as pd
 
-from .errors import FinetunerError, described
-from .files import atomic_file, staging_path, write_json_atomic
+from ..errors import FinetunerError, described
+from ..files import atomic_file, staging_path, write_json_atomic
+from .record import EVALUATION_FILE, MODEL_DIR, RECORD_FILE, STATUSES, RunRecord, is_run_id
 
 if TYPE_CHECKING:
-    from .finetuner import LLMFinetuner
+    from ..finetuner import LLMFinetuner
 
-STATUSES = ("running", "completed", "stopped", "failed")
-RECORD_FILE = "run.json"
-MODEL_DIR = "model"
-EVALUATION_FILE = "evaluation.jsonl"
-_RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 _CACHED_MODELS = 3
 _PROCESS = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this process, as written into the runs it creates
 # What status lines and the run history call the training methods (TrainConfig.method).
@@ -48,40 +46,6 @@ METHOD_NAMES = {"auto": "automatic", "finetune": "full fine-tuning", "head": "em
 
 class RunError(FinetunerError):
     """A run does not exist, has no model, or cannot be changed now."""
-
-
-@dataclass
-class RunRecord:
-    """What ``run.json`` holds about one run."""
-
-    id: str
-    status: str
-    base_model: str
-    created_at: str
-    preset: str = "custom"
-    config: Dict[str, Any] = field(default_factory=dict)
-    data: Dict[str, Any] = field(default_factory=dict)
-    metrics: Dict[str, float] = field(default_factory=dict)
-    baselines: Dict[str, Dict[str, float]] = field(default_factory=dict)  # finetuner.baselines, by name
-    method_choice: Dict[str, str] = field(default_factory=dict)  # MethodChoice's method and reason
-    report: Optional[Dict[str, Any]] = None
-    history: List[Dict[str, Any]] = field(default_factory=list)
-    labels: List[str] = field(default_factory=list)
-    error: Optional[str] = None
-    finished_at: Optional[str] = None
-    duration_seconds: Optional[float] = None
-    process: str = ""
-    owner: str = ""
-
-    @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> "RunRecord":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    @property
-    def method(self) -> str:
-        """The method that trained, else the one asked for ("auto" until training has chosen)."""
-        return self.method_choice.get("method") or str(self.config.get("method") or "")
 
 
 def default_runs_dir() -> Path:
@@ -99,12 +63,18 @@ class RunStore:
     # ------------------------------------------------------------------ records
 
     def create(self, base_model: str, *, preset: str = "custom", config: Optional[Dict[str, Any]] = None,
-               data: Optional[Dict[str, Any]] = None, owner: str = "") -> RunRecord:
-        """A new run with status ``running``."""
-        record_id, created = _new_id()
-        record = RunRecord(id=record_id, status="running", base_model=base_model, created_at=created, preset=preset,
-                           config=dict(config or {}), data=dict(data or {}), process=_PROCESS, owner=owner)
-        (self.root / record.id).mkdir(parents=True)
+               data: Optional[Dict[str, Any]] = None, owner: str = "", run_id: Optional[str] = None,
+               **values: Any) -> RunRecord:
+        """A new run with status ``running``: in a new folder with a fresh id, or in the folder ``run_id`` (the
+        command line's ``--output``; it may exist already, e.g. holding the checkpoints of a run to resume).
+        ``values`` fill in more of the record (command, requested settings...)."""
+        from .. import __version__
+
+        fresh_id, created = _new_id()
+        record = RunRecord(id=run_id or fresh_id, status="running", base_model=base_model, created_at=created,
+                           preset=preset, config=dict(config or {}), data=dict(data or {}), process=_PROCESS,
+                           owner=owner, finetuner_version=__version__, **values)
+        self.path(record.id).mkdir(parents=True, exist_ok=run_id is not None)
         self.save(record)
         return record
 
@@ -138,7 +108,7 @@ class RunStore:
             if owner is not None:  # whose it is cannot be told: to an owner it does not exist
                 raise self._not_found(run_id) from None
             raise RunError(f"Run {run_id!r} has an unreadable {RECORD_FILE}: {exc}") from None
-        if owner is not None and not (owner and record.owner == owner):
+        if owner is not None and not (record.shared or (owner and record.owner == owner)):
             raise self._not_found(run_id)
         if record.status == "running" and not _process_alive(record.process):
             record.status, record.error = "failed", "Interrupted: the app stopped while this run was training."
@@ -152,26 +122,31 @@ class RunStore:
         if not self.root.is_dir():
             return []
         records = []
-        for directory in sorted(self.root.iterdir(), reverse=True):
-            if _RUN_ID.match(directory.name) and (directory / RECORD_FILE).is_file():
+        for directory in self.root.iterdir():
+            if is_run_id(directory.name) and (directory / RECORD_FILE).is_file():
                 try:
                     records.append(self.get(directory.name, owner))
                 except RunError:
                     continue
-        return records
+        return sorted(records, key=lambda record: (record.created_at, record.id), reverse=True)
 
     def delete(self, run_id: str, owner: Optional[str] = None) -> None:
-        """Remove a finished run and everything in its directory."""
-        if self.get(run_id, owner).status == "running":
+        """Remove a finished run and everything in its directory (with ``owner``: only a run of that owner)."""
+        record = self.get(run_id, owner)
+        if record.status == "running":
             raise RunError(f"Run {run_id} is still training: stop it before deleting it.")
+        if owner is not None and record.shared:
+            raise RunError(f"Run {run_id} was made outside the app (command line or Python): it can be used here "
+                           "but not deleted; delete its folder on the server instead.")
         with self._lock:
             self._models.pop(run_id, None)
         shutil.rmtree(self.path(run_id))
 
     def path(self, run_id: str) -> Path:
         """The directory of ``run_id`` (the id is checked, so it can never point outside the root)."""
-        if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-            raise RunError(f"{run_id!r} is not a run id (they look like 20250101-120000-abc123).")
+        if not is_run_id(run_id):
+            raise RunError(f"{run_id!r} is not a run id (they look like 20250101-120000-abc123: one folder name "
+                           "of letters, digits, '.', '_' or '-').")
         return self.root / run_id
 
     # ------------------------------------------------------------------ models and evaluation rows
@@ -196,7 +171,7 @@ class RunStore:
 
     def cache_model(self, run_id: str, directory: Path) -> "LLMFinetuner":
         """Load the model saved in ``directory`` for ``run_id`` into the cache (checks that it loads)."""
-        from .finetuner import LLMFinetuner
+        from ..finetuner import LLMFinetuner
 
         model = LLMFinetuner.load(directory)
         with self._lock:
@@ -226,9 +201,9 @@ class RunStore:
         :func:`finetuner.archive.import_model_zip` before anything is extracted). Metrics, report,
         settings and labels come from the model's ``finetuner.json``. A refused or unloadable zip
         leaves nothing in the store."""
-        from .archive import METADATA_FILE, import_model_zip
-        from .errors import ModelLoadError
-        from .finetuner import LLMFinetuner
+        from ..archive import METADATA_FILE, import_model_zip
+        from ..errors import ModelLoadError
+        from ..finetuner import LLMFinetuner
 
         run_id, created = _new_id()
         self.root.mkdir(parents=True, exist_ok=True)
