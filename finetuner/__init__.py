@@ -11,12 +11,13 @@ __version__ = "0.1.0"
 # not need torch/transformers (the web app's first page, data checks) load fast.
 _EXPORTS = {
     "PRESETS": "config", "TrainConfig": "config",
-    "LabelMap": "data", "LabelledTexts": "data", "load_table": "data", "read_table": "data",
+    "LabelMap": "data", "LabelledTexts": "data", "Split": "data", "load_table": "data", "read_table": "data",
     "split_train_eval": "data",
     "ConfigError": "errors", "DataError": "errors", "FinetunerError": "errors", "ModelLoadError": "errors",
     "LLMFinetuner": "finetuner",
     "DEFAULT_MODEL": "models",
     "ProgressEvent": "training.progress",
+    "RunRecord": "runs", "RunStore": "runs", "RunSpec": "runs.pipeline", "train_run": "runs.pipeline",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -36,8 +37,10 @@ def __dir__() -> List[str]:
 
 if TYPE_CHECKING:
     from .config import PRESETS, TrainConfig  # noqa: F401
-    from .data import LabelMap, LabelledTexts, load_table, read_table, split_train_eval  # noqa: F401
+    from .data import LabelMap, LabelledTexts, Split, load_table, read_table, split_train_eval  # noqa: F401
     from .errors import ConfigError, DataError, FinetunerError, ModelLoadError  # noqa: F401
     from .finetuner import LLMFinetuner  # noqa: F401
     from .models import DEFAULT_MODEL  # noqa: F401
+    from .runs import RunRecord, RunStore  # noqa: F401
+    from .runs.pipeline import RunSpec, train_run  # noqa: F401
     from .training.progress import ProgressEvent  # noqa: F401
