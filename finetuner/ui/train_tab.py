@@ -470,20 +470,23 @@ def _clock(seconds: Optional[float]) -> str:
 _SERIES = {"training": "#4f46e5", "evaluation": "#dc2626"}
 
 
-def loss_chart(points: List[Dict[str, Any]], width: int = 560, height: int = 260) -> str:
-    """The loss curve as inline SVG: training loss as a line, evaluation loss as a line with a marker on each
-    point (so that a single evaluation shows), steps on an integer x axis."""
+def loss_chart(points: List[Dict[str, Any]], width: int = 560, height: int = 260, *,
+               series: Optional[Dict[str, str]] = None, marked: Tuple[str, ...] = ("evaluation",),
+               chart_id: str = "loss-chart", empty: str = "The loss appears here while training runs.") -> str:
+    """The loss curves as inline SVG, steps on an integer x axis. ``points`` have a step, a loss and the name of
+    their series; ``series`` names the series drawn, in order, with their colours (default: training loss, and
+    evaluation loss); each series is a line, with a marker on each point for the ``marked`` series and for a
+    series of one point (so that a single evaluation shows). Several runs' losses overlaid: one series per run."""
+    series = _SERIES if series is None else series
     pad_left, pad_right, pad_top, pad_bottom = 52, 16, 34, 36
-    frame = (f'<svg id="loss-chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-             'aria-label="Loss per training step" style="display:block;max-width:100%;height:auto;'
+    frame = (f'<svg id="{html.escape(chart_id)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+             'role="img" aria-label="Loss per training step" style="display:block;max-width:100%;height:auto;'
              'font:11px sans-serif">')
     title = f'<text x="{pad_left}" y="16" font-weight="bold" font-size="13">Loss</text>'
-    legend = "".join(f'<circle cx="{width - 190 + 100 * i}" cy="12" r="4" fill="{color}"/>'
-                     f'<text x="{width - 182 + 100 * i}" y="16">{name}</text>'
-                     for i, (name, color) in enumerate(_SERIES.items()))
+    legend = _legend(series, width - pad_right)
     if not points:
         return (frame + title + legend + f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
-                'fill="#6b7280">The loss appears here while training runs.</text></svg>')
+                f'fill="#6b7280">{html.escape(empty)}</text></svg>')
     steps = [p["step"] for p in points]
     losses = [p["loss"] for p in points]
     x_max = max(max(steps), 1)
@@ -507,18 +510,31 @@ def loss_chart(points: List[Dict[str, Any]], width: int = 560, height: int = 260
                     f'<line x1="{pad_left}" y1="{y(value):.1f}" x2="{pad_left + plot_w}" y2="{y(value):.1f}" '
                     'stroke="#e5e7eb"/>')
     axes.append(f'<text x="{pad_left + plot_w / 2}" y="{height - 4}" text-anchor="middle">step</text>')
-    series = []
-    for name, color in _SERIES.items():
+    lines = []
+    for name, color in series.items():
         chosen = sorted((p["step"], p["loss"]) for p in points if p["series"] == name)
         if not chosen:
             continue
         path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in chosen)
-        series.append(f'<polyline data-series="{name}" points="{path}" fill="none" stroke="{color}" '
-                      'stroke-width="2"/>')
-        if name == "evaluation" or len(chosen) == 1:
-            series += [f'<circle data-series="{name}" cx="{x(s):.1f}" cy="{y(v):.1f}" r="4" fill="{color}">'
-                       f'<title>{name} loss {v:.4f} at step {s}</title></circle>' for s, v in chosen]
-    return frame + title + legend + "".join(axes) + "".join(series) + "</svg>"
+        label = html.escape(name)
+        lines.append(f'<polyline data-series="{label}" points="{path}" fill="none" stroke="{color}" '
+                     'stroke-width="2"/>')
+        if name in marked or len(chosen) == 1:
+            lines += [f'<circle data-series="{label}" cx="{x(s):.1f}" cy="{y(v):.1f}" r="4" fill="{color}">'
+                      f'<title>{label} loss {v:.4f} at step {s}</title></circle>' for s, v in chosen]
+    return frame + title + legend + "".join(axes) + "".join(lines) + "</svg>"
+
+
+def _legend(series: Dict[str, str], right: float) -> str:
+    """The series' names with their colours, in one line ending at ``right``."""
+    widths = [22 + 6.5 * len(name) for name in series]
+    x = right - sum(widths) + 12
+    items = []
+    for (name, color), item_width in zip(series.items(), widths):
+        items.append(f'<circle cx="{x - 8:.1f}" cy="12" r="4" fill="{color}"/>'
+                     f'<text x="{x:.1f}" y="16">{html.escape(name)}</text>')
+        x += item_width
+    return "".join(items)
 
 
 def _integer_ticks(top: int, most: int = 8) -> List[int]:
