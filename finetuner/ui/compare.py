@@ -83,7 +83,7 @@ def settings_table(records: Sequence[RunRecord]) -> pd.DataFrame:
         values = [_cell(value_of(record)) for record in records]
         differs = len({repr(value) for value in values}) > 1
         rows.append([name, *values, DIFFERS_MARK if differs else ""])
-    return pd.DataFrame(rows, columns=["setting", *_columns(records), DIFFERS])
+    return pd.DataFrame(rows, columns=["setting", *_columns(records), DIFFERS], dtype=object)
 
 
 def metrics_table(records: Sequence[RunRecord]) -> pd.DataFrame:
@@ -94,7 +94,7 @@ def metrics_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     order = list(METRIC_NAMES)
     keys.sort(key=lambda key: order.index(key) if key in order else len(order))
     rows = [[metric_name(key), *[_rounded((record.metrics or {}).get(key)) for record in records]] for key in keys]
-    return pd.DataFrame(rows, columns=["metric", *_columns(records)])
+    return pd.DataFrame(rows, columns=["metric", *_columns(records)], dtype=object)  # None: an empty cell
 
 
 def per_class_f1_table(records: Sequence[RunRecord]) -> pd.DataFrame:
@@ -106,7 +106,7 @@ def per_class_f1_table(records: Sequence[RunRecord]) -> pd.DataFrame:
         classes += [name for name in per_class if name not in classes]
     rows = [[name, *[_rounded((per_class.get(name) or {}).get("f1-score")) for per_class in scores]]
             for name in classes]
-    return pd.DataFrame(rows, columns=["class", *_columns(records)])
+    return pd.DataFrame(rows, columns=["class", *_columns(records)], dtype=object)
 
 
 def loss_points(records: Sequence[RunRecord]) -> List[Dict[str, Any]]:
