@@ -77,6 +77,7 @@ def test_one_overlaid_loss_chart_with_a_line_per_run():
 
 
 def test_the_default_loss_chart_still_draws_training_and_evaluation_losses():
-    chart = loss_chart([{"step": 1, "loss": 0.7, "series": "training"}, {"step": 2, "loss": 0.6, "series": "evaluation"}])
+    chart = loss_chart([{"step": 1, "loss": 0.7, "series": "training"},
+                        {"step": 2, "loss": 0.6, "series": "evaluation"}])
     assert 'id="loss-chart"' in chart and ">training<" in chart and ">evaluation<" in chart
     assert chart.count('<circle data-series="evaluation"') == 1
