@@ -216,7 +216,7 @@ def test_compare_runs_shows_two_runs_side_by_side_for_their_owner_only(url, tmp_
     assert "Comparing 2 runs" in status and first in status and second in status
     assert settings["headers"] == ["setting", first, second, "differs"]
     rows = _rows(settings)
-    assert rows["epochs"] == [2, 3, "✱"] and rows["learning rate"][2] == "✱"
+    assert rows["epochs"] == ["2", "3", "✱"] and rows["learning rate"][2] == "✱"
     assert rows["batch size"] == [16, 16, ""] and rows["base model"][2] == ""
     assert metrics["headers"] == ["metric", first, second]
     assert all(isinstance(value, float) for value in _rows(metrics)["Accuracy"])

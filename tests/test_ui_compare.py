@@ -40,7 +40,8 @@ def test_the_settings_table_has_a_column_per_run_and_marks_the_settings_that_dif
     table = compare.settings_table([_record("run-a"), _record("run-b", epochs=4.0, lr=1e-4, method="head")])
     assert list(table.columns) == ["setting", "run-a", "run-b", compare.DIFFERS]
     rows = table.set_index("setting")
-    assert rows.loc["epochs", "run-a"] == 2.0 and rows.loc["epochs", "run-b"] == 4.0
+    assert rows.loc["epochs", "run-a"] == "2" and rows.loc["epochs", "run-b"] == "4"  # floats as short text
+    assert rows.loc["learning rate", "run-a"] == "3e-05"
     assert rows.loc["method", "run-a"] == "full fine-tuning" and rows.loc["method", "run-b"] == "embedding head"
     differing = set(rows.index[rows[compare.DIFFERS] == compare.DIFFERS_MARK])
     assert differing == {"epochs", "learning rate", "method"}

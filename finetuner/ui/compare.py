@@ -68,9 +68,9 @@ def chosen_runs(run_ids: Optional[Sequence[str]]) -> List[str]:
 
 
 def _cell(value: Any) -> Any:
-    """A value as shown in a table: floats rounded, lists joined, nothing as an empty cell."""
+    """A setting as shown in a table: numbers as short text (3e-05, 6), lists joined, nothing as an empty cell."""
     if isinstance(value, float):
-        return round(value, 6)
+        return f"{value:g}"
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
     return value

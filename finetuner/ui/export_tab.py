@@ -122,14 +122,13 @@ def _compare_layout() -> CompareView:
                                scale=4, elem_id="compare-runs")
             button = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-button")
         status = gr.Markdown(elem_id="compare-status")
+        settings = gr.Dataframe(pd.DataFrame(columns=["setting"]), label="Settings", interactive=False, wrap=True,
+                                elem_id="compare-settings")
         with gr.Row():
-            settings = gr.Dataframe(pd.DataFrame(columns=["setting"]), label="Settings", interactive=False,
-                                    wrap=True, elem_id="compare-settings")
-            with gr.Column():
-                metrics = gr.Dataframe(pd.DataFrame(columns=["metric"]), label="Scores (held-out rows)",
-                                       interactive=False, elem_id="compare-metrics")
-                per_class = gr.Dataframe(pd.DataFrame(columns=["class"]), label="F1 per class", interactive=False,
-                                         elem_id="compare-per-class")
+            metrics = gr.Dataframe(pd.DataFrame(columns=["metric"]), label="Scores (held-out rows)",
+                                   interactive=False, elem_id="compare-metrics")
+            per_class = gr.Dataframe(pd.DataFrame(columns=["class"]), label="F1 per class", interactive=False,
+                                     elem_id="compare-per-class")
         loss = gr.HTML(_compare_chart([]), elem_id="compare-loss")
     return CompareView(runs, button, status, settings, metrics, per_class, loss)
 
