@@ -40,7 +40,7 @@ def _train(client: Client, **settings) -> str:
 def test_the_named_endpoints_are_published(url):
     endpoints = set(_client(url).view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/train", "/stop", "/predict", "/evaluate", "/predict_file", "/load_sample", "/load_file",
-            "/load_run", "/export_model"} <= endpoints
+            "/load_run", "/export_model", "/compare_runs"} <= endpoints
     assert not any("push" in name for name in endpoints)  # the token-taking endpoint is not in the API
 
 
@@ -196,3 +196,39 @@ def _wait_for(condition, what: str, timeout: float = 60) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _rows(table: dict) -> dict:
+    """A compared table as {first cell: the rest of its row}."""
+    return {row[0]: row[1:] for row in table["data"]}
+
+
+def test_compare_runs_shows_two_runs_side_by_side_for_their_owner_only(url, tmp_path):
+    client = _client(url)
+    texts, labels = make_sentiment_data(60, seed=5)
+    table = tmp_path / "reviews.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(table, index=False)
+    client.predict(handle_file(str(table)), 0.2, api_name="/load_file")
+    first = _train(client, epochs=2)
+    second = _train(client, epochs=3, learning_rate=1e-3)
+
+    status, settings, metrics, per_class, chart = client.predict([first, second], api_name="/compare_runs")
+    assert "Comparing 2 runs" in status and first in status and second in status
+    assert settings["headers"] == ["setting", first, second, "differs"]
+    rows = _rows(settings)
+    assert rows["epochs"] == ["2", "3", "✱"] and rows["learning rate"][2] == "✱"
+    assert rows["batch size"] == [16, 16, ""] and rows["base model"][2] == ""
+    assert metrics["headers"] == ["metric", first, second]
+    assert all(isinstance(value, float) for value in _rows(metrics)["Accuracy"])
+    assert set(_rows(per_class)) == {"positive", "negative"}
+    assert chart.count("<polyline") == 2 and f'data-series="{first}"' in chart and f'data-series="{second}"' in chart
+
+    for picked, message in (([first], "at least 2 runs"), ([first] * 2, "at least 2 runs"),
+                            ([first, second, "a", "b", "c"], "at most 4 runs")):
+        with pytest.raises(Exception, match=message):
+            client.predict(picked, api_name="/compare_runs")
+
+    # Another client (another owner) cannot compare these runs: they are not found for it.
+    with pytest.raises(Exception) as refused:
+        _client(url).predict([first, second], api_name="/compare_runs")
+    assert "not found" in str(refused.value)

@@ -121,11 +121,59 @@ def issues_view(check: Optional[LabelCheck]) -> pd.DataFrame:
     return shown_table(shown.set_axis(list(ISSUE_VIEW_COLUMNS), axis=1))
 
 
+@dataclass
+class ChecksView:
+    """The deeper checks' components and states."""
+
+    check_button: gr.Button
+    duplicates_button: gr.Button
+    issues_status: gr.Markdown
+    issues_table: gr.Dataframe
+    panel: gr.Row
+    detail: gr.Markdown
+    accept: gr.Button
+    keep: gr.Button
+    delete: gr.Button
+    duplicates_status: gr.Markdown
+    duplicates_box: gr.Accordion
+    duplicates_table: gr.Dataframe
+    check_state: gr.State
+    chosen: gr.State  # the 0-based table row of the flagged row picked for a fix
+    duplicates_found: gr.State  # (the table's source, the summary line) of the last duplicates search
+
+    @property
+    def issue_out(self) -> List[Any]:
+        """What a label check updates (see :func:`_listed`)."""
+        return [self.check_state, self.issues_table, self.issues_status, self.chosen, self.panel]
+
+    @property
+    def duplicates_out(self) -> List[Any]:
+        return [self.duplicates_found, self.duplicates_status, self.duplicates_box, self.duplicates_table]
+
+
 def build(table: gr.State, page: gr.Number, text_column: gr.Dropdown, label_column: gr.Dropdown,
           eval_table: gr.State, eval_fraction: gr.Slider, edited_out: Sequence[Any], edited_views: EditedViews, *,
           page_size: int, seed: int) -> Callable[[Any], None]:
     """The checks' components. ``edited_out`` are the outputs of ``edited_views`` (the grid's page among them).
     Returns ``follow(event)``, to call with each event that changes the table or the split elsewhere."""
+    view = layout()
+    handlers = ChecksHandlers(edited_views, len(edited_out), page_size, seed)
+    private = {"api_visibility": "private"}
+    view.check_button.click(handlers.check_labels, [table, text_column, label_column], view.issue_out, **private)
+    view.issues_table.select(handlers.pick, view.check_state, [view.chosen, view.panel, view.detail], **private)
+    fix_in = [table, view.check_state, view.chosen, page, text_column, label_column, eval_table, eval_fraction]
+    for button, action in ((view.accept, ACCEPT), (view.keep, KEEP), (view.delete, DELETE)):
+        button.click(handlers.fixer(action), fix_in, [*edited_out, *view.issue_out], **private)
+    view.duplicates_button.click(handlers.duplicates, [table, text_column, label_column, eval_table, eval_fraction],
+                                 view.duplicates_out, **private)
+
+    def follow(event: Any) -> None:
+        event.then(handlers.follow_edit, [view.check_state, table, text_column, label_column, view.duplicates_found],
+                   [*view.issue_out, *view.duplicates_out[:3]], show_progress="hidden", **private)
+    return follow
+
+
+def layout() -> ChecksView:
     gr.Markdown("**Deeper checks** use sentence embeddings of every text (a few seconds per thousand rows), so "
                 "they run when you press a button.")
     with gr.Row():
@@ -151,23 +199,34 @@ def build(table: gr.State, page: gr.Number, text_column: gr.Dropdown, label_colu
                                         column_widths=["18%", "12%", "35%", "35%"],
                                         label="For the train/eval kinds, text is the training text and other text "
                                               "the evaluation text")
-    check_state = gr.State(None)
-    chosen = gr.State(None)  # the 0-based table row of the flagged row picked for a fix
-    duplicates_found = gr.State(None)  # (the table's source, the summary line) of the last duplicates search
+    return ChecksView(check_button, duplicates_button, issues_status, issues_table, panel, detail, accept, keep,
+                      delete, duplicates_status, duplicates_box, duplicates_table, gr.State(None), gr.State(None),
+                      gr.State(None))
 
-    issue_out = [check_state, issues_table, issues_status, chosen, panel]
-    fix_out = [*edited_out, *issue_out]
 
-    def shown(check: Optional[LabelCheck], done: str = "") -> List[Any]:
-        """Updates of ``issue_out`` for ``check`` (nothing picked), the status led by what was ``done``."""
-        listed = check is not None and not check.issues.empty
-        status = " ".join(filter(None, (done, check.status() if check else "")))
-        return [check, gr.Dataframe(issues_view(check), visible=listed), status, None, gr.Row(visible=False)]
+_ISSUE_OUT_COUNT, _ISSUE_STATUS = 5, 2  # ChecksView.issue_out: its length and the status line's position
 
-    @user_errors(keep=lambda message: kept_outputs(len(issue_out), {2: status_line(message)}))
+
+def _listed(check: Optional[LabelCheck], done: str = "") -> List[Any]:
+    """Updates of ``ChecksView.issue_out`` for ``check`` (nothing picked), the status led by what was ``done``."""
+    listed = check is not None and not check.issues.empty
+    status = " ".join(filter(None, (done, check.status() if check else "")))
+    return [check, gr.Dataframe(issues_view(check), visible=listed), status, None, gr.Row(visible=False)]
+
+
+class ChecksHandlers:
+    """The deeper checks' handlers. ``edited_views`` gives the Data tab's ``edited_count`` updates after an edit."""
+
+    def __init__(self, edited_views: EditedViews, edited_count: int, page_size: int, seed: int):
+        self.edited_views, self.edited_count = edited_views, edited_count
+        self.page_size, self.seed = page_size, seed
+
+    @staticmethod
+    @user_errors(keep=lambda message: kept_outputs(_ISSUE_OUT_COUNT, {_ISSUE_STATUS: status_line(message)}))
     def check_labels(data: TableData, text: str, label: str) -> List[Any]:
-        return shown(flag_rows(data.frame, text, label, data.name))
+        return _listed(flag_rows(data.frame, text, label, data.name))
 
+    @staticmethod
     def pick(check: Optional[LabelCheck], event: gr.SelectData) -> List[Any]:
         """A click on a listed row opens the fix panel for it (found by its row number: the list may be sorted)."""
         row = int(event.row_value[0]) - 1 if event.row_value else -1
@@ -180,27 +239,31 @@ def build(table: gr.State, page: gr.Number, text_column: gr.Dropdown, label_colu
                 f"**Row {row + 1}** is labelled `{issue['given_label']}`; a quick model says "
                 f"`{issue['suggested_label']}` (score {float(issue['score']):.2f})."]
 
-    def fixer(action: str):
-        @user_errors(keep=lambda message: kept_outputs(len(fix_out), {fix_out.index(issues_status):
-                                                                      status_line(message)}))
+    def fixer(self, action: str) -> Callable[..., List[Any]]:
+        """The handler of one fix button: the Data tab's updates after the edit, then the flagged rows left."""
+        failed = self.edited_count + _ISSUE_STATUS
+
+        @user_errors(keep=lambda message: kept_outputs(self.edited_count + _ISSUE_OUT_COUNT,
+                                                       {failed: status_line(message)}))
         def fix(data: TableData, check: Optional[LabelCheck], row: Optional[int], number: Any, text: str,
                 label: str, eval_data: Optional[TableData], fraction: float) -> List[Any]:
             if check is None or row is None:
                 raise DataError("Pick a flagged row from the list first.")
             frame, check, message = apply_fix(data.frame, check, row, action, label)
-            target = min(row, len(frame) - 1) // page_size + 1 if len(frame) else number  # the fixed row's page
-            return [*edited_views(TableData(frame, data.name), target, text, label, eval_data, fraction),
-                    *shown(check, message)]
+            target = min(row, len(frame) - 1) // self.page_size + 1 if len(frame) else number  # the fixed row's page
+            return [*self.edited_views(TableData(frame, data.name), target, text, label, eval_data, fraction),
+                    *_listed(check, message)]
         return fix
 
+    @staticmethod
     def follow_edit(check: Optional[LabelCheck], data: TableData, text: str, label: str,
                     found: Optional[Tuple[str, str]]) -> List[Any]:
         """After a change elsewhere: flagged rows follow the table, and a duplicates result is marked as older.
         Another table (a new file or sample) clears both."""
         if check is None:
-            labels = [gr.skip()] * len(issue_out)
+            labels = [gr.skip()] * _ISSUE_OUT_COUNT
         else:
-            labels = shown(reconcile(check, data.frame, text, label) if check.source == data.name else None)
+            labels = _listed(reconcile(check, data.frame, text, label) if check.source == data.name else None)
         if found is None:
             duplicates = [gr.skip()] * 3
         elif found[0] != data.name:
@@ -211,9 +274,9 @@ def build(table: gr.State, page: gr.Number, text_column: gr.Dropdown, label_colu
         return [*labels, *duplicates]
 
     @user_errors(keep=lambda message: kept_outputs(4, {1: status_line(message)}))
-    def duplicates(data: TableData, text: str, label: str, eval_data: Optional[TableData], fraction: float):
+    def duplicates(self, data: TableData, text: str, label: str, eval_data: Optional[TableData], fraction: float):
         checked = prepare(data.frame, text, label, eval_frame=eval_data.frame if eval_data else None,
-                          eval_fraction=fraction, seed=seed)
+                          eval_fraction=fraction, seed=self.seed)
         checked.raise_for_errors()
         report = find_duplicates(checked.train_texts, checked.eval_texts or None)
         found = report.to_frame()
@@ -222,21 +285,6 @@ def build(table: gr.State, page: gr.Number, text_column: gr.Dropdown, label_colu
         view = found[["kind", "similarity", "text", "other_text"]].round({"similarity": 3})
         view = shown_table(view.set_axis(list(DUPLICATE_VIEW_COLUMNS), axis=1))
         return [(data.name, summary), summary, gr.Accordion(visible=not found.empty), view]
-
-    private = {"api_visibility": "private"}
-    check_button.click(check_labels, [table, text_column, label_column], issue_out, **private)
-    issues_table.select(pick, check_state, [chosen, panel, detail], **private)
-    fix_in = [table, check_state, chosen, page, text_column, label_column, eval_table, eval_fraction]
-    for button, action in ((accept, ACCEPT), (keep, KEEP), (delete, DELETE)):
-        button.click(fixer(action), fix_in, fix_out, **private)
-    duplicates_button.click(duplicates, [table, text_column, label_column, eval_table, eval_fraction],
-                            [duplicates_found, duplicates_status, duplicates_box, duplicates_table], **private)
-
-    def follow(event: Any) -> None:
-        event.then(follow_edit, [check_state, table, text_column, label_column, duplicates_found],
-                   [*issue_out, duplicates_found, duplicates_status, duplicates_box], show_progress="hidden",
-                   **private)
-    return follow
 
 
 def _label_key(value: Any) -> Optional[str]:

@@ -42,19 +42,69 @@ def load_initial(ctx: AppContext, sample: Optional[str]) -> Optional[TableData]:
     return TableData(read_table(ctx.samples_dir / sample), sample)
 
 
+# The outputs of loading a table (the API's /load_sample and /load_file: grid, page, page info, text column, label
+# column, checks, balance, the "Loaded:" line, the sample picker and the upload box; the picker not used is reset)
+# and of an edit (see _edited), by DataView attribute.
+_LOADED_OUT = ("table", "grid", "page", "page_info", "text_column", "label_column", "summary", "balance", "source",
+               "sample", "upload")
+_EDITED_OUT = ("table", "grid", "page", "page_info", "summary", "balance", "source")
+_CHECKS_IN = ("table", "text_column", "label_column", "eval_table", "eval_fraction")
+_CHECKS_OUT = ("summary", "balance")
+
+
+@dataclass
+class DataView:
+    """The Data tab's components."""
+
+    sample: gr.Dropdown
+    upload: UploadBox
+    source: gr.Markdown
+    text_column: gr.Dropdown
+    label_column: gr.Dropdown
+    grid: gr.Dataframe
+    previous: gr.Button
+    following: gr.Button
+    page_info: gr.Markdown
+    page: gr.Number
+    delete_spec: gr.Textbox
+    add_row: gr.Button
+    delete: gr.Button
+    clean: gr.Button
+    summary: gr.Markdown
+    balance: gr.BarPlot
+    table: gr.State
+    eval_table: gr.State
+    eval_fraction: gr.Slider
+    eval_upload: UploadBox
+
+    def pick(self, *names: str) -> List[Any]:
+        """The components called ``names`` (e.g. ``pick(*_EDITED_OUT)``)."""
+        return [getattr(self, name) for name in names]
+
+
 def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
+    view = layout(ctx, initial)
+    follow = data_checks.build(view.table, view.page, view.text_column, view.label_column, view.eval_table,
+                               view.eval_fraction, view.pick(*_EDITED_OUT), _edited, page_size=PAGE_SIZE, seed=_SEED)
+    for event in wire(DataHandlers(ctx), view):  # the deeper checks' results follow the table (see data_checks)
+        follow(event)
+    return DataTab(view.table, view.eval_table, view.text_column, view.label_column, view.eval_fraction)
+
+
+def layout(ctx: AppContext, initial: Optional[TableData]) -> DataView:
+    """The tab's components, showing ``initial`` (an empty table without one). The deeper checks come after."""
     frame = initial.frame if initial is not None else pd.DataFrame({"text": [], "label": []})
+    name = initial.name if initial else ""
     columns = _columns(frame)
-    checked = prepare(frame, *columns, eval_fraction=0.2, seed=_SEED, source=initial.name if initial else "")
+    checked = prepare(frame, *columns, eval_fraction=0.2, seed=_SEED, source=name)
     gr.Markdown("Load a labelled table: one column of texts and one of labels. Edit cells directly in the grid; "
                 "the checks below update as you go.")
     with gr.Row():
-        sample = gr.Dropdown(ctx.samples(), value=initial.name if initial else None, label="Bundled sample",
+        sample = gr.Dropdown(ctx.samples(), value=name or None, label="Bundled sample",
                              info="Small ready-made datasets", scale=1, elem_id="data-sample")
         upload = UploadBox(label="Or upload a table (CSV, TSV, JSONL, Excel, Parquet)", file_types=TABLE_FILE_TYPES,
-                         height=110, scale=2, elem_id="data-upload")
-    source = gr.Markdown(_source(initial.frame if initial else frame, initial.name if initial else ""),
-                         elem_id="data-source")
+                           height=110, scale=2, elem_id="data-upload")
+    source = gr.Markdown(_source(frame, name), elem_id="data-source")
     with gr.Row():
         text_column = gr.Dropdown(list(frame.columns), value=columns[0], label="Text column", allow_custom_value=True)
         label_column = gr.Dropdown(list(frame.columns), value=columns[1], label="Label column",
@@ -66,6 +116,25 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
         previous = gr.Button("◀ Previous page", size="sm", scale=0, min_width=150)
         following = gr.Button("Next page ▶", size="sm", scale=0, min_width=150)
         page_info = gr.Markdown(_page_info(frame, 1), elem_id="data-page-info")
+    page, delete_spec, add_row, delete, clean = _row_tools()
+    with gr.Row():
+        summary = gr.Markdown(checked.to_markdown(), elem_id="data-summary")
+        balance = gr.BarPlot(_balance(checked), x="class", y="rows", title="Class balance", height=260,
+                             x_label_angle=-30, y_lim=[0, None])
+    table = gr.State(initial or TableData(frame))
+    eval_table = gr.State(None)
+    with gr.Accordion("Evaluation data", open=True):
+        with gr.Row():
+            eval_fraction = gr.Slider(0.05, 0.5, value=0.2, step=0.05, label="Fraction held out for evaluation",
+                                      info="A stratified split of the table (ignored when an evaluation file is given)")
+            eval_upload = UploadBox(label="Optional separate evaluation file", file_types=TABLE_FILE_TYPES, height=110)
+    return DataView(sample, upload, source, text_column, label_column, grid, previous, following, page_info, page,
+                    delete_spec, add_row, delete, clean, summary, balance, table, eval_table, eval_fraction,
+                    eval_upload)
+
+
+def _row_tools() -> Tuple[Any, ...]:
+    """Go to a page; add, delete or clean rows: the page number, the rows to delete and three buttons."""
     with gr.Accordion("Go to a page · add, delete or clean rows", open=False):
         with gr.Row():
             page = gr.Number(1, label="Page (press Enter)", precision=0, elem_id="data-page")
@@ -74,53 +143,47 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
             add_row = gr.Button("Add a row at the end", size="sm")
             delete = gr.Button("Delete these rows", size="sm")
             clean = gr.Button("Drop empty & duplicate rows", size="sm")
-    with gr.Row():
-        summary = gr.Markdown(checked.to_markdown(), elem_id="data-summary")
-        balance = gr.BarPlot(_balance(checked), x="class", y="rows", title="Class balance", height=260,
-                             x_label_angle=-30, y_lim=[0, None])
-    table = gr.State(initial or TableData(frame))
-    eval_table = gr.State(None)
-    checks_out = [summary, balance]
-    edited_out = [table, grid, page, page_info, *checks_out, source]
-    with gr.Accordion("Evaluation data", open=True):
-        with gr.Row():
-            eval_fraction = gr.Slider(0.05, 0.5, value=0.2, step=0.05, label="Fraction held out for evaluation",
-                                      info="A stratified split of the table (ignored when an evaluation file is given)")
-            eval_upload = UploadBox(label="Optional separate evaluation file", file_types=TABLE_FILE_TYPES, height=110)
-    follow = data_checks.build(table, page, text_column, label_column, eval_table, eval_fraction, edited_out,
-                               _edited, page_size=PAGE_SIZE, seed=_SEED)
+    return page, delete_spec, add_row, delete, clean
 
-    checks_in = [table, text_column, label_column, eval_table, eval_fraction]
-    # The API's outputs of /load_sample and /load_file: grid, page, page info, text column, label column, checks,
-    # balance, the "Loaded:" line, the sample picker and the upload box (the picker not used is reset).
-    loaded_out = [table, grid, page, page_info, text_column, label_column, *checks_out, source, sample, upload]
 
-    def load_failed(message: str) -> List[Any]:
-        """A file or sample that cannot be loaded: the table shown stays, and so does the picker that loaded it."""
-        return kept_outputs(len(loaded_out), {loaded_out.index(source): status_line(
-            f"{message} The table below is unchanged.") + "  \n" + _LOADED_HINT, loaded_out.index(upload): None})
+def _load_failed(message: str) -> List[Any]:
+    """A file or sample that cannot be loaded: the table shown stays, and so does the picker that loaded it."""
+    return kept_outputs(len(_LOADED_OUT), {_LOADED_OUT.index("source"): status_line(
+        f"{message} The table below is unchanged.") + "  \n" + _LOADED_HINT, _LOADED_OUT.index("upload"): None})
 
-    def edit_failed(message: str) -> List[Any]:
-        return kept_outputs(len(edited_out), {edited_out.index(source): status_line(message)})
 
-    @user_errors(keep=load_failed)
-    def load_sample(name: Optional[str], eval_data: Optional[TableData], fraction: float):
+def _edit_failed(message: str) -> List[Any]:
+    return kept_outputs(len(_EDITED_OUT), {_EDITED_OUT.index("source"): status_line(message)})
+
+
+class DataHandlers:
+    """The Data tab's event handlers: plain values in, updates out."""
+
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    @user_errors(keep=_load_failed)
+    def load_sample(self, name: Optional[str], eval_data: Optional[TableData], fraction: float):
         if not name:
-            return [gr.skip()] * len(loaded_out)
-        if name not in ctx.samples():
-            raise DataError(f"No sample called {name!r}; choose one of: {', '.join(ctx.samples())}.")
-        return _loaded(TableData(read_table(ctx.samples_dir / name), name), eval_data, fraction, from_sample=True)
+            return [gr.skip()] * len(_LOADED_OUT)
+        if name not in self.ctx.samples():
+            raise DataError(f"No sample called {name!r}; choose one of: {', '.join(self.ctx.samples())}.")
+        return _loaded(TableData(read_table(self.ctx.samples_dir / name), name), eval_data, fraction,
+                       from_sample=True)
 
-    @user_errors(keep=load_failed)
+    @staticmethod
+    @user_errors(keep=_load_failed)
     def load_file(path: Optional[str], eval_data: Optional[TableData], fraction: float):
         if not path:
-            return [gr.skip()] * len(loaded_out)
+            return [gr.skip()] * len(_LOADED_OUT)
         return _loaded(TableData(read_table(path), Path(path).name), eval_data, fraction, from_sample=False)
 
+    @staticmethod
     def go_to(data: TableData, number: Any):
         number = _clamp_page(data.frame, number)
         return _page(data.frame, number), number, _page_info(data.frame, number)
 
+    @staticmethod
     def apply_edit(data: TableData, number: Any, shown_page: pd.DataFrame, text: str, label: str,
                    eval_data: Optional[TableData], fraction: float):
         number = _clamp_page(data.frame, number)
@@ -129,12 +192,14 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
         return (edited, gr.skip(), gr.skip(), _page_info(frame, number),
                 *_checks(edited, text, label, eval_data, fraction), _source(frame, data.name))
 
+    @staticmethod
     def append_row(data: TableData, text: str, label: str, eval_data: Optional[TableData], fraction: float):
         frame = pd.concat([data.frame, pd.DataFrame([[""] * data.frame.shape[1]], columns=data.frame.columns)],
                           ignore_index=True)
         return _edited(TableData(frame, data.name), _page_count(frame), text, label, eval_data, fraction)
 
-    @user_errors(keep=edit_failed)
+    @staticmethod
+    @user_errors(keep=_edit_failed)
     def delete_rows(data: TableData, spec: str, number: Any, text: str, label: str,
                     eval_data: Optional[TableData], fraction: float):
         rows = parse_rows(spec, len(data.frame))
@@ -142,55 +207,63 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
         gr.Info(f"Deleted {len(rows)} row(s).")
         return _edited(TableData(frame, data.name), number, text, label, eval_data, fraction)
 
-    @user_errors(keep=edit_failed)
+    @staticmethod
+    @user_errors(keep=_edit_failed)
     def clean_rows(data: TableData, number: Any, text: str, label: str, eval_data: Optional[TableData],
                    fraction: float):
         frame, removed = clean_table(data.frame, text, label)
         gr.Info(f"Removed {removed} empty or duplicate row(s).")
         return _edited(TableData(frame, data.name), number, text, label, eval_data, fraction)
 
+    @staticmethod
     @user_errors(keep=lambda message: kept_outputs(4, {}))
     def load_eval(path: Optional[str], data: TableData, text: str, label: str, fraction: float):
         eval_data = TableData(read_table(path), Path(path).name) if path else None
         return (eval_data, gr.Slider(interactive=eval_data is None), *_checks(data, text, label, eval_data, fraction))
 
-    def _loaded(data: TableData, eval_data: Optional[TableData], fraction: float, from_sample: bool) -> List[Any]:
-        text, label = _columns(data.frame)
-        choices = list(data.frame.columns)
-        grid_page = gr.Dataframe(_page(data.frame, 1), column_widths=column_widths(choices, text))
-        return [data, grid_page, 1, _page_info(data.frame, 1), gr.Dropdown(choices, value=text),
-                gr.Dropdown(choices, value=label), *_checks(data, text, label, eval_data, fraction),
-                _source(data.frame, data.name), gr.skip() if from_sample else None,
-                gr.skip() if not from_sample else None]
 
+def wire(handlers: DataHandlers, view: DataView) -> List[Any]:
+    """Connect the tab's events; returns those that change the table or the split (the deeper checks follow them)."""
     private = {"api_visibility": "private"}
+    loaded_out, edited_out = view.pick(*_LOADED_OUT), view.pick(*_EDITED_OUT)
+    checks_in, checks_out = view.pick(*_CHECKS_IN), view.pick(*_CHECKS_OUT)
+    columns_in = [view.text_column, view.label_column, view.eval_table, view.eval_fraction]
     edits = [
-        sample.input(load_sample, [sample, eval_table, eval_fraction], loaded_out, api_name="load_sample"),
-        upload.upload(load_file, [upload, eval_table, eval_fraction], loaded_out, api_name="load_file"),
-        grid.input(apply_edit, [table, page, grid, text_column, label_column, eval_table, eval_fraction],
-                   edited_out, trigger_mode="always_last", show_progress="hidden", **private),
-        add_row.click(append_row, [table, text_column, label_column, eval_table, eval_fraction], edited_out,
-                      **private),
-        delete.click(delete_rows, [table, delete_spec, page, text_column, label_column, eval_table, eval_fraction],
-                     edited_out, **private),
-        clean.click(clean_rows, [table, page, text_column, label_column, eval_table, eval_fraction], edited_out,
-                    **private),
+        view.sample.input(handlers.load_sample, [view.sample, view.eval_table, view.eval_fraction], loaded_out,
+                          api_name="load_sample"),
+        view.upload.upload(handlers.load_file, [view.upload, view.eval_table, view.eval_fraction], loaded_out,
+                           api_name="load_file"),
+        view.grid.input(handlers.apply_edit, [view.table, view.page, view.grid, *columns_in], edited_out,
+                        trigger_mode="always_last", show_progress="hidden", **private),
+        view.add_row.click(handlers.append_row, [view.table, *columns_in], edited_out, **private),
+        view.delete.click(handlers.delete_rows, [view.table, view.delete_spec, view.page, *columns_in], edited_out,
+                          **private),
+        view.clean.click(handlers.clean_rows, [view.table, view.page, *columns_in], edited_out, **private),
     ]
-    page.submit(go_to, [table, page], [grid, page, page_info], **private)
-    previous.click(lambda data, n: go_to(data, (n or 1) - 1), [table, page], [grid, page, page_info], **private)
-    following.click(lambda data, n: go_to(data, (n or 1) + 1), [table, page], [grid, page, page_info], **private)
-    for control in (text_column, label_column):
+    paging = [view.grid, view.page, view.page_info]
+    view.page.submit(handlers.go_to, [view.table, view.page], paging, **private)
+    view.previous.click(lambda data, n: handlers.go_to(data, (n or 1) - 1), [view.table, view.page], paging,
+                        **private)
+    view.following.click(lambda data, n: handlers.go_to(data, (n or 1) + 1), [view.table, view.page], paging,
+                         **private)
+    for control in (view.text_column, view.label_column):
         edits.append(control.input(_checks, checks_in, checks_out, **private))
-    edits += [
-        eval_fraction.release(_checks, checks_in, checks_out, **private),
-        eval_upload.upload(load_eval, [eval_upload, table, text_column, label_column, eval_fraction],
-                           [eval_table, eval_fraction, *checks_out], **private),
-        eval_upload.clear(load_eval, [eval_upload, table, text_column, label_column, eval_fraction],
-                          [eval_table, eval_fraction, *checks_out], **private),
-    ]
-    for event in edits:  # the deeper checks' results follow the table (see data_checks.build)
-        follow(event)
-    return DataTab(table, eval_table, text_column, label_column, eval_fraction)
+    eval_in = [view.eval_upload, view.table, view.text_column, view.label_column, view.eval_fraction]
+    eval_out = [view.eval_table, view.eval_fraction, *checks_out]
+    edits += [view.eval_fraction.release(_checks, checks_in, checks_out, **private),
+              view.eval_upload.upload(handlers.load_eval, eval_in, eval_out, **private),
+              view.eval_upload.clear(handlers.load_eval, eval_in, eval_out, **private)]
+    return edits
+
+
+def _loaded(data: TableData, eval_data: Optional[TableData], fraction: float, from_sample: bool) -> List[Any]:
+    text, label = _columns(data.frame)
+    choices = list(data.frame.columns)
+    grid_page = gr.Dataframe(_page(data.frame, 1), column_widths=column_widths(choices, text))
+    return [data, grid_page, 1, _page_info(data.frame, 1), gr.Dropdown(choices, value=text),
+            gr.Dropdown(choices, value=label), *_checks(data, text, label, eval_data, fraction),
+            _source(data.frame, data.name), gr.skip() if from_sample else None,
+            gr.skip() if not from_sample else None]
 
 
 def _edited(data: TableData, number: Any, text: str, label: str, eval_data: Optional[TableData],

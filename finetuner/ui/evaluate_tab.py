@@ -4,6 +4,7 @@ rows of the active model."""
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -23,7 +24,36 @@ _COMPARED = ("accuracy", "f1_macro")
 FINE_TUNED = "Fine-tuned model"
 
 
+@dataclass
+class EvaluateView:
+    """The Evaluate tab's components."""
+
+    test_file: UploadBox
+    run_button: gr.Button
+    status: gr.Markdown
+    metrics: gr.Dataframe
+    per_class: gr.Dataframe
+    baselines_box: gr.Group
+    comparison: gr.Dataframe
+    reading: gr.Markdown
+    confusion: gr.HTML
+    errors: gr.Dataframe
+
+    @property
+    def outputs(self) -> List[Any]:
+        """What an evaluation shows (see :func:`_views`)."""
+        return [self.status, self.metrics, self.per_class, self.confusion, self.errors]
+
+    @property
+    def baselines_out(self) -> List[Any]:
+        return [self.baselines_box, self.comparison, self.reading]
+
+
 def build(ctx: AppContext) -> None:
+    wire(EvaluateHandlers(ctx), layout(), ctx)
+
+
+def layout() -> EvaluateView:
     gr.Markdown("Scores of the active model on the rows held out from training, or on a test file you upload.")
     test_file = UploadBox(label="Test file (optional, same columns as the training table)", elem_id="evaluate-file",
                         file_types=TABLE_FILE_TYPES, height=110)
@@ -43,16 +73,28 @@ def build(ctx: AppContext) -> None:
                           label=f"Misclassified rows, most confident first (up to {_SHOWN_ERRORS}); p_label is the "
                                 "probability the model gave the true label",
                           column_widths=column_widths(list(MISCLASSIFIED_COLUMNS), "text"))
-    outputs = [status, metrics, per_class, confusion, errors]
+    return EvaluateView(test_file, run_button, status, metrics, per_class, baselines_box, comparison, reading,
+                        confusion, errors)
 
-    def show_run(run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
+
+def _failed(message: str) -> List[Any]:
+    return kept_outputs(5, {0: status_line(message)})  # EvaluateView.outputs: the status line first
+
+
+class EvaluateHandlers:
+    """The Evaluate tab's handlers: the session's active run (only the owner's runs load)."""
+
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    def show_run(self, run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
         """The stored evaluation of the active run."""
         if not run_id:
             return ("No model yet: train one on the Train tab, or pick a run on the Export tab.",
                     metrics_table({}), per_class_table({}), "", misclassified(None))
-        owner = ctx.owner(request)
-        record = ctx.store.get(run_id, owner)
-        rows = ctx.store.load_evaluation(run_id, owner)
+        owner = self.ctx.owner(request)
+        record = self.ctx.store.get(run_id, owner)
+        rows = self.ctx.store.load_evaluation(run_id, owner)
         if record.preset == "imported":
             title = (f"Run **{run_id}** ({record.base_model}) was imported from a model zip: these are the scores "
                      "recorded in it. Upload a test file to evaluate it here.")
@@ -62,41 +104,41 @@ def build(ctx: AppContext) -> None:
             title = f"Run **{run_id}** ({record.base_model}) on {where} of `{source}`."
         return _views(title, record.metrics, record.report or {}, rows)
 
-    def failed(message: str) -> List[Any]:
-        return kept_outputs(len(outputs), {0: status_line(message)})
-
-    @user_errors(keep=failed)
-    def run_evaluation(path: Optional[str], run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
+    @user_errors(keep=_failed)
+    def run_evaluation(self, path: Optional[str], run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
         """Evaluate the active model on a test file (or show its held-out evaluation when no file is given)."""
         if not run_id:
             raise DataError("No model yet: train one on the Train tab, or pick a run on the Export tab.")
         if not path:
-            return show_run(run_id, request)
-        owner = ctx.owner(request)
-        record = ctx.store.get(run_id, owner)
+            return self.show_run(run_id, request)
+        owner = self.ctx.owner(request)
+        record = self.ctx.store.get(run_id, owner)
         frame = read_table(path)
         columns = set(frame.columns)
         text, label = detect_columns(frame, *(c if c in columns else None for c in
                                               (record.data.get("text_column"), record.data.get("label_column"))))
         table = table_to_labelled(frame, text, label)
-        result = evaluate(ctx.store.load_model(run_id, owner), table.texts, table.labels)
+        result = evaluate(self.ctx.store.load_model(run_id, owner), table.texts, table.labels)
         return _views(f"Run **{run_id}** on `{Path(path).name}` ({len(table)} rows).", result.metrics, result.report,
                       result.rows)
 
-    def show_baselines(path: Optional[str], run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
+    def show_baselines(self, path: Optional[str], run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
         """The run's metrics beside its baselines: only for its held-out rows (where the baselines were scored)."""
-        record = ctx.store.get(run_id, ctx.owner(request)) if run_id and not path else None
+        record = self.ctx.store.get(run_id, self.ctx.owner(request)) if run_id and not path else None
         if record is None or not record.baselines or not record.metrics:
             return gr.Group(visible=False), gr.skip(), ""
         return (gr.Group(visible=True), baseline_table(record.metrics, record.baselines),
                 baseline_reading(record.metrics, record.baselines))
 
-    baselines_out = [baselines_box, comparison, reading]
+
+def wire(handlers: EvaluateHandlers, view: EvaluateView, ctx: AppContext) -> None:
     private = {"api_visibility": "private"}
-    run_button.click(run_evaluation, [test_file, ctx.active_run], outputs, api_name="evaluate").then(
-        user_errors(show_baselines), [test_file, ctx.active_run], baselines_out, **private)
-    ctx.active_run.change(user_errors(show_run, keep=failed), ctx.active_run, outputs, **private).then(
-        user_errors(show_baselines), [test_file, ctx.active_run], baselines_out, **private)
+    baselines_in = [view.test_file, ctx.active_run]
+    view.run_button.click(handlers.run_evaluation, [view.test_file, ctx.active_run], view.outputs,
+                          api_name="evaluate").then(
+        user_errors(handlers.show_baselines), baselines_in, view.baselines_out, **private)
+    ctx.active_run.change(user_errors(handlers.show_run, keep=_failed), ctx.active_run, view.outputs, **private).then(
+        user_errors(handlers.show_baselines), baselines_in, view.baselines_out, **private)
 
 
 def baseline_table(metrics: Dict[str, float], baselines: Dict[str, Dict[str, float]]) -> pd.DataFrame:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import html
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import gradio as gr
 import pandas as pd
@@ -26,7 +27,32 @@ _NOTABLE = 0.01  # a word named as support changes the label's probability by mo
 _NO_MODEL = "No model yet: train one on the Train tab, or pick a run on the Export tab."
 
 
+@dataclass
+class PredictView:
+    """The Predict tab's components."""
+
+    text: gr.Textbox
+    submit: gr.Button
+    label: gr.Label
+    why: gr.Button
+    reason: gr.Markdown
+    highlighted: gr.HighlightedText
+    batch_file: UploadBox
+    batch_button: gr.Button
+    batch_csv: gr.File
+    batch_status: gr.Markdown
+    preview: gr.Dataframe
+
+    @property
+    def batch_outputs(self) -> List[Any]:
+        return [self.batch_csv, self.preview, self.batch_status]
+
+
 def build(ctx: AppContext) -> None:
+    wire(PredictHandlers(ctx), layout(), ctx)
+
+
+def layout() -> PredictView:
     with gr.Row():
         with gr.Column(scale=3):
             text = gr.Textbox(label="Text", placeholder="Type a sentence and press Enter", lines=1, max_lines=6,
@@ -54,18 +80,27 @@ def build(ctx: AppContext) -> None:
     preview = gr.Dataframe(pd.DataFrame(columns=list(_PREVIEW_COLUMNS)), label=f"First {_PREVIEW_ROWS} predictions",
                            interactive=False, wrap=True, max_height=360,
                            column_widths=column_widths(list(_PREVIEW_COLUMNS), "text"))
+    return PredictView(text, submit, label, why, reason, highlighted, batch_file, batch_button, batch_csv,
+                       batch_status, preview)
+
+
+class PredictHandlers:
+    """The Predict tab's handlers: the session's active run predicts (only the owner's runs load)."""
+
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
 
     @user_errors
-    def predict(sentence: str, run_id: Optional[str], request: gr.Request) -> Dict[str, float]:
+    def predict(self, sentence: str, run_id: Optional[str], request: gr.Request) -> Dict[str, float]:
         """Class probabilities of one text from the active model."""
         if not run_id:
             raise DataError(_NO_MODEL)
         if not (sentence or "").strip():
             raise DataError("Type a text to classify.")
-        return ctx.store.load_model(run_id, ctx.owner(request)).predict_proba([sentence])[0]
+        return self.ctx.store.load_model(run_id, self.ctx.owner(request)).predict_proba([sentence])[0]
 
     @user_errors
-    def explain_text(sentence: str, run_id: Optional[str], request: gr.Request
+    def explain_text(self, sentence: str, run_id: Optional[str], request: gr.Request
                      ) -> Tuple[List[Tuple[str, Optional[float]]], str]:
         """Why the active model gives a text its label: each word's score is how much the label's probability drops
         when the word is left out (scaled so the strongest is ±1); and a line naming the label."""
@@ -73,16 +108,14 @@ def build(ctx: AppContext) -> None:
             raise DataError(_NO_MODEL)
         if not (sentence or "").strip():
             raise DataError("Type a text to explain.")
-        result = explain(ctx.store.load_model(run_id, ctx.owner(request)), sentence)
+        result = explain(self.ctx.store.load_model(run_id, self.ctx.owner(request)), sentence)
         support = ", ".join(f"“{html.escape(token)}”" for token, _ in result.top(3, _NOTABLE)) or "no single word"
         line = (f"**{html.escape(result.label)}** ({result.probability:.0%}): most supported by {support}. "
                 f"{html.escape(result.note)}")
         return result.highlighted(), line.strip()
 
-    batch_outputs = [batch_csv, preview, batch_status]
-
-    @user_errors(keep=lambda message: kept_outputs(len(batch_outputs), {2: status_line(message)}))
-    def predict_file(path: Optional[str], run_id: Optional[str], request: gr.Request,
+    @user_errors(keep=lambda message: kept_outputs(3, {2: status_line(message)}))
+    def predict_file(self, path: Optional[str], run_id: Optional[str], request: gr.Request,
                      progress: gr.Progress = gr.Progress()) -> Tuple[str, pd.DataFrame, str]:  # noqa: B008
         """Predictions for every row of a file, as a CSV and a preview: every column and row of the file, in order,
         with predicted_label, confidence and one p_<class> column per class added (empty texts get no
@@ -91,7 +124,7 @@ def build(ctx: AppContext) -> None:
             raise DataError(_NO_MODEL)
         if not path:
             raise DataError("Upload a file of texts first.")
-        model = ctx.store.load_model(run_id, ctx.owner(request))
+        model = self.ctx.store.load_model(run_id, self.ctx.owner(request))
         frame = read_texts_table(path)
         column = detect_text_column(frame)
         texts = frame[column].map(lambda v: "" if pd.isna(v) else str(v)).tolist()
@@ -114,12 +147,16 @@ def build(ctx: AppContext) -> None:
                      f"{'…' if empty > 5 else ''}).")
         return str(target), _preview(table, column, frame.shape[1]), note
 
-    gr.on([submit.click, text.submit], predict, [text, ctx.active_run], label, api_name="predict",
-          concurrency_limit=4)
-    why.click(explain_text, [text, ctx.active_run], [highlighted, reason], api_name="explain", concurrency_limit=4)
-    text.input(lambda: (None, ""), None, [highlighted, reason], show_progress="hidden",
-               api_visibility="private")  # an explanation of an earlier text is not left beside a new one
-    batch_button.click(predict_file, [batch_file, ctx.active_run], batch_outputs, api_name="predict_file")
+
+def wire(handlers: PredictHandlers, view: PredictView, ctx: AppContext) -> None:
+    gr.on([view.submit.click, view.text.submit], handlers.predict, [view.text, ctx.active_run], view.label,
+          api_name="predict", concurrency_limit=4)
+    view.why.click(handlers.explain_text, [view.text, ctx.active_run], [view.highlighted, view.reason],
+                   api_name="explain", concurrency_limit=4)
+    view.text.input(lambda: (None, ""), None, [view.highlighted, view.reason], show_progress="hidden",
+                    api_visibility="private")  # an explanation of an earlier text is not left beside a new one
+    view.batch_button.click(handlers.predict_file, [view.batch_file, ctx.active_run], view.batch_outputs,
+                            api_name="predict_file")
 
 
 def with_predictions(frame: pd.DataFrame, rows: List[int], predictions: pd.DataFrame) -> pd.DataFrame:

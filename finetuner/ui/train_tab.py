@@ -7,6 +7,7 @@ import json
 import math
 import queue
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
@@ -37,56 +38,72 @@ METHOD_CHOICES = [("Automatic", "auto"), ("Full fine-tuning", "finetune"), ("Emb
                   ("LoRA (adapter + head)", "lora")]
 
 
+_MODEL_INFO = ("The bundled model and pulled offline LLMs work offline; Hub models need a network connection. Decoder "
+               "LLMs train with LoRA. ")
+_METHOD_INFO = ("Automatic picks one from your data and model, and says why when training starts. Full fine-tuning "
+                "trains every weight: for many examples per class. Embedding head fits a classifier on the model's "
+                "sentence embeddings in seconds: the fastest, a little less accurate. Few-shot (SetFit) first tunes "
+                "the model on pairs of examples (and on your class names, when they are words), then fits that head: "
+                "the best for a few examples per class. LoRA trains a small adapter and the classification head: for "
+                "decoder LLMs, less memory, small saved models (they need the base model to load).")
+# The hyperparameter fields: (setting, label, integer?, elem_id); "0 = ..." where 0 means automatic or off.
+_HYPER_FIELDS = (
+    (("epochs", "Epochs (0 = automatic: the method's default)", False, "hp-epochs"),
+     ("learning_rate", "Learning rate (0 = automatic, from the model size and method)", False, None),
+     ("batch_size", "Batch size (0 = automatic: the method's default)", True, "hp-batch"),
+     ("max_length", "Max tokens per text (0 = from the data)", True, None)),
+    (("warmup_ratio", "Warm-up ratio", False, None), ("weight_decay", "Weight decay", False, None),
+     ("seed", "Seed", True, None), ("early_stopping_patience", "Early-stopping patience (0 = off)", True, None)))
+# The API's /train parameters after the Data tab's are the form's fields by name (TrainView.settings): model_name,
+# preset_name, the hyperparameters (_FIELDS), method, then these. Names and order are public: clients use them.
+_LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+
+
+@dataclass
+class TrainView:
+    """The Train tab's components. ``settings`` are the form's fields by /train parameter name, in API order."""
+
+    model: gr.Dropdown
+    preset: gr.Radio
+    method: gr.Radio
+    lora_box: gr.Accordion
+    settings: Dict[str, Any]
+    start: gr.Button
+    stop: gr.Button
+    progress: gr.HTML
+    loss_plot: gr.HTML
+    epoch_table: gr.Dataframe
+    log: gr.Textbox
+
+    @property
+    def hyper(self) -> List[Any]:
+        return [self.settings[name] for name in _FIELDS]
+
+    def outputs(self, active_run: gr.State) -> List[Any]:
+        """What a training streams: progress, loss, epochs, log, the buttons and the active run."""
+        return [self.progress, self.loss_plot, self.epoch_table, self.log, self.start, self.stop, active_run]
+
+
 def build(ctx: AppContext, data: DataTab) -> None:
-    choices = model_choices(ctx.default_model)
+    view = layout(ctx)
+    wire(TrainHandlers(ctx, default_method(ctx.default_model)), view, data)
+
+
+def layout(ctx: AppContext) -> TrainView:
+    """The tab's components, the form filled in with the "fast" preset for the default model's method."""
     with gr.Row():
-        model = gr.Dropdown(choices, value=ctx.default_model, allow_custom_value=True,
+        model = gr.Dropdown(model_choices(ctx.default_model), value=ctx.default_model, allow_custom_value=True,
                             label="Model", scale=3, elem_id="train-model",
-                            info="The bundled model and pulled offline LLMs work offline; Hub models need a "
-                                 "network connection. Decoder LLMs train with LoRA. "
-                                 + ("Or type any Hub id, a local model folder or a .gguf file."
-                                    if local_models_allowed() else "Or type any Hub id."))
+                            info=_MODEL_INFO + ("Or type any Hub id, a local model folder or a .gguf file."
+                                                if local_models_allowed() else "Or type any Hub id."))
         preset = gr.Radio(list(PRESETS), value="fast", label="Preset", scale=2, elem_id="train-preset",
                           info="fast: 2 epochs, under a minute on CPU · balanced: the method's defaults · best: up "
                                "to 6 epochs with early stopping")
-    defaults = TrainConfig()
     initial_method = default_method(ctx.default_model)
-    method_choice = gr.Radio(METHOD_CHOICES, value=initial_method, label="Method", elem_id="train-method",
-                             info="Automatic picks one from your data and model, and says why when training starts. "
-                                  "Full fine-tuning trains every weight: for many examples per class. Embedding head "
-                                  "fits a classifier on the model's sentence embeddings in seconds: the fastest, "
-                                  "a little less accurate. Few-shot (SetFit) first tunes the model on "
-                                  "pairs of examples (and on your class names, when they are words), then fits "
-                                  "that head: the best for a few examples per class. LoRA trains a small adapter "
-                                  "and the classification head: for decoder LLMs, less memory, small saved models "
-                                  "(they need the base model to load).")
-    with gr.Accordion("LoRA settings", visible=method_choice.value == "lora", elem_id="train-lora") as lora_box:
-        with gr.Row():
-            lora_r = gr.Number(defaults.lora_r, label="Rank r", precision=0, elem_id="lora-r")
-            lora_alpha = gr.Number(defaults.lora_alpha, label="Alpha (the update is scaled by alpha / r)")
-            lora_dropout = gr.Number(defaults.lora_dropout, label="Dropout")
-            lora_targets = gr.Textbox("", label="Target modules (comma-separated; empty = the model's defaults)",
-                                      placeholder="e.g. q_proj, v_proj", elem_id="lora-targets")
-    lora_fields = [lora_r, lora_alpha, lora_dropout, lora_targets]
-    # The form starts with the "fast" preset (an API call's defaults too: see preset_settings).
-    fast = dict(zip(_FIELDS, _form("fast", initial_method)))
-    # No minimum/maximum on these fields: TrainConfig's checks give messages that name the setting.
-    with gr.Accordion("Hyperparameters", open=False):
-        with gr.Row():
-            epochs = gr.Number(fast["epochs"], label="Epochs (0 = automatic: the method's default)",
-                               elem_id="hp-epochs")
-            learning_rate = gr.Number(fast["learning_rate"],
-                                      label="Learning rate (0 = automatic, from the model size and method)")
-            batch_size = gr.Number(fast["batch_size"], label="Batch size (0 = automatic: the method's default)",
-                                   precision=0, elem_id="hp-batch")
-            max_length = gr.Number(fast["max_length"], label="Max tokens per text (0 = from the data)", precision=0)
-        with gr.Row():
-            warmup_ratio = gr.Number(fast["warmup_ratio"], label="Warm-up ratio")
-            weight_decay = gr.Number(fast["weight_decay"], label="Weight decay")
-            seed = gr.Number(fast["seed"], label="Seed", precision=0)
-            patience = gr.Number(fast["early_stopping_patience"], label="Early-stopping patience (0 = off)",
-                                 precision=0)
-    hyper = [epochs, learning_rate, batch_size, max_length, warmup_ratio, weight_decay, seed, patience]
+    method = gr.Radio(METHOD_CHOICES, value=initial_method, label="Method", elem_id="train-method",
+                      info=_METHOD_INFO)
+    lora_box, lora = _lora_fields(shows_lora_settings(initial_method))
+    hyper = _hyper_fields(dict(zip(_FIELDS, _form("fast", initial_method))))
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="train-stop")
@@ -102,46 +119,94 @@ def build(ctx: AppContext, data: DataTab) -> None:
         epoch_table = gr.Dataframe(_Progress.empty_epochs(), label="Evaluation after each epoch", interactive=False,
                                    scale=2, elem_id="train-epochs")
     log = gr.Textbox(label="Log (newest first)", lines=6, max_lines=6, interactive=False, elem_id="train-log")
+    settings = {"model_name": model, "preset_name": preset, **hyper, "method": method, **lora}
+    return TrainView(model, preset, method, lora_box, settings, start, stop, progress, loss_plot, epoch_table, log)
 
-    outputs = [progress, loss_plot, epoch_table, log, start, stop, ctx.active_run]
 
-    def failed(message: str) -> List[Any]:
-        """Training could not start (or failed): say so in the progress area; the rest stays as it was."""
-        return kept_outputs(len(outputs), {0: _bar(0.0, f"Failed: {message}", "failed")})
+def _lora_fields(visible: bool) -> Tuple[gr.Accordion, Dict[str, Any]]:
+    defaults = TrainConfig()
+    with gr.Accordion("LoRA settings", visible=visible, elem_id="train-lora") as box:
+        with gr.Row():
+            fields = [gr.Number(defaults.lora_r, label="Rank r", precision=0, elem_id="lora-r"),
+                      gr.Number(defaults.lora_alpha, label="Alpha (the update is scaled by alpha / r)"),
+                      gr.Number(defaults.lora_dropout, label="Dropout"),
+                      gr.Textbox("", label="Target modules (comma-separated; empty = the model's defaults)",
+                                 placeholder="e.g. q_proj, v_proj", elem_id="lora-targets")]
+    return box, dict(zip(_LORA_SETTINGS, fields))
 
-    @user_errors(keep=failed)
-    def train(table: TableData, eval_table: Optional[TableData], text_column: str, label_column: str,
-              eval_fraction: float, model_name: str, preset_name: str, epochs: float, learning_rate: float,
-              batch_size: int, max_length: int, warmup_ratio: float, weight_decay: float, seed: int,
-              early_stopping_patience: int, method: str = "auto", lora_r: Optional[int] = None,
-              lora_alpha: Optional[float] = None, lora_dropout: Optional[float] = None,
-              lora_target_modules: str = "", request: gr.Request = None) -> Iterator[Tuple[Any, ...]]:
+
+def _hyper_fields(values: Dict[str, Any]) -> Dict[str, gr.Number]:
+    """The hyperparameter fields. No minimum/maximum: TrainConfig's checks give messages that name the setting."""
+    fields: Dict[str, gr.Number] = {}
+    with gr.Accordion("Hyperparameters", open=False):
+        for row in _HYPER_FIELDS:
+            with gr.Row():
+                for name, label, integer, elem_id in row:
+                    fields[name] = gr.Number(values[name], label=label, elem_id=elem_id,
+                                             **({"precision": 0} if integer else {}))
+    return fields
+
+
+def shows_lora_settings(method: Optional[str]) -> bool:
+    """Whether a method has the LoRA settings (the one place the tab tests a method's name for them)."""
+    return method == "lora"
+
+
+def trains_in_epochs(method: Optional[str]) -> bool:
+    """Whether a method trains in epochs (the embedding head fits at once)."""
+    return method != "head"
+
+
+class TrainHandlers:
+    """The Train tab's event handlers: plain values in, updates out."""
+
+    def __init__(self, ctx: AppContext, initial_method: str):
+        self.ctx = ctx
+        self.initial_method = initial_method  # the method the form starts with (an API call's defaults too)
+
+    def config(self, settings: Dict[str, Any], eval_fraction: float) -> Tuple[TrainConfig, Dict[str, Any]]:
+        """The TrainConfig of a /train call's settings (the form's fields by parameter name), and its method
+        settings. An API call gets the preset's values for the fields it leaves at the form's defaults (see
+        :func:`preset_settings`)."""
+        named = {name: settings.get(name) for name in _FIELDS}
+        method = settings.get("method") or "auto"
+        if not from_page():  # on the page, choosing a preset has already filled in the fields
+            named = preset_settings(settings["preset_name"], named, method, self.initial_method)
+        method_settings = lora_settings(method, *(settings.get(name) for name in _LORA_SETTINGS))
+        return _config(named, eval_fraction, method_settings), method_settings
+
+    def model_name(self, name: Optional[str]) -> str:
+        """The model to train: checked now (not after waiting in the queue), the app's default when empty."""
+        name = (name or "").strip() or self.ctx.default_model
+        check_model_name(name, [value for _, value in model_choices(self.ctx.default_model)])  # local models off
+        resolve_model(name)  # an unknown or unreachable model fails now, not after waiting in the queue
+        return name
+
+    @user_errors(keep=lambda message: kept_outputs(7, {0: _bar(0.0, f"Failed: {message}", "failed")}))
+    def train(self, table: TableData, eval_table: Optional[TableData], text_column: str, label_column: str,
+              eval_fraction: float, request: gr.Request = None, **settings: Any) -> Iterator[Tuple[Any, ...]]:
         """Train on the Data tab's table; streams progress, the loss curve, per-epoch metrics and a log.
 
-        ``preset_name`` (fast, balanced, best) gives the settings; a hyperparameter given with another value
-        than the form's default (the "fast" values) overrides the preset's. ``method`` is one of
-        :data:`~finetuner.config.METHODS` ("auto": chosen from the data and the model, shown when training starts);
-        the ``lora_*`` settings apply to LoRA (empty: the defaults; target modules comma-separated)."""
-        named = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
-                     warmup_ratio=warmup_ratio, weight_decay=weight_decay, seed=seed,
-                     early_stopping_patience=early_stopping_patience)
-        if not from_page():  # on the page, choosing a preset has already filled in the fields
-            named = preset_settings(preset_name, named, method, initial_method)
-        method_settings = lora_settings(method, lora_r, lora_alpha, lora_dropout, lora_target_modules)
-        config = _config(named, eval_fraction, method_settings)
-        model_name = (model_name or "").strip() or ctx.default_model
-        check_model_name(model_name, [value for _, value in choices])  # FINETUNER_ALLOW_LOCAL_MODELS=0: no paths
-        resolve_model(model_name)  # an unknown or unreachable model fails now, not after waiting in the queue
+        ``settings`` are the form's fields by name: ``model_name``, ``preset_name`` (fast, balanced, best: a
+        hyperparameter given with another value than the form's default overrides the preset's), the
+        hyperparameters, ``method`` (one of :data:`~finetuner.config.METHODS`; "auto" is chosen from the data and
+        the model, shown when training starts) and the ``lora_*`` settings (empty: the defaults)."""
+        config, method_settings = self.config(settings, eval_fraction)
+        model_name = self.model_name(settings.get("model_name"))
+        preset_name = settings["preset_name"]
         checked = prepare(table.frame, text_column, label_column, eval_frame=eval_table.frame if eval_table else None,
                           eval_fraction=eval_fraction, seed=config.seed, source=table.name)
         as_preset = config == TrainConfig.from_preset(preset_name, eval_fraction=eval_fraction, **method_settings)
-        job = ctx.runner.submit(TrainSpec(model_name, config, checked,
-                                          preset_name if as_preset else f"{preset_name} (edited)",
-                                          run_owner=ctx.owner(request)),
-                                owner=getattr(request, "session_hash", None) or "")  # who may stop it: this page
-        view = _Progress(config)
+        job = self.ctx.runner.submit(TrainSpec(model_name, config, checked,
+                                               preset_name if as_preset else f"{preset_name} (edited)",
+                                               run_owner=self.ctx.owner(request)),
+                                     owner=getattr(request, "session_hash", None) or "")  # who may stop it
+        yield from self.follow(job, _Progress(config))
+
+    def follow(self, job: Job, view: "_Progress") -> Iterator[Tuple[Any, ...]]:
+        """Stream a job's progress a few times a second until it ends; a page gone away stops it."""
         try:
-            yield view.outputs(job, ctx.runner.position(job))
+            yield view.outputs(job, self.ctx.runner.position(job))
             last = time.monotonic()
             while True:
                 finished = job.finished
@@ -150,7 +215,7 @@ def build(ctx: AppContext, data: DataTab) -> None:
                     break
                 if time.monotonic() - last >= UPDATE_INTERVAL_S:
                     last = time.monotonic()
-                    yield view.outputs(job, ctx.runner.position(job))
+                    yield view.outputs(job, self.ctx.runner.position(job))
             yield view.outputs(job, 0)
         finally:
             if not job.finished:  # the page went away or the event was cancelled: free the trainer for others
@@ -158,13 +223,14 @@ def build(ctx: AppContext, data: DataTab) -> None:
         if job.status == "failed":
             raise FinetunerError(job.error or "Training failed.")
 
-    def stop_training(request: gr.Request) -> None:
+    def stop(self, request: gr.Request) -> None:
         """Stop this session's training at its next step (or cancel it while it is queued)."""
-        if ctx.runner.stop(getattr(request, "session_hash", None) or ""):
+        if self.ctx.runner.stop(getattr(request, "session_hash", None) or ""):
             gr.Info("Stopping at the next training step…")
         else:
             gr.Info("No training of yours is running.")
 
+    @staticmethod
     def model_chosen(name: str) -> Any:
         """A decoder LLM selects LoRA, another model Automatic; an offline LLM not pulled yet says how."""
         name = (name or "").strip()
@@ -173,26 +239,30 @@ def build(ctx: AppContext, data: DataTab) -> None:
                  "where the app runs, then train.")
         return default_method(name)
 
-    def refresh_models() -> Any:
-        """On page load: mark offline LLMs pulled since the app started."""
-        return gr.Dropdown(choices=model_choices(ctx.default_model))
-
-    model.change(model_chosen, model, method_choice, api_visibility="private")
+    @staticmethod
     def method_chosen(chosen: str, preset_name: str) -> Tuple[Any, ...]:
         """Show the LoRA settings for LoRA, and the preset's epochs and batch size for the method."""
         filled = dict(zip(_FIELDS, _form(preset_name or "fast", chosen)))
-        return gr.Accordion(visible=chosen == "lora"), filled["epochs"], filled["batch_size"]
+        return gr.Accordion(visible=shows_lora_settings(chosen)), filled["epochs"], filled["batch_size"]
 
-    method_choice.change(method_chosen, [method_choice, preset], [lora_box, epochs, batch_size],
-                         api_visibility="private")
-    if ctx.session_started is not None:
-        ctx.session_started.then(refresh_models, None, model, api_visibility="private")
-    preset.input(_form, [preset, method_choice], hyper, api_visibility="private")
-    start.click(train, [data.table, data.eval_table, data.text_column, data.label_column, data.eval_fraction,
-                        model, preset, *hyper, method_choice, *lora_fields],
-                outputs, api_name="train",
-                show_progress="hidden", concurrency_limit=16)
-    stop.click(stop_training, None, None, api_name="stop", concurrency_limit=None)
+    def refresh_models(self) -> Any:
+        """On page load: mark offline LLMs pulled since the app started."""
+        return gr.Dropdown(choices=model_choices(self.ctx.default_model))
+
+
+def wire(handlers: TrainHandlers, view: TrainView, data: DataTab) -> None:
+    private = {"api_visibility": "private"}
+    view.model.change(handlers.model_chosen, view.model, view.method, **private)
+    view.method.change(handlers.method_chosen, [view.method, view.preset],
+                       [view.lora_box, view.settings["epochs"], view.settings["batch_size"]], **private)
+    if handlers.ctx.session_started is not None:
+        handlers.ctx.session_started.then(handlers.refresh_models, None, view.model, **private)
+    view.preset.input(_form, [view.preset, view.method], view.hyper, **private)
+    # /train's parameters: the Data tab's table and columns, then the form's settings by name (see _MODEL_SETTINGS).
+    view.start.click(handlers.train, [data.table, data.eval_table, data.text_column, data.label_column,
+                                      data.eval_fraction], view.outputs(handlers.ctx.active_run),
+                     inputs_kwargs=view.settings, api_name="train", show_progress="hidden", concurrency_limit=16)
+    view.stop.click(handlers.stop, None, None, api_name="stop", concurrency_limit=None)
 
 
 def model_choices(default: str) -> List[Tuple[str, str]]:
@@ -343,7 +413,7 @@ class _Progress:
         """The epochs the chosen method trains (None before "auto" has chosen, and for the embedding head, which
         has none)."""
         method = job.method_choice.method if job.method_choice else self.config.method
-        return None if method == "head" else self.config.replace(method=method).epochs
+        return self.config.replace(method=method).epochs if trains_in_epochs(method) else None
 
     def _html(self, job: Job, position: int, running: bool) -> str:
         event, status = self.event, job.status
@@ -400,20 +470,23 @@ def _clock(seconds: Optional[float]) -> str:
 _SERIES = {"training": "#4f46e5", "evaluation": "#dc2626"}
 
 
-def loss_chart(points: List[Dict[str, Any]], width: int = 560, height: int = 260) -> str:
-    """The loss curve as inline SVG: training loss as a line, evaluation loss as a line with a marker on each
-    point (so that a single evaluation shows), steps on an integer x axis."""
+def loss_chart(points: List[Dict[str, Any]], width: int = 560, height: int = 260, *,
+               series: Optional[Dict[str, str]] = None, marked: Tuple[str, ...] = ("evaluation",),
+               chart_id: str = "loss-chart", empty: str = "The loss appears here while training runs.") -> str:
+    """The loss curves as inline SVG, steps on an integer x axis. ``points`` have a step, a loss and the name of
+    their series; ``series`` names the series drawn, in order, with their colours (default: training loss, and
+    evaluation loss); each series is a line, with a marker on each point for the ``marked`` series and for a
+    series of one point (so that a single evaluation shows). Several runs' losses overlaid: one series per run."""
+    series = _SERIES if series is None else series
     pad_left, pad_right, pad_top, pad_bottom = 52, 16, 34, 36
-    frame = (f'<svg id="loss-chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-             'aria-label="Loss per training step" style="display:block;max-width:100%;height:auto;'
+    frame = (f'<svg id="{html.escape(chart_id)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+             'role="img" aria-label="Loss per training step" style="display:block;max-width:100%;height:auto;'
              'font:11px sans-serif">')
     title = f'<text x="{pad_left}" y="16" font-weight="bold" font-size="13">Loss</text>'
-    legend = "".join(f'<circle cx="{width - 190 + 100 * i}" cy="12" r="4" fill="{color}"/>'
-                     f'<text x="{width - 182 + 100 * i}" y="16">{name}</text>'
-                     for i, (name, color) in enumerate(_SERIES.items()))
+    legend = _legend(series, width - pad_right)
     if not points:
         return (frame + title + legend + f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
-                'fill="#6b7280">The loss appears here while training runs.</text></svg>')
+                f'fill="#6b7280">{html.escape(empty)}</text></svg>')
     steps = [p["step"] for p in points]
     losses = [p["loss"] for p in points]
     x_max = max(max(steps), 1)
@@ -437,18 +510,31 @@ def loss_chart(points: List[Dict[str, Any]], width: int = 560, height: int = 260
                     f'<line x1="{pad_left}" y1="{y(value):.1f}" x2="{pad_left + plot_w}" y2="{y(value):.1f}" '
                     'stroke="#e5e7eb"/>')
     axes.append(f'<text x="{pad_left + plot_w / 2}" y="{height - 4}" text-anchor="middle">step</text>')
-    series = []
-    for name, color in _SERIES.items():
+    lines = []
+    for name, color in series.items():
         chosen = sorted((p["step"], p["loss"]) for p in points if p["series"] == name)
         if not chosen:
             continue
         path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in chosen)
-        series.append(f'<polyline data-series="{name}" points="{path}" fill="none" stroke="{color}" '
-                      'stroke-width="2"/>')
-        if name == "evaluation" or len(chosen) == 1:
-            series += [f'<circle data-series="{name}" cx="{x(s):.1f}" cy="{y(v):.1f}" r="4" fill="{color}">'
-                       f'<title>{name} loss {v:.4f} at step {s}</title></circle>' for s, v in chosen]
-    return frame + title + legend + "".join(axes) + "".join(series) + "</svg>"
+        label = html.escape(name)
+        lines.append(f'<polyline data-series="{label}" points="{path}" fill="none" stroke="{color}" '
+                     'stroke-width="2"/>')
+        if name in marked or len(chosen) == 1:
+            lines += [f'<circle data-series="{label}" cx="{x(s):.1f}" cy="{y(v):.1f}" r="4" fill="{color}">'
+                      f'<title>{label} loss {v:.4f} at step {s}</title></circle>' for s, v in chosen]
+    return frame + title + legend + "".join(axes) + "".join(lines) + "</svg>"
+
+
+def _legend(series: Dict[str, str], right: float) -> str:
+    """The series' names with their colours, in one line ending at ``right``."""
+    widths = [22 + 6.5 * len(name) for name in series]
+    x = right - sum(widths) + 12
+    items = []
+    for (name, color), item_width in zip(series.items(), widths):
+        items.append(f'<circle cx="{x - 8:.1f}" cy="12" r="4" fill="{color}"/>'
+                     f'<text x="{x:.1f}" y="16">{html.escape(name)}</text>')
+        x += item_width
+    return "".join(items)
 
 
 def _integer_ticks(top: int, most: int = 8) -> List[int]:

@@ -175,6 +175,22 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     assert "completed" in history.inner_text()
     _shot(page, "07_export_history_after_stop")
 
+    # Compare the two runs: settings side by side (the epochs differ), scores, and both training losses overlaid.
+    page.locator("#compare").get_by_text("Compare runs").first.click()
+    picker = page.locator("#compare-runs input")
+    for label in (re.compile(f"^{first_run}"), re.compile(r"· stopped$")):
+        picker.click()
+        page.get_by_role("option", name=label).click()
+    page.keyboard.press("Escape")
+    page.locator("#compare-button").click()
+    page.locator("#compare-status").get_by_text("Comparing 2 runs").wait_for()
+    settings = page.locator("#compare-settings").inner_text()
+    assert "epochs" in settings and "500" in settings and "✱" in settings  # 6 and 500 epochs: marked as differing
+    assert "Accuracy" in page.locator("#compare-metrics").inner_text()
+    assert page.locator("#compare-loss-chart polyline").count() == 2
+    page.locator("#compare").scroll_into_view_if_needed()
+    _shot(page, "07b_compare_runs")
+
     # Method: a decoder LLM in the model picker selects LoRA and shows its settings; the user can switch back.
     _tab(page, "2 · Train")
     lora = page.locator("#train-lora")
