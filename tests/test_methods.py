@@ -215,11 +215,11 @@ def test_head_model_can_be_fine_tuned_further_but_not_with_lora(tiny_bert, senti
 
 
 def test_head_finetune_fits_the_head_then_trains_every_weight(tiny_bert, sentiment_data, tiny_config, monkeypatch):
-    from finetuner import finetuner as finetuner_module
+    from finetuner.training import embedding_methods
     train_texts, train_labels, eval_texts, eval_labels = sentiment_data
     fitted = []
-    real_fit_head = finetuner_module.fit_head
-    monkeypatch.setattr(finetuner_module, "fit_head", lambda *a, **k: fitted.append(1) or real_fit_head(*a, **k))
+    real_fit_head = embedding_methods.fit_head
+    monkeypatch.setattr(embedding_methods, "fit_head", lambda *a, **k: fitted.append(1) or real_fit_head(*a, **k))
     model = LLMFinetuner(tiny_bert)
     model.fine_tune(train_texts, train_labels, eval_texts, eval_labels,
                     config=tiny_config.replace(method="head_finetune"))

@@ -6,7 +6,9 @@ import contextlib
 import hashlib
 import inspect
 import math
+import tempfile
 import threading
+from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -280,3 +282,16 @@ def predict_logits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, t
         with _cpu_threads_for(device, encoded["input_ids"].numel()):
             logits[batch_ids] = model(**encoded).logits.float().cpu().numpy()
     return logits
+
+
+def evaluation_trainer(model, tokenizer: PreTrainedTokenizerBase, eval_batch_size: int,
+                       compute_metrics: Callable[[object], Dict[str, float]]) -> Trainer:
+    """A Trainer that only evaluates ``model`` (a trained model's ``evaluate``; the embedding methods' eval)."""
+    output_dir = str(Path(tempfile.gettempdir()) / "finetuner-eval")  # evaluation writes nothing there
+    args = TrainingArguments(output_dir=output_dir, report_to="none", per_device_eval_batch_size=eval_batch_size,
+                             disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
+                             average_tokens_across_devices=False)
+    trainer = Trainer(model=model, args=args, processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
+    trainer.remove_callback(PrinterCallback)  # it would print the metrics dict to stdout
+    return trainer
