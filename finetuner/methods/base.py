@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
@@ -41,7 +41,7 @@ class TrainingJob:
     config: "TrainConfig"
     progress: "ProgressCallback"
     compute_metrics: Callable[[Any], Dict[str, float]]
-    checkpoint_dir: Optional[Path] = None
+    checkpoint_dir: Optional[Union[str, Path]] = None
     resume: bool = False
     # The class names when they say what the classes are (None for codes such as 0/1 or "LABEL_3").
     label_names: Optional[List[str]] = None
