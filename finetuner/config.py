@@ -68,7 +68,7 @@ class TrainConfig:
     lora_target_modules: Optional[List[str]] = None
 
     def __post_init__(self) -> None:
-        if self.method == "auto":  # epochs and batch size wait for the method that auto picks
+        if self.method == registry.AUTO:  # epochs and batch size wait for the method that auto picks
             self._normalise_lora_targets()
             self.validate()
             return
@@ -95,7 +95,7 @@ class TrainConfig:
             raise ConfigError(f"gradient_checkpointing must be true or false; got {self.gradient_checkpointing!r}.")
         if self.method not in registry.names():
             registry.get(self.method)  # raises ConfigError naming the methods
-        unset_ok = self.method == "auto"  # None: the chosen method's default
+        unset_ok = self.method == registry.AUTO  # None: the chosen method's default
         if not (unset_ok and self.epochs is None):
             _check(self.epochs, "epochs", lambda v: 0 < v <= 1000, "a number of epochs between 0 and 1000, e.g. 3")
         if self.learning_rate is not None:
