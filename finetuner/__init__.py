@@ -11,7 +11,6 @@ __version__ = "0.1.0"
 # not need torch/transformers (the web app's first page, data checks) load fast.
 _EXPORTS = {
     "PRESETS": "config", "TrainConfig": "config",
-    "TextClassifier": "classifier",
     "LabelMap": "data", "LabelledTexts": "data", "load_table": "data", "read_table": "data",
     "split_train_eval": "data",
     "ConfigError": "errors", "DataError": "errors", "FinetunerError": "errors", "ModelLoadError": "errors",
@@ -36,7 +35,6 @@ def __dir__() -> List[str]:
 
 
 if TYPE_CHECKING:
-    from .classifier import TextClassifier  # noqa: F401
     from .config import PRESETS, TrainConfig  # noqa: F401
     from .data import LabelMap, LabelledTexts, load_table, read_table, split_train_eval  # noqa: F401
     from .errors import ConfigError, DataError, FinetunerError, ModelLoadError  # noqa: F401

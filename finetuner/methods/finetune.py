@@ -8,16 +8,20 @@ from __future__ import annotations
 import tempfile
 
 from .base import Method, TrainingJob, TrainingResult
-from .registry import register
+from .registry import get, register
 
 
 def train(job: TrainingJob) -> TrainingResult:
-    """Train ``job.model`` with the Trainer (checkpoints in ``job.checkpoint_dir`` when given, resumable);
-    the settings come back with the learning rate the Trainer used."""
+    """Train ``job.model`` with the Trainer (checkpoints in ``job.checkpoint_dir`` when given, resumable); the
+    settings come back with the learning rate used (the method's ``learning_rate`` rule when none was set)."""
     from ..training.finetune import train_classifier
 
+    config = job.config
+    if config.learning_rate is None:  # the method's rule for this model's size
+        config = config.replace(learning_rate=get(config.method).learning_rate(job.model.num_parameters()))
+
     def run(output_dir: str, **checkpointing):
-        return train_classifier(job.model, job.tokenizer, job.train_dataset, job.eval_dataset, job.config, output_dir,
+        return train_classifier(job.model, job.tokenizer, job.train_dataset, job.eval_dataset, config, output_dir,
                                 job.compute_metrics, [job.progress], **checkpointing)
 
     if job.checkpoint_dir is not None:
@@ -26,8 +30,7 @@ def train(job: TrainingJob) -> TrainingResult:
         with tempfile.TemporaryDirectory(prefix="finetuner-") as output_dir:
             trainer = run(output_dir)
     trainer.remove_callback(job.progress)  # later evaluations must not reach this run's listeners
-    return TrainingResult(trainer.model, trainer, job.config.replace(learning_rate=trainer.args.learning_rate),
-                          job.progress.stopped)
+    return TrainingResult(trainer.model, trainer, config, job.progress.stopped)
 
 
 register(Method("finetune", "full fine-tuning", "Full fine-tuning", "every weight", epochs=3.0, batch_size=32,

@@ -6,18 +6,20 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from safetensors.torch import save_model
 
-from ..config import TrainConfig
 from ..loading import quiet_loading
 from .finetune import length_sorted_batches
 from .label_words import related_words
 from .linear_head import embedding_classifier, full_head
 from .sentence_classifier import LABEL_TEMPLATES, SentenceClassifier, label_sentences, spoken_name
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 # The label-name sentence of a class weighs this share of the class's examples (see fit_head).
 _NAME_WEIGHT = 0.5

@@ -9,7 +9,7 @@ import math
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -18,8 +18,10 @@ from transformers import (BatchEncoding, DataCollatorWithPadding, EarlyStoppingC
                           PreTrainedTokenizerBase, PrinterCallback, Trainer, TrainerCallback,
                           TrainingArguments)
 
-from ..config import TrainConfig, default_learning_rate
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 _MAX_LENGTH_PERCENTILE = 98
 # Never below this many tokens: the limit also truncates what the model predicts on, and a few training texts say
@@ -213,7 +215,8 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                      compute_metrics: Callable[[object], Dict[str, float]],
                      callbacks: Optional[List[TrainerCallback]] = None, checkpoints: bool = False,
                      resume: bool = False) -> Trainer:
-    """Train ``model`` in place with a Trainer and return the Trainer (for evaluation).
+    """Train ``model`` in place with a Trainer and return the Trainer (for evaluation). ``config.learning_rate``
+    must be set (the method's rule picks one when the user left it unset: :mod:`finetuner.methods`).
 
     ``checkpoints`` writes a resumable checkpoint (with optimizer state) to ``output_dir`` every epoch;
     ``resume`` continues from the last checkpoint there.
@@ -225,8 +228,7 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         model=model,
         args=training_arguments(config, output_dir, has_eval=eval_dataset is not None,
                                 n_train=len(train_dataset), checkpoints=checkpoints or resume,
-                                learning_rate=config.learning_rate
-                                or default_learning_rate(model.num_parameters(), config.method)),
+                                learning_rate=config.learning_rate),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
-from ..config import TrainConfig
+from typing import TYPE_CHECKING
+
 from ..errors import ConfigError
 from ..models import compute_device
 from . import lora
 from .sentence_classifier import SentenceClassifier
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 
 def model_for_method(model, config: TrainConfig, num_labels: int, *, adapter: bool, sentence_classifier: bool,
