@@ -7,36 +7,22 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
 from .errors import ConfigError
+from .methods import registry
+from .methods.base import size_learning_rate
 
-# "auto": chosen from the data and the model (see finetuner.method_choice); "finetune": every weight is trained;
-# "head": a logistic-regression head on frozen sentence embeddings; "fewshot": SetFit's contrastive tuning of the
-# encoder, then that head; "head_finetune": that head first, then every weight trained from there; "lora": a
-# low-rank adapter (peft) plus the classification head.
-METHODS = ("auto", "finetune", "head", "fewshot", "head_finetune", "lora")
+# "auto" (chosen from the data and the model: finetuner.method_choice), then every registered method in order
+# (finetuner.methods: what each trains, its defaults). Snapshots for importers; validation reads the registry.
+METHODS = registry.names()
 
-# "auto" is fp32 on CPU and GPU: the Trainer's bf16 autocast was slower than fp32 in every case measured on an
-# H200 (python -m bench.precision, 2026-11-26: 1.1-4x slower for MiniLM, BERT-base- and BERT-large-sized
-# encoders at batch 32 and 128, same accuracy): these models and sentence-length texts leave the GPU waiting on
-# kernel launches, and autocast adds casts. "bf16" also runs on CPU (this project's AVX-512 CPUs: ~1.46x faster
-# at ~0.3 points lower accuracy), "fp16" needs a GPU.
+# "auto" is fp32 on CPU and GPU (measured: bench/results/method_choice.md#precision); "bf16" also runs on CPU,
+# "fp16" needs a GPU.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-# Defaults that depend on the method (``epochs=None`` / ``batch_size=None`` take them). LoRA on SmolLM2-135M,
-# 1,000 SST-2 rows, 2 cores: 2 epochs at batch 16 → 0.859 on the SST-2 test set in 142 s; 3 epochs at batch 32
-# → 0.838 in 208 s.
-METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "finetune": {"epochs": 3.0, "batch_size": 32},
-    "lora": {"epochs": 2.0, "batch_size": 16},
-    # One pass over a bounded set of sentence pairs (see training.embedding_methods.pair_budget).
-    "fewshot": {"epochs": 1.0, "batch_size": 16},
-    # Logistic regression has no epochs; the batch size is that of embedding the texts.
-    "head": {"epochs": 1.0, "batch_size": 64},
-    "head_finetune": {"epochs": 3.0, "batch_size": 32},
-}
+# Defaults that depend on the method (``epochs=None`` / ``batch_size=None`` take them): each method's ``defaults``.
+METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = registry.method_defaults()
 
 PRESETS: Dict[str, Dict[str, Any]] = {
-    # Two passes: a first result in well under a minute on CPU. On the 400-row movie-review sample
-    # (320 to train) one epoch gave 0.689 on the SST-2 test set with ~60% confidence; two gave 0.747.
+    # Two passes: a first result in well under a minute on CPU (measured: bench/results/method_choice.md#presets).
     "fast": {"epochs": 2},
     # The defaults below.
     "balanced": {},
@@ -82,11 +68,12 @@ class TrainConfig:
     lora_target_modules: Optional[List[str]] = None
 
     def __post_init__(self) -> None:
-        if self.method == "auto":  # epochs and batch size wait for the method that auto picks
+        if self.method == registry.AUTO:  # epochs and batch size wait for the method that auto picks
             self._normalise_lora_targets()
             self.validate()
             return
-        defaults = METHOD_DEFAULTS.get(self.method, METHOD_DEFAULTS["finetune"])
+        known = self.method in registry.names()  # an unknown method is named by validate below
+        defaults = registry.get(self.method if known else "finetune").defaults
         if self.epochs is None:
             self.epochs = defaults["epochs"]
         if self.batch_size is None:
@@ -106,9 +93,9 @@ class TrainConfig:
             raise ConfigError(f"precision={self.precision!r} is not supported; choose one of {', '.join(PRECISIONS)}.")
         if not isinstance(self.gradient_checkpointing, bool):
             raise ConfigError(f"gradient_checkpointing must be true or false; got {self.gradient_checkpointing!r}.")
-        if self.method not in METHODS:
-            raise ConfigError(f"method={self.method!r} is not supported; choose one of {', '.join(METHODS)}.")
-        unset_ok = self.method == "auto"  # None: the chosen method's default
+        if self.method not in registry.names():
+            registry.get(self.method)  # raises ConfigError naming the methods
+        unset_ok = self.method == registry.AUTO  # None: the chosen method's default
         if not (unset_ok and self.epochs is None):
             _check(self.epochs, "epochs", lambda v: 0 < v <= 1000, "a number of epochs between 0 and 1000, e.g. 3")
         if self.learning_rate is not None:
@@ -162,24 +149,11 @@ class TrainConfig:
 
 
 def default_learning_rate(num_parameters: int, method: str = "finetune") -> float:
-    """A learning rate that suits full fine-tuning of a model this size (or LoRA: 2e-3 at any size).
-
-    LoRA trains only the adapter and the head, which want a far higher rate (SST-2, 1,000 rows, SmolLM2-135M,
-    r=8 on q/k/v/o, batch 16, 2 epochs, one seed: 2e-3 → 0.859 accuracy, 1e-3 → 0.836; 3e-4 × 1 epoch → 0.585).
-
-    Small encoders like all-MiniLM-L6-v2 (22M) want a high rate (AG News, 1,000 rows, 2 epochs:
-    3e-4 with batch 32 → 0.875 accuracy; 2e-4 with batch 16 → 0.868); base-size models (~110M) take the
-    usual 5e-5; larger ones 2e-5.
-    """
-    if method == "lora":
-        return 2e-3
-    if method == "head_finetune":  # starting from a fitted head: AG News 32 per class, 5e-5 → 0.83 (head 0.80)
-        return 5e-5 if num_parameters <= 200_000_000 else 2e-5
-    if num_parameters <= 40_000_000:
-        return 3e-4
-    if num_parameters <= 200_000_000:
-        return 5e-5
-    return 2e-5
+    """The learning rate the Trainer uses for ``method`` on a model this size when none is set: the method's
+    ``learning_rate`` rule (full fine-tuning's by model size unless the method has its own; see
+    :mod:`finetuner.methods`)."""
+    rule = registry.get(method).learning_rate if method in registry.names()[1:] else size_learning_rate
+    return rule(num_parameters)
 
 
 def _check(value: Any, name: str, ok, hint: str) -> None:

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Protocol, Sequence
 
+import numpy as np
 import pandas as pd
 
-from .data import normalize_labels
+from .data import LabelMap, normalize_labels
 from .predictions import predictions_table
 
-if TYPE_CHECKING:
-    from .finetuner import LLMFinetuner
+
+class Evaluable(Protocol):
+    """What :func:`evaluate` needs of a model (``LLMFinetuner``): an evaluation that leaves its report behind, and
+    probabilities for the scored rows."""
+
+    report: Optional[Dict[str, Any]]
+    label_map: LabelMap
+
+    def evaluate_model(self, test_texts: List[str], test_labels: List[Any]) -> Dict[str, float]: ...
+
+    def predict_proba_array(self, texts: Sequence[str]) -> np.ndarray: ...
 
 # evaluate_model stores its report on the model object; models are shared between sessions.
 _LOCK = threading.Lock()
@@ -27,7 +37,7 @@ class Evaluation:
     rows: pd.DataFrame
 
 
-def evaluate(finetuner: "LLMFinetuner", texts: Sequence[str], labels: Sequence[Any]) -> Evaluation:
+def evaluate(finetuner: Evaluable, texts: Sequence[str], labels: Sequence[Any]) -> Evaluation:
     """Evaluate ``finetuner`` on ``texts``/``labels``; ``rows`` has text, label, predicted_label, confidence, p_*."""
     with _LOCK:
         metrics = finetuner.evaluate_model(list(texts), list(labels))

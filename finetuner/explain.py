@@ -2,7 +2,7 @@
 
 Each word (or punctuation mark) is removed in turn and the text is classified again; a word's score is how much
 the probability of the explained label drops without it (positive: the word supports the label, negative: it
-speaks against it). Everything goes through ``LLMFinetuner.predict_proba_array`` in one batch of n + 1 texts, so
+speaks against it). Everything goes through the classifier's ``predict_proba_array`` in one batch of n + 1 texts, so
 it works the same for every kind of model the project trains (full fine-tunes, LoRA decoders, embedding heads).
 
 Long texts: at most ``max_units`` units are occluded. Beyond that, neighbouring words are grouped into spans of
@@ -14,14 +14,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Optional, Tuple, Union
+from typing import List, Optional, Protocol, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 from .errors import DataError
-
-if TYPE_CHECKING:
-    from .finetuner import LLMFinetuner
 
 MAX_UNITS = 64
 # Probability changes below this are shown pale: the colour scale never stretches beyond it.
@@ -30,6 +28,15 @@ HIGHLIGHT_FLOOR = 0.05
 _UNIT = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
 # What a text with its only unit removed is classified as (an empty text cannot be classified).
 _EMPTY_STAND_IN = "."
+
+
+class Classifier(Protocol):
+    """What :func:`explain` needs of a model (:class:`~finetuner.classifier.TextClassifier`, ``LLMFinetuner``)."""
+
+    @property
+    def labels(self) -> List[str]: ...
+
+    def predict_proba_array(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @dataclass
@@ -70,18 +77,18 @@ class Explanation:
         return [(token, score) for token, score in ranked[:k] if score > min_score]
 
 
-def explain(finetuner: "LLMFinetuner", text: str, target: Optional[Union[str, int]] = None, *,
+def explain(classifier: Classifier, text: str, target: Optional[Union[str, int]] = None, *,
             max_units: int = MAX_UNITS) -> Explanation:
     """Attributions of ``text``'s words for ``target`` (a class name; default: the predicted class)."""
     if not isinstance(text, str) or not text.strip():
         raise DataError("Type a text to explain.")
     if max_units < 1:
         raise DataError(f"max_units must be at least 1; got {max_units}.")
-    names = [str(name) for name in finetuner.labels]
+    names = [str(name) for name in classifier.labels]
     spans, note = word_spans(text, max_units)
     variants = [text] + [_without(text, start, end) for start, end in spans]
     with torch.no_grad():  # no gradients needed: a little faster for models that would record them
-        probabilities = finetuner.predict_proba_array(variants)
+        probabilities = classifier.predict_proba_array(variants)
     if target is None:
         column = int(probabilities[0].argmax())
     elif str(target) in names:

@@ -25,6 +25,7 @@ from typing import Dict, List, Optional
 
 from .errors import ModelLoadError, described
 from .files import atomic_file, staging_path
+from .loading import quiet_loading
 
 _HASH_PREFIX = 16
 _SOURCE_FILE = "gguf_source.json"
@@ -131,8 +132,6 @@ def convert_gguf(path: Path) -> Path:
         raise ModelLoadError(f"{path.name}: GGUF architecture {architecture!r} is not supported by transformers' "
                              f"GGUF loader; supported: {', '.join(supported)}.")
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .models import quiet_loading
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_path(target)

@@ -6,21 +6,20 @@ bundled default; nothing is swapped silently.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator
+from typing import TYPE_CHECKING, Any, Dict
 from urllib.parse import urlparse
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 from .errors import ModelLoadError, first_line
 from .gguf_models import OFFLINE_LLMS, convert_gguf, is_gguf_path, pulled_gguf
+from .loading import quiet_loading
 
 if TYPE_CHECKING:
     from .data import LabelMap
@@ -141,20 +140,6 @@ def _require_hub(model_id: str) -> None:
             f"and it is not in the local cache. Use the bundled offline default {DEFAULT_MODEL!r}, "
             "a local model directory, or run where the Hub is reachable."
         )
-
-
-@contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Silence transformers' load report and progress bars while loading (errors still raise)."""
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 # Files one of which a saved tokenizer has (fast, WordPiece, BPE, SentencePiece).

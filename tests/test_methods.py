@@ -215,11 +215,11 @@ def test_head_model_can_be_fine_tuned_further_but_not_with_lora(tiny_bert, senti
 
 
 def test_head_finetune_fits_the_head_then_trains_every_weight(tiny_bert, sentiment_data, tiny_config, monkeypatch):
-    from finetuner import finetuner as finetuner_module
+    from finetuner.training import embedding_methods
     train_texts, train_labels, eval_texts, eval_labels = sentiment_data
     fitted = []
-    real_fit_head = finetuner_module.fit_head
-    monkeypatch.setattr(finetuner_module, "fit_head", lambda *a, **k: fitted.append(1) or real_fit_head(*a, **k))
+    real_fit_head = embedding_methods.fit_head
+    monkeypatch.setattr(embedding_methods, "fit_head", lambda *a, **k: fitted.append(1) or real_fit_head(*a, **k))
     model = LLMFinetuner(tiny_bert)
     model.fine_tune(train_texts, train_labels, eval_texts, eval_labels,
                     config=tiny_config.replace(method="head_finetune"))
@@ -227,3 +227,83 @@ def test_head_finetune_fits_the_head_then_trains_every_weight(tiny_bert, sentime
     assert model.config.method == "head_finetune"
     assert [event["kind"] for event in model.history].count("evaluate") == tiny_config.epochs
     assert model.evaluate_model(eval_texts, eval_labels)["accuracy"] >= 0.8
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry: one registration declares a method everywhere
+# ---------------------------------------------------------------------------------------------
+
+def test_registry_views_keep_the_names_the_app_and_the_cli_show():
+    from finetuner.methods import registry
+    assert registry.names() == ("auto", "finetune", "head", "fewshot", "head_finetune", "lora")
+    assert registry.METHOD_NAMES == {"auto": "automatic", "finetune": "full fine-tuning", "head": "embedding head",
+                                     "fewshot": "few-shot (SetFit)",
+                                     "head_finetune": "embedding head, then full fine-tuning", "lora": "LoRA adapter"}
+    assert registry.ui_choices() == [
+        ("Automatic", "auto"), ("Full fine-tuning", "finetune"), ("Embedding head (fast)", "head"),
+        ("Few-shot (SetFit)", "fewshot"), ("Head, then full fine-tuning", "head_finetune"),
+        ("LoRA (adapter + head)", "lora")]
+    assert registry.method_defaults() == METHOD_DEFAULTS
+    assert [m.name for m in registry.methods() if not m.has_epochs] == ["head"]
+    assert [m.name for m in registry.methods() if m.sentence_classifier] == ["head", "fewshot", "head_finetune"]
+    assert [m.name for m in registry.methods() if m.adapter] == ["lora"]
+    with pytest.raises(ConfigError, match="already registered"):
+        registry.register(registry.get("head"))
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    """A method added for one test, the way a new module would add it (one register call)."""
+    from finetuner.methods import registry
+    from finetuner.methods.base import Method
+    from finetuner.methods.head import train_on_embeddings
+
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
+    monkeypatch.setattr(registry, "METHOD_NAMES", dict(registry.METHOD_NAMES))
+    return registry.register(Method("centroid", "class centroids", "Class centroids", "a head on embeddings",
+                                    epochs=1.0, batch_size=32, train=train_on_embeddings, has_epochs=False,
+                                    sentence_classifier=True))
+
+
+def test_a_registered_method_is_accepted_everywhere_and_trains(registered, tiny_bert, sentiment_data):
+    from finetuner.cli import build_parser
+    from finetuner.cli.settings import build_config, flag_settings
+    from finetuner.methods import registry
+
+    config = TrainConfig(method="centroid")
+    assert (config.epochs, config.batch_size) == (1.0, 32)
+    assert registry.names()[-1] == "centroid" and registry.ui_choices()[-1] == ("Class centroids", "centroid")
+    assert registry.METHOD_NAMES["centroid"] == "class centroids"
+    parser = build_parser()
+    args = parser.parse_args(["train", "--data", "x.csv", "--method", "centroid"])
+    assert build_config(flags=flag_settings(args)).method == "centroid"
+    train_texts, train_labels, eval_texts, eval_labels = sentiment_data
+    model = LLMFinetuner(tiny_bert, config=config)
+    model.fine_tune(train_texts, train_labels, eval_texts, eval_labels)
+    assert isinstance(model.model, SentenceClassifier) and model.config.method == "centroid"
+    assert model.evaluate_model(eval_texts, eval_labels)["accuracy"] >= 0.7
+
+
+def test_trained_classifier_saves_and_loads_on_its_own(tiny_bert, sentiment_data, tmp_path):
+    from finetuner.classifier import FORMAT_VERSION, METADATA_FILE, TextClassifier
+    from finetuner.finetuner import FORMAT_VERSION as FACADE_FORMAT_VERSION
+
+    train_texts, train_labels, eval_texts, _ = sentiment_data
+    model = LLMFinetuner(tiny_bert, config=HEAD)
+    model.fine_tune(train_texts, train_labels)
+    assert isinstance(model.classifier, TextClassifier) and model.classifier.model is model.model
+    saved = model.save(tmp_path / "model")
+    assert json_of(saved / METADATA_FILE)["format_version"] == FORMAT_VERSION == FACADE_FORMAT_VERSION
+    loaded = TextClassifier.load(saved)
+    assert loaded.labels == model.labels and loaded.method_choice == model.method_choice
+    np.testing.assert_allclose(loaded.predict_proba_array(eval_texts), model.predict_proba_array(eval_texts),
+                               atol=1e-5)
+    assert loaded.predict_labels(eval_texts[:3]) == model.predict_labels(eval_texts[:3])
+    assert loaded.explain(eval_texts[0]).label == model.explain(eval_texts[0]).label
+    again = TextClassifier.load(loaded.save(tmp_path / "again"))  # a loaded classifier saves the same format
+    assert again.base_model == model.model_name and again.config == model.config
+
+
+def json_of(path):
+    import json
+    return json.loads(path.read_text(encoding="utf-8"))

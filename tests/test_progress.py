@@ -191,3 +191,26 @@ def test_a_stopped_run_skips_the_end_of_epoch_evaluation(tiny_bert):
     texts, labels = make_sentiment_data(16, seed=1)
     finetuner.fine_tune(texts, labels, texts, labels, listener=events.append, stop_event=stop)
     assert finetuner.stopped and "evaluate" not in [event.kind for event in events]
+
+
+def test_direct_api_sends_the_same_events_without_trainer_state(monkeypatch):
+    """Training outside a Trainer (the embedding methods) reports through begin/step/log/evaluate/end."""
+    clock = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    events, stop = [], threading.Event()
+    callback = ProgressCallback(events.append, stop)
+    callback.begin(4)
+    clock[0] += 5.0
+    assert callback.step(1, 0.25) is False
+    clock[0] += 2.0
+    callback.step(3, 0.75)
+    callback.log(0.5)
+    stop.set()
+    assert callback.step(4, 1.0) is True and callback.stopped
+    callback.evaluate({"eval_accuracy": 0.9, "eval_runtime": 0.1})
+    callback.end()
+    assert [e.kind for e in events] == ["start", "log", "evaluate", "end"]
+    log = events[1]
+    assert (log.step, log.max_steps, log.epoch, log.loss) == (3, 4, 0.75, 0.5)
+    assert log.eta_seconds == pytest.approx(1.0)  # 2 s for steps 2-3, one step left
+    assert events[2].metrics == {"accuracy": 0.9} and events[-1].stopped and events[-1].eta_seconds == 0.0

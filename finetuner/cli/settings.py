@@ -13,29 +13,37 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-from ..config import METHOD_DEFAULTS, METHODS, PRESETS, TrainConfig
+from ..config import PRESETS, TrainConfig
 from ..errors import ConfigError
 from ..files import write_text_atomic
+from ..methods import registry
 
 _SETTING_PREFIX = "setting__"
 _NONE_WORDS = ("none", "null", "auto", "off")
 
 
-def _per_method(setting: str, methods: Sequence[str]) -> str:
+def _per_method(setting: str, methods: Sequence[registry.Method]) -> str:
     """A setting's default for each method, e.g. "finetune 3, lora 2", for the help texts."""
-    return ", ".join(f"{method} {METHOD_DEFAULTS[method][setting]:g}" for method in methods)
+    return ", ".join(f"{method.name} {method.defaults[setting]:g}" for method in methods)
+
+
+def _method_help() -> Dict[str, str]:
+    """The help of --method, --epochs and --batch-size, from the registered methods."""
+    methods = registry.methods()
+    without_epochs = [method.name for method in methods if not method.has_epochs]
+    choices = [f"{registry.AUTO} ({registry.AUTO_SUMMARY})"] + [f"{m.name} ({m.summary})" for m in methods]
+    return {
+        "method": "how to train: " + ", ".join(choices[:-1]) + " or " + choices[-1],
+        "epochs": "passes over the training data (fractions allowed); auto: the method's default ("
+                  + _per_method("epochs", [m for m in methods if m.has_epochs])
+                  + "".join(f"; {name} has no epochs" for name in without_epochs) + ")",
+        "batch_size": "training texts per step and process; auto: the method's default ("
+                      + _per_method("batch_size", methods) + ")",
+    }
 
 
 _SETTING_HELP = {
-    "method": "how to train: auto (picked from the data and the model, printed before training), finetune (every "
-              "weight), head (a classifier on frozen sentence embeddings: seconds), fewshot (SetFit: the encoder "
-              "tuned on pairs of examples and the class names, then that head), head_finetune (that head, then "
-              "every weight) or lora (an adapter: for decoder LLMs)",
-    "epochs": "passes over the training data (fractions allowed); auto: the method's default ("
-              + _per_method("epochs", [m for m in METHOD_DEFAULTS if m != "head"]) + "; head has no epochs)",
     "learning_rate": "peak learning rate; 'auto' picks one from the model size",
-    "batch_size": "training texts per step and process; auto: the method's default ("
-                  + _per_method("batch_size", list(METHOD_DEFAULTS)) + ")",
     "eval_batch_size": "texts per evaluation/prediction batch",
     "max_length": "truncate texts to this many tokens; 'auto' picks it from the training texts",
     "weight_decay": "AdamW weight decay",
@@ -95,20 +103,21 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`TrainConfig` field (``--learning-rate``, ``--no-group-by-length``, ...)."""
     group = parser.add_argument_group(
         "training settings", "Override --preset and --config; defaults are TrainConfig's.")
+    helps = {**_SETTING_HELP, **_method_help()}  # methods registered by now included
     for field in dataclasses.fields(TrainConfig):
         kind, optional = _setting_type(field.name)
         flag = "--" + field.name.replace("_", "-")
         default = None if field.default is dataclasses.MISSING else field.default
         shown = ("none" if field.name == "early_stopping_patience" else "auto") if default is None else default
         kwargs: Dict[str, Any] = {"dest": _SETTING_PREFIX + field.name, "default": argparse.SUPPRESS,
-                                  "help": f"{_SETTING_HELP.get(field.name, field.name)} (default: {shown})"}
+                                  "help": f"{helps.get(field.name, field.name)} (default: {shown})"}
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
         kwargs["type"] = value_parser(kind, optional)
         kwargs["metavar"] = {int: "N", float: "X"}.get(kind, "NAMES" if typing.get_origin(kind) is list else "VALUE")
         if field.name == "method":
-            kwargs["choices"] = METHODS
+            kwargs["choices"] = registry.names()
         group.add_argument(flag, **kwargs)
 
 

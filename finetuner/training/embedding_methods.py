@@ -6,29 +6,30 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from safetensors.torch import save_model
-from sklearn.linear_model import LogisticRegression
 
-from ..baselines import embedding_classifier
-from ..config import TrainConfig
-from ..models import quiet_loading
+from ..loading import quiet_loading
 from .finetune import length_sorted_batches
 from .label_words import related_words
+from .linear_head import embedding_classifier, full_head
 from .sentence_classifier import LABEL_TEMPLATES, SentenceClassifier, label_sentences, spoken_name
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 # The label-name sentence of a class weighs this share of the class's examples (see fit_head).
 _NAME_WEIGHT = 0.5
 # How many times each class-name sentence joins the texts in contrastive tuning (see contrastive_tune).
 NAME_COPIES = 3
 # Up to this many examples per class (the median), the vocabulary words nearest each class name join the name
-# sentences in contrastive tuning (measured in contrastive_tune).
+# sentences in contrastive tuning (measured: bench/results/method_choice.md#class-names-in-contrastive-tuning).
 RELATED_WORDS_UP_TO_EXAMPLES_PER_CLASS = 16
-# The encoder's learning rate in contrastive tuning when none is set (SetFit's own default is 2e-5; see
-# contrastive_tune for the measurements).
+# The encoder's learning rate in contrastive tuning when none is set (SetFit's own default is 2e-5; measured:
+# bench/results/method_choice.md#class-names-in-contrastive-tuning).
 FEWSHOT_LEARNING_RATE = 5e-5
 
 
@@ -50,9 +51,8 @@ def fit_head(model: SentenceClassifier, tokenizer, texts: Sequence[str], label_i
 
     With ``use_label_names`` a sentence that says each class name ("It is positive.") joins the training set with
     half the weight of one class's examples, so names like "positive"/"negative" steer the head when
-    examples are few and matter less as they accumulate. Measured with the bundled MiniLM (3 seeds, weight as a
-    share of a class's examples: 0 / 0.5 / 1): SST-2 at 8 per class 0.602 / 0.646 / 0.661; CLINC150 at 10 per
-    class 0.908 / 0.910 / 0.908 — half a class's weight helps the first and never costs the second.
+    examples are few and matter less as they accumulate
+    (measured: bench/results/method_choice.md#class-names-in-the-head).
     """
     features = encode(model, tokenizer, texts, max_length, batch_size)
     targets = np.asarray(label_ids)
@@ -66,21 +66,7 @@ def fit_head(model: SentenceClassifier, tokenizer, texts: Sequence[str], label_i
         weights = np.concatenate([weights, np.full(len(name_texts), per_sentence)])
     classifier = embedding_classifier(seed)  # the embedding baseline's classifier, so "head" = baseline + names
     classifier.fit(features, targets, sample_weight=weights)
-    model.set_head(*_full_head(classifier, num_labels, features.shape[1]))
-
-
-def _full_head(classifier: LogisticRegression, num_labels: int, dim: int):
-    """Weights for every class in order: binary regression gives one row (class 1 vs 0); classes never seen
-    in training get weights that never win."""
-    weight = np.zeros((num_labels, dim), dtype=np.float32)
-    bias = np.full(num_labels, -1e4, dtype=np.float32)
-    seen = classifier.classes_.astype(int)
-    if len(seen) == 2:
-        weight[seen[0]], bias[seen[0]] = -classifier.coef_[0] / 2, -classifier.intercept_[0] / 2
-        weight[seen[1]], bias[seen[1]] = classifier.coef_[0] / 2, classifier.intercept_[0] / 2
-    else:
-        weight[seen], bias[seen] = classifier.coef_, classifier.intercept_
-    return weight, bias
+    model.set_head(*full_head(classifier, num_labels, features.shape[1]))
 
 
 def pair_budget(num_rows: int, num_labels: int) -> int:
@@ -112,18 +98,9 @@ def contrastive_tune(model: SentenceClassifier, tokenizer, texts: List[str], lab
 
     With ``label_names`` the sentences that say each class name (:func:`label_sentences`) join the texts as
     members of their class, :data:`NAME_COPIES` times each, so tuning pulls each class's examples towards what its
-    name means. Measured with the bundled MiniLM at 8 examples per class (then a head on the tuned embeddings):
-    SST-2 (seeds 0–4) 0.668 without the names at SetFit's learning rate 2e-5, 0.719 with them once, 0.734 once at
-    5e-5; AG News (seeds 0–2) 0.833 once at 5e-5, against 0.783 for the head alone. Copies of the name sentences at
-    5e-5 (SST-2 seeds 0–19 / AG News seeds 0–4): one 0.721 / 0.832, two 0.728 / 0.830, three 0.734 / 0.828, four
-    0.735 / 0.824 — three kept. With them, the 8 vocabulary words nearest each name (:func:`related_word_sentences`,
-    e.g. "favorable", "pleasant" for "positive") as "It is <word>." sentences: SST-2 0.758 vs 0.736 (groupby seeds
-    0–9, every sample up) and 0.726 vs 0.704 (bench draws 0–9); AG News 0.822 vs 0.828 (seeds 0–4) and 0.826 vs
-    0.834 (bench draws 0–2) — its "World" draws "earth", "universe" — still 3 points above any other method there.
-    The gain fades as examples accumulate (bench draws, 3 seeds, with / without the words): SST-2 at 16 per class
-    0.748 / 0.734, 32 0.757 / 0.755, 64 0.786 / 0.785, 128 0.770 / 0.778; AG News at 16 0.847 / 0.849, 32
-    0.863 / 0.865. So the words join only up to :data:`RELATED_WORDS_UP_TO_EXAMPLES_PER_CLASS` per class.
-    Variants tried and not kept: bench/README.md, "Few-shot tuning: what was tried".
+    name means; up to :data:`RELATED_WORDS_UP_TO_EXAMPLES_PER_CLASS` examples per class the vocabulary words nearest
+    each name (:func:`related_word_sentences`) join them (measured, with the variants tried and not kept:
+    bench/results/method_choice.md#class-names-in-contrastive-tuning).
 
     SetFit trains a sentence-transformers model, so the current encoder is handed over through a temporary
     directory (safetensors) and its tuned weights are copied back."""

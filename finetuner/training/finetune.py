@@ -6,8 +6,10 @@ import contextlib
 import hashlib
 import inspect
 import math
+import tempfile
 import threading
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -16,8 +18,10 @@ from transformers import (BatchEncoding, DataCollatorWithPadding, EarlyStoppingC
                           PreTrainedTokenizerBase, PrinterCallback, Trainer, TrainerCallback,
                           TrainingArguments)
 
-from ..config import TrainConfig, default_learning_rate
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 _MAX_LENGTH_PERCENTILE = 98
 # Never below this many tokens: the limit also truncates what the model predicts on, and a few training texts say
@@ -211,7 +215,8 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                      compute_metrics: Callable[[object], Dict[str, float]],
                      callbacks: Optional[List[TrainerCallback]] = None, checkpoints: bool = False,
                      resume: bool = False) -> Trainer:
-    """Train ``model`` in place with a Trainer and return the Trainer (for evaluation).
+    """Train ``model`` in place with a Trainer and return the Trainer (for evaluation). ``config.learning_rate``
+    must be set (the method's rule picks one when the user left it unset: :mod:`finetuner.methods`).
 
     ``checkpoints`` writes a resumable checkpoint (with optimizer state) to ``output_dir`` every epoch;
     ``resume`` continues from the last checkpoint there.
@@ -223,8 +228,7 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         model=model,
         args=training_arguments(config, output_dir, has_eval=eval_dataset is not None,
                                 n_train=len(train_dataset), checkpoints=checkpoints or resume,
-                                learning_rate=config.learning_rate
-                                or default_learning_rate(model.num_parameters(), config.method)),
+                                learning_rate=config.learning_rate),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
@@ -280,3 +284,16 @@ def predict_logits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, t
         with _cpu_threads_for(device, encoded["input_ids"].numel()):
             logits[batch_ids] = model(**encoded).logits.float().cpu().numpy()
     return logits
+
+
+def evaluation_trainer(model, tokenizer: PreTrainedTokenizerBase, eval_batch_size: int,
+                       compute_metrics: Callable[[object], Dict[str, float]]) -> Trainer:
+    """A Trainer that only evaluates ``model`` (a trained model's ``evaluate``; the embedding methods' eval)."""
+    output_dir = str(Path(tempfile.gettempdir()) / "finetuner-eval")  # evaluation writes nothing there
+    args = TrainingArguments(output_dir=output_dir, report_to="none", per_device_eval_batch_size=eval_batch_size,
+                             disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
+                             average_tokens_across_devices=False)
+    trainer = Trainer(model=model, args=args, processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
+    trainer.remove_callback(PrinterCallback)  # it would print the metrics dict to stdout
+    return trainer

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import TYPE_CHECKING, List, Optional, Union
 
 import torch
 
-from ..config import TrainConfig
 from ..errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 # Attention projections per model family (model_type → module names). Decoders: q/k/v/o; encoders: q/k/v.
 DEFAULT_TARGET_MODULES = {

@@ -83,8 +83,7 @@ def is_sentence_classifier_dir(directory: Union[str, Path]) -> bool:
 
 
 # Sentences that say a class name; their embeddings stand for the class before any example does. Contrastive
-# tuning uses them all; a head uses the first alone (CLINC150 at 10 per class, 3 seeds: 0.9047 / 0.9140 / 0.9111
-# with it, 0.9060 / 0.9104 / 0.9084 with all five — below the plain logistic regression on two seeds).
+# tuning uses them all; a head uses the first alone (measured: bench/results/method_choice.md#label-templates).
 LABEL_TEMPLATES = ("It is {}.", "This is {}.", "{}", "This text is {}.", "Overall, it was {}.")
 
 

@@ -1,0 +1,216 @@
+"""A trained text classifier: the model, its tokenizer and classes, predictions and explanations, and the one
+on-disk format (a directory with ``finetuner.json``, safetensors weights and the tokenizer) it saves and loads.
+
+Training builds one (:class:`finetuner.LLMFinetuner` keeps it as ``.classifier``); :meth:`TextClassifier.load`
+gives it back from disk without anything of the training.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import __version__
+from .config import TrainConfig
+from .data import LabelMap, validate_texts
+from .errors import ModelLoadError
+from .explain import Explanation, explain
+from .files import atomic_dir
+from .loading import quiet_loading
+from .method_choice import MethodChoice
+from .metrics import logits_to_probabilities
+from .models import (ResolvedModel, compute_device, ensure_pad_token, load_classifier, load_tokenizer,
+                     resolve_model)
+from .training import lora
+from .training.finetune import model_length_limit, predict_logits
+from .training.sentence_classifier import SentenceClassifier, is_sentence_classifier_dir
+
+METADATA_FILE = "finetuner.json"
+# The version of the saved-model format (METADATA_FILE's fields and the files beside it).
+FORMAT_VERSION = 1
+
+
+class TextClassifier:
+    """A text classifier: ``model`` (a transformers sequence classifier, a LoRA-adapted one or a
+    :class:`SentenceClassifier`), its ``tokenizer`` and ``label_map``, and what is known about its training.
+
+    Args:
+        max_length: the truncation length it was trained with (None: the model's limit).
+        config: the settings it was trained with (its ``eval_batch_size`` batches predictions).
+        base_model: the name of the model it started from; ``source`` where its weights were loaded from (a new
+            head for other classes is loaded from there).
+        metrics, report, history, method_choice, stopped: its last evaluation, per-class report, progress events,
+            the method that trained it and why, and whether a stop request ended that training early.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, label_map: LabelMap, *, config: Optional[TrainConfig] = None,
+                 max_length: Optional[int] = None, base_model: str = "", source: Optional[ResolvedModel] = None,
+                 metrics: Optional[Dict[str, float]] = None, report: Optional[Dict[str, Any]] = None,
+                 history: Optional[List[Dict[str, Any]]] = None, method_choice: Optional[MethodChoice] = None,
+                 stopped: bool = False):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.label_map = label_map
+        self.config = config or TrainConfig()
+        self.max_length = max_length
+        self.base_model = base_model
+        self.source = source
+        self.metrics: Dict[str, float] = dict(metrics or {})
+        self.report = report
+        self.history: List[Dict[str, Any]] = list(history or [])
+        self.method_choice = method_choice
+        self.stopped = stopped
+
+    @classmethod
+    def from_base(cls, model_name: str, label_map: LabelMap, config: TrainConfig) -> "TextClassifier":
+        """An untrained classifier for ``label_map`` on the pre-trained model ``model_name`` (a new head, initialised
+        from ``config.seed``)."""
+        source = resolve_model(model_name)
+        tokenizer = load_tokenizer(source)
+        return cls(_load_classifier(source, tokenizer, label_map, config.seed), tokenizer, label_map, config=config,
+                   base_model=model_name, source=source)
+
+    # ------------------------------------------------------------------ predictions
+
+    @property
+    def labels(self) -> List[str]:
+        return self.label_map.names
+
+    def predict(self, texts: Sequence[str]) -> List[Any]:
+        """Predicted class for each text: the label itself for integer labels, else the class index."""
+        ids = self._predict_ids(texts)
+        return [int(v) for v in self.label_map.decode(ids)] if self.label_map.is_int else ids
+
+    def predict_labels(self, texts: Sequence[str]) -> List[str]:
+        """Predicted class name for each text."""
+        return [self.label_map.names[i] for i in self._predict_ids(texts)]
+
+    def predict_proba(self, texts: Sequence[str]) -> List[Dict[str, float]]:
+        """Class probabilities for each text, as ``{class name: probability}``."""
+        probabilities = self.predict_proba_array(texts)
+        return [dict(zip(self.label_map.names, map(float, row))) for row in probabilities]
+
+    def predict_proba_array(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities as an array of shape (texts, classes), columns in ``self.label_map`` order.
+
+        A single string counts as one text (every predict method accepts one)."""
+        texts = validate_texts([texts] if isinstance(texts, str) else list(texts), what="input to predict")
+        logits = predict_logits(self.model, self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size)
+        return logits_to_probabilities(logits)
+
+    def explain(self, text: str, target: Optional[str] = None) -> Explanation:
+        """Which words of ``text`` support the predicted class (or ``target``): :func:`finetuner.explain.explain`."""
+        return explain(self, text, target)
+
+    def length_limit(self) -> int:
+        """The truncation length: the trained one, else the longest input the model takes."""
+        return self.max_length or model_length_limit(self.tokenizer, self.model)
+
+    def _predict_ids(self, texts: Sequence[str]) -> List[int]:
+        return [int(i) for i in self.predict_proba_array(texts).argmax(axis=1)]
+
+    # ------------------------------------------------------------------ classes
+
+    def set_labels(self, label_map: LabelMap, seed: int) -> None:
+        """Make the head match ``label_map``: a new one (initialised from ``seed``) when the number of classes
+        changes, else the same one with the new class names."""
+        if label_map == self.label_map:
+            return
+        if len(label_map) != self.model.config.num_labels:
+            if isinstance(self.model, SentenceClassifier):
+                self.model = SentenceClassifier(self.model.encoder, len(label_map))
+            else:
+                self.model = _load_classifier(self.source, self.tokenizer, label_map, seed)
+        self.model.config.id2label, self.model.config.label2id = label_map.id2label, label_map.label2id
+        self.label_map = label_map
+
+    # ------------------------------------------------------------------ on disk
+
+    def save(self, path: Union[str, Path], *, merge: bool = False) -> Path:
+        """Write a self-contained model directory (safetensors, tokenizer, labels, config, metrics).
+
+        A LoRA model is saved as its adapter and classification head only (a few MB; :meth:`load` puts them
+        back on the base model); ``merge=True`` saves the full model with the adapter merged in instead.
+
+        The directory is written beside its target and renamed into place, so an interrupted save never
+        leaves a half-written model at ``path``.
+        """
+        target = Path(path).expanduser().resolve()
+        with atomic_dir(target) as staging:
+            adapter = lora.is_peft_model(self.model) and not merge
+            model = lora.merged_copy(self.model) if lora.is_peft_model(self.model) and merge else self.model
+            with quiet_loading():
+                if isinstance(model, SentenceClassifier):
+                    model.save(staging)
+                else:
+                    model.save_pretrained(staging, safe_serialization=True)
+                self.tokenizer.save_pretrained(staging)
+            metadata = {**self.metadata(), "adapter": adapter}
+            (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+        return target
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "TextClassifier":
+        """Load a directory written by :meth:`save`; it predicts exactly as the saved model did."""
+        directory = Path(path).expanduser()
+        meta_file = directory / METADATA_FILE
+        if not meta_file.is_file():
+            raise ModelLoadError(f"{directory} is not a saved finetuner model (no {METADATA_FILE}).")
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        config = TrainConfig.from_dict(meta["config"])
+        label_map = LabelMap(tuple(meta["labels"]))
+        source = ResolvedModel(str(directory), str(directory.resolve()), "local")
+        tokenizer = load_tokenizer(source)
+        if meta.get("adapter"):  # LoRA adapter + head: rebuild the base model, then put them on it
+            source = _saved_base(meta)
+            model = lora.load_adapter(_load_classifier(source, tokenizer, label_map, config.seed), directory)
+        elif is_sentence_classifier_dir(directory):
+            with quiet_loading():
+                model = SentenceClassifier.load(directory, **source.load_kwargs)
+            ensure_pad_token(tokenizer, model)
+        else:
+            model = _load_classifier(source, tokenizer, label_map, config.seed)
+        model.to(compute_device())
+        choice = meta.get("method_choice")
+        return cls(model, tokenizer, label_map, config=config, max_length=meta.get("max_length"),
+                   base_model=meta["base_model"], source=source, metrics=meta.get("metrics", {}),
+                   report=meta.get("report"), history=meta.get("history", []),
+                   method_choice=MethodChoice(choice["method"], choice["reason"]) if choice else None)
+
+    def metadata(self) -> Dict[str, Any]:
+        """What :meth:`save` writes to ``finetuner.json`` (besides whether the weights are an adapter)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "finetuner_version": __version__,
+            "base_model": self.base_model,
+            "base_location": self.source.location if self.source else None,
+            "method": self.config.method,
+            "method_choice": vars(self.method_choice) if self.method_choice else None,
+            "labels": list(self.label_map.values),
+            "max_length": self.max_length,
+            "config": self.config.to_dict(),
+            "metrics": self.metrics,
+            "report": self.report,
+            "history": self.history,
+            "stopped_early_by_user": self.stopped,
+            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+
+def _load_classifier(source: ResolvedModel, tokenizer: Any, label_map: LabelMap, seed: int):
+    """The classifier for ``label_map`` from ``source``, with padding set up for batches."""
+    model = load_classifier(source, label_map, seed)
+    ensure_pad_token(tokenizer, model)
+    return model
+
+
+def _saved_base(meta: Dict[str, Any]) -> ResolvedModel:
+    """The base model of a saved adapter: where it was loaded from when that still exists, else its name."""
+    location = meta.get("base_location")
+    if location and (Path(location) / "config.json").is_file():
+        return ResolvedModel(meta["base_model"], location, "local")
+    return resolve_model(meta["base_model"])
