@@ -14,7 +14,7 @@ _EXPORTS = {
     "LabelMap": "data", "LabelledTexts": "data", "Split": "data", "load_table": "data", "read_table": "data",
     "split_train_eval": "data",
     "ConfigError": "errors", "DataError": "errors", "FinetunerError": "errors", "ModelLoadError": "errors",
-    "LLMFinetuner": "finetuner",
+    "LLMFinetuner": "finetuner", "TextClassifier": "classifier",
     "DEFAULT_MODEL": "models",
     "ProgressEvent": "training.progress",
     "RunRecord": "runs", "RunStore": "runs", "RunSpec": "runs.pipeline", "train_run": "runs.pipeline",
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .config import PRESETS, TrainConfig  # noqa: F401
     from .data import LabelMap, LabelledTexts, Split, load_table, read_table, split_train_eval  # noqa: F401
     from .errors import ConfigError, DataError, FinetunerError, ModelLoadError  # noqa: F401
+    from .classifier import TextClassifier  # noqa: F401
     from .finetuner import LLMFinetuner  # noqa: F401
     from .models import DEFAULT_MODEL  # noqa: F401
     from .runs import RunRecord, RunStore  # noqa: F401

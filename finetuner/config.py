@@ -17,6 +17,9 @@ METHODS = registry.names()
 # "auto" is fp32 on CPU and GPU (measured: bench/results/method_choice.md#precision); "bf16" also runs on CPU,
 # "fp16" needs a GPU.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Experiment tracking of a run (finetuner.runs.tracking): off, TensorBoard event files in the run folder, or a
+# local Trackio project. Both work offline.
+REPORT_TO = ("none", "tensorboard", "trackio")
 
 # Defaults that depend on the method (``epochs=None`` / ``batch_size=None`` take them): each method's ``defaults``.
 METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = registry.method_defaults()
@@ -45,6 +48,8 @@ class TrainConfig:
     The ``lora_*`` settings apply to ``method="lora"``; ``lora_target_modules=None`` adapts the attention
     projections of the model's family (q/k/v/o on Llama/Qwen/Mistral-style decoders, query/key/value on BERT).
     A comma-separated string is accepted for ``lora_target_modules``.
+    ``report_to`` tracks a run's losses and scores in TensorBoard or Trackio (see ``REPORT_TO``; runs made through
+    :func:`finetuner.runs.pipeline.train_run`: the app, the command line, ``finetuner.train_run``).
     """
 
     method: str = "auto"
@@ -66,6 +71,7 @@ class TrainConfig:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.05
     lora_target_modules: Optional[List[str]] = None
+    report_to: str = "none"
 
     def __post_init__(self) -> None:
         if self.method == registry.AUTO:  # epochs and batch size wait for the method that auto picks
@@ -91,6 +97,8 @@ class TrainConfig:
         """Raise :class:`ConfigError` naming the first setting that is out of range."""
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision={self.precision!r} is not supported; choose one of {', '.join(PRECISIONS)}.")
+        if self.report_to not in REPORT_TO:
+            raise ConfigError(f"report_to={self.report_to!r} is not supported; choose one of {', '.join(REPORT_TO)}.")
         if not isinstance(self.gradient_checkpointing, bool):
             raise ConfigError(f"gradient_checkpointing must be true or false; got {self.gradient_checkpointing!r}.")
         if self.method not in registry.names():

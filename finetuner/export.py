@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
+from . import methods
 from .errors import FinetunerError
 from .files import atomic_file
 from .evaluation import metric_name
@@ -32,7 +33,8 @@ def model_card(record: RunRecord) -> str:
     """A Hub-style README.md: what the model is, the data it saw, its settings and its scores."""
     data, config = record.data or {}, record.config or {}
     base = record.base_model
-    adapter = config.get("method") == "lora"  # runs save a LoRA model as its adapter and head only
+    method = methods.find(config.get("method"))
+    adapter = bool(method and method.adapter)  # runs save a LoRA model as its adapter and head only
     sentence = config.get("method") in ("head", "fewshot")  # an encoder + a head on its mean-pooled embeddings
     front = ["---", f"library_name: {'peft' if adapter else 'transformers'}", "pipeline_tag: text-classification",
              "tags:", "- finetuner", "- text-classification", *(["- lora"] if adapter else [])]

@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-from ..config import PRESETS, TrainConfig
+from ..config import PRESETS, REPORT_TO, TrainConfig
 from ..errors import ConfigError
 from ..files import write_text_atomic
 from ..methods import registry
@@ -53,6 +53,8 @@ _SETTING_HELP = {
     "eval_fraction": "share of the training rows held out for evaluation when --eval is not given",
     "group_by_length": "batch texts of similar length together (less padding)",
     "precision": "auto (fp32: measured fastest for these models, GPU included), fp32, bf16 (CPU or GPU) or fp16 (GPU)",
+    "report_to": "track losses and scores: none, tensorboard (event files in RUN/tracking/; tensorboard --logdir "
+                 "RUNS) or trackio (local project 'finetuner'; trackio show --project finetuner); offline",
     "gradient_checkpointing": "recompute activations in the backward pass: less memory, slower",
     "logging_steps": "report the training loss every N steps",
     "lora_r": "rank of the LoRA adapter matrices (--method lora)",
@@ -118,6 +120,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         kwargs["metavar"] = {int: "N", float: "X"}.get(kind, "NAMES" if typing.get_origin(kind) is list else "VALUE")
         if field.name == "method":
             kwargs["choices"] = registry.names()
+        elif field.name == "report_to":
+            kwargs["choices"] = REPORT_TO
         group.add_argument(flag, **kwargs)
 
 

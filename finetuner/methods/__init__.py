@@ -25,4 +25,4 @@ against the registry), so it imports training code inside ``train``, not at the 
 
 from . import finetune, head, fewshot, head_finetune, lora  # noqa: F401 - each registers its method; in this order
 from .base import Method, TrainingJob, TrainingResult  # noqa: F401
-from .registry import METHOD_NAMES, get, method_defaults, names, register, ui_choices  # noqa: F401
+from .registry import METHOD_NAMES, find, get, method_defaults, names, register, ui_choices  # noqa: F401

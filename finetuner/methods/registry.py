@@ -3,7 +3,7 @@ that the other layers read (config validation, ``--method``, the app's radio, st
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError
 from .base import Method
@@ -33,6 +33,11 @@ def get(name: str) -> Method:
         return _METHODS[name]
     except (KeyError, TypeError):
         raise ConfigError(f"method={name!r} is not supported; choose one of {', '.join(names())}.") from None
+
+
+def find(name: Any) -> Optional[Method]:
+    """The registered method called ``name``, or None ("auto", an unknown name, a record's missing value)."""
+    return _METHODS.get(name) if isinstance(name, str) else None
 
 
 def methods() -> List[Method]:

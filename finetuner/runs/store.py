@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..errors import FinetunerError, described
 from ..files import atomic_file, staging_path, write_json_atomic
+from ..methods import METHOD_NAMES
 from .record import EVALUATION_FILE, MODEL_DIR, RECORD_FILE, STATUSES, RunRecord, is_run_id
 
 if TYPE_CHECKING:
@@ -38,12 +39,6 @@ if TYPE_CHECKING:
 
 _CACHED_MODELS = 3
 _PROCESS = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this process, as written into the runs it creates
-# What status lines and the run history call the training methods (TrainConfig.method).
-METHOD_NAMES = {"auto": "automatic", "finetune": "full fine-tuning", "head": "embedding head",
-                "fewshot": "few-shot (SetFit)", "head_finetune": "embedding head, then full fine-tuning",
-                "lora": "LoRA adapter"}
-
-
 class RunError(FinetunerError):
     """A run does not exist, has no model, or cannot be changed now."""
 

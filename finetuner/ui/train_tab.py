@@ -17,6 +17,7 @@ import pandas as pd
 from ..config import PRESETS, TrainConfig
 from ..errors import ConfigError, FinetunerError
 from ..evaluation import metric_name
+from .. import methods
 from ..gguf_models import OFFLINE_LLMS, is_gguf_path, pulled_gguf
 from ..models import DEFAULT_MODEL, KNOWN_HUB_DECODERS, KNOWN_HUB_MODELS, resolve_model
 from ..prepare import prepare
@@ -33,9 +34,7 @@ _LOG_LINES = 200
 _COLORS = {"queued": "#9ca3af", "running": "#4f46e5", "completed": "#16a34a", "stopped": "#d97706",
            "failed": "#dc2626", "idle": "#9ca3af"}
 _EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "f1_macro")
-METHOD_CHOICES = [("Automatic", "auto"), ("Full fine-tuning", "finetune"), ("Embedding head (fast)", "head"),
-                  ("Few-shot (SetFit)", "fewshot"), ("Head, then full fine-tuning", "head_finetune"),
-                  ("LoRA (adapter + head)", "lora")]
+METHOD_CHOICES = methods.ui_choices()
 
 
 _MODEL_INFO = ("The bundled model and pulled offline LLMs work offline; Hub models need a network connection. Decoder "
@@ -148,13 +147,15 @@ def _hyper_fields(values: Dict[str, Any]) -> Dict[str, gr.Number]:
 
 
 def shows_lora_settings(method: Optional[str]) -> bool:
-    """Whether a method has the LoRA settings (the one place the tab tests a method's name for them)."""
-    return method == "lora"
+    """Whether a method has the LoRA settings (it trains an adapter)."""
+    found = methods.find(method)
+    return bool(found and found.adapter)
 
 
 def trains_in_epochs(method: Optional[str]) -> bool:
-    """Whether a method trains in epochs (the embedding head fits at once)."""
-    return method != "head"
+    """Whether a method trains in epochs (the embedding head fits at once); "auto" does until it has chosen."""
+    found = methods.find(method)
+    return found is None or found.has_epochs
 
 
 class TrainHandlers:
