@@ -7,7 +7,7 @@ import pytest
 from finetuner.errors import DataError
 from finetuner.runs import RunRecord
 from finetuner.ui import compare
-from finetuner.ui.train_tab import loss_chart
+from finetuner.ui.progress_view import loss_chart
 
 
 def _record(run_id: str, *, epochs: float = 2.0, lr: float = 3e-5, classes=("neg", "pos"), method: str = "finetune",

@@ -12,7 +12,8 @@ from finetuner.config import TrainConfig
 from finetuner.errors import DataError
 from finetuner.ui.common import MAX_CELL_CHARS, kept_outputs, shown_table, user_errors
 from finetuner.ui.predict_tab import with_predictions
-from finetuner.ui.train_tab import loss_chart, preset_settings
+from finetuner.ui.progress_view import loss_chart
+from finetuner.ui.train_tab import preset_settings
 
 
 class _Request:

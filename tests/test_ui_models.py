@@ -15,7 +15,8 @@ from finetuner.models import DEFAULT_MODEL, KNOWN_HUB_DECODERS, KNOWN_HUB_MODELS
 from finetuner.runner import Job, TrainSpec
 from finetuner.runs import RunRecord
 from finetuner.training.progress import ProgressEvent
-from finetuner.ui.train_tab import (_FIELDS, METHOD_CHOICES, _config, _form, _Progress, default_method, is_decoder,
+from finetuner.ui.progress_view import ProgressView
+from finetuner.ui.train_tab import (_FIELDS, METHOD_CHOICES, _config, _form, default_method, is_decoder,
                                     lora_settings, model_choices)
 
 
@@ -100,7 +101,7 @@ def test_auto_leaves_epochs_and_batch_size_at_0_for_the_chosen_methods_defaults(
 def test_the_progress_area_says_which_method_trains_and_why():
     job = Job(TrainSpec("some/model", TrainConfig(), None))
     job.status = "running"
-    view = _Progress(TrainConfig.from_preset("balanced"))
+    view = ProgressView(TrainConfig.from_preset("balanced"))
     assert "progress-method" not in view.outputs(job, 0)[0]  # before the model has loaded
     reason = "8 examples per class (median over 2 classes, 16 rows): with so few, a classifier wins."
     job.method_choice = MethodChoice("head", reason)
@@ -115,7 +116,7 @@ def test_the_progress_area_says_which_method_trains_and_why():
 
 def test_a_stopped_run_shows_as_stopped_only_once_the_buttons_let_you_start_again():
     job = Job(TrainSpec("some/model", TrainConfig(), None))
-    view = _Progress(TrainConfig.from_preset("balanced"))
+    view = ProgressView(TrainConfig.from_preset("balanced"))
     view.add(ProgressEvent("start", 3, 10, 0.3, 1.0))
     job.status = "stopped"  # the runner sets the status, then records the run, then lets the job go
     html, *_, start, stop, _ = view.outputs(job, 0)

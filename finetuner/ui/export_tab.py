@@ -17,7 +17,7 @@ from ..export import export_zip, push_to_hub
 from ..runs import METHOD_NAMES, RunRecord
 from . import compare
 from .common import AppContext, kept_outputs, short_run_label, status_line, user_errors
-from .train_tab import loss_chart
+from .progress_view import loss_chart
 from .uploads import UploadBox
 
 _EXPORTS = Path(tempfile.gettempdir()) / "finetuner-exports"  # one zip per run, rebuilt on each download

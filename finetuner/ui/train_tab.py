@@ -2,38 +2,29 @@
 
 from __future__ import annotations
 
-import html
 import json
-import math
-import queue
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 import gradio as gr
-import pandas as pd
 
 from ..config import PRESETS, TrainConfig
 from ..errors import ConfigError, FinetunerError
-from ..evaluation import metric_name
 from .. import methods
 from ..gguf_models import OFFLINE_LLMS, is_gguf_path, pulled_gguf
 from ..models import DEFAULT_MODEL, KNOWN_HUB_DECODERS, KNOWN_HUB_MODELS, resolve_model
 from ..prepare import prepare
-from ..runner import Job, TrainSpec, method_line
+from ..runner import Job, TrainSpec
 from .common import (AppContext, TableData, check_model_name, from_page, kept_outputs, local_models_allowed,
                      user_errors, warn)
 from .data_tab import DataTab
+from .progress_view import (UPDATE_INTERVAL_S, ProgressView, failed_bar, idle_bar, loss_chart)
 
 if TYPE_CHECKING:  # importing it would load the transformers Trainer before the first page is served
-    from ..training.progress import ProgressEvent
+    pass
 
-UPDATE_INTERVAL_S = 0.3  # at most about three UI updates a second
-_LOG_LINES = 200
-_COLORS = {"queued": "#9ca3af", "running": "#4f46e5", "completed": "#16a34a", "stopped": "#d97706",
-           "failed": "#dc2626", "idle": "#9ca3af"}
-_EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "f1_macro")
 METHOD_CHOICES = methods.ui_choices()
 
 
@@ -108,14 +99,14 @@ def layout(ctx: AppContext) -> TrainView:
         stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="train-stop")
     gr.Markdown("One training runs at a time on this server; others wait in line. Closing or reloading this page "
                 "stops your training. Completed runs stay listed on the Export tab.")
-    progress = gr.HTML(_bar(0.0, "Ready. Press Start training to fine-tune on the table from the Data tab.", "idle"),
+    progress = gr.HTML(idle_bar("Ready. Press Start training to fine-tune on the table from the Data tab."),
                        elem_id="train-progress")
     with gr.Row():
         # An SVG drawn here, not a gr.LinePlot: that one shows no markers (a single evaluation point is
         # invisible) and, in Gradio 6.31, a series that appears mid-training only after a tab switch.
         with gr.Column(scale=3):  # gr.HTML alone does not take its share of the row
             loss_plot = gr.HTML(loss_chart([]), elem_id="train-loss")
-        epoch_table = gr.Dataframe(_Progress.empty_epochs(), label="Evaluation after each epoch", interactive=False,
+        epoch_table = gr.Dataframe(ProgressView.empty_epochs(), label="Evaluation after each epoch", interactive=False,
                                    scale=2, elem_id="train-epochs")
     log = gr.Textbox(label="Log (newest first)", lines=6, max_lines=6, interactive=False, elem_id="train-log")
     settings = {"model_name": model, "preset_name": preset, **hyper, "method": method, **lora}
@@ -152,12 +143,6 @@ def shows_lora_settings(method: Optional[str]) -> bool:
     return bool(found and found.adapter)
 
 
-def trains_in_epochs(method: Optional[str]) -> bool:
-    """Whether a method trains in epochs (the embedding head fits at once); "auto" does until it has chosen."""
-    found = methods.find(method)
-    return found is None or found.has_epochs
-
-
 class TrainHandlers:
     """The Train tab's event handlers: plain values in, updates out."""
 
@@ -183,7 +168,7 @@ class TrainHandlers:
         resolve_model(name)  # an unknown or unreachable model fails now, not after waiting in the queue
         return name
 
-    @user_errors(keep=lambda message: kept_outputs(7, {0: _bar(0.0, f"Failed: {message}", "failed")}))
+    @user_errors(keep=lambda message: kept_outputs(7, {0: failed_bar(message)}))
     def train(self, table: TableData, eval_table: Optional[TableData], text_column: str, label_column: str,
               eval_fraction: float, request: gr.Request = None, **settings: Any) -> Iterator[Tuple[Any, ...]]:
         """Train on the Data tab's table; streams progress, the loss curve, per-epoch metrics and a log.
@@ -202,9 +187,9 @@ class TrainHandlers:
                                                preset_name if as_preset else f"{preset_name} (edited)",
                                                run_owner=self.ctx.owner(request)),
                                      owner=getattr(request, "session_hash", None) or "")  # who may stop it
-        yield from self.follow(job, _Progress(config))
+        yield from self.follow(job, ProgressView(config))
 
-    def follow(self, job: Job, view: "_Progress") -> Iterator[Tuple[Any, ...]]:
+    def follow(self, job: Job, view: "ProgressView") -> Iterator[Tuple[Any, ...]]:
         """Stream a job's progress a few times a second until it ends; a page gone away stops it."""
         try:
             yield view.outputs(job, self.ctx.runner.position(job))
@@ -348,197 +333,3 @@ def _config(named: Dict[str, Any], eval_fraction: float, method_settings: Dict[s
         warmup_ratio=float(named["warmup_ratio"]), weight_decay=float(named["weight_decay"]),
         seed=int(named["seed"]), early_stopping_patience=int(named["early_stopping_patience"]) or None,
         eval_fraction=float(eval_fraction), **method_settings)
-
-
-class _Progress:
-    """Accumulates a job's events into what the tab shows."""
-
-    def __init__(self, config: TrainConfig):
-        self.config = config
-        self.event: Optional["ProgressEvent"] = None
-        self.status = "Preparing…"
-        self.losses: List[Dict[str, Any]] = []
-        self.evaluations: Dict[float, Dict[str, Any]] = {}
-        self.lines: List[str] = []
-        self.ended = False
-        self.started = time.monotonic()
-
-    @staticmethod
-    def empty_epochs() -> pd.DataFrame:
-        return pd.DataFrame(columns=[metric_name(c) for c in _EPOCH_COLUMNS])
-
-    def drain(self, events: "queue.Queue[Any]") -> None:
-        """Take every waiting event (waiting a moment for the first)."""
-        try:
-            self.add(events.get(timeout=UPDATE_INTERVAL_S / 2))
-            while True:
-                self.add(events.get_nowait())
-        except queue.Empty:
-            return
-
-    def add(self, item: Any) -> None:
-        if isinstance(item, str):
-            self.status = item
-            self._log(item)
-            return
-        event: "ProgressEvent" = item
-        if event.kind == "evaluate" and self.ended:
-            return  # the final evaluation of the saved model, reported with the result
-        self.event = event
-        if event.kind == "start":
-            self._log(f"Training started: {event.max_steps} steps.")
-        elif event.kind == "log" and event.loss is not None:
-            self.losses.append({"step": event.step, "loss": event.loss, "series": "training"})
-            self._log(f"step {event.step}/{event.max_steps} · epoch {event.epoch:.2f} · loss {event.loss:.4f}")
-        elif event.kind == "evaluate":
-            metrics = event.metrics
-            if "loss" in metrics:
-                self.losses.append({"step": event.step, "loss": metrics["loss"], "series": "evaluation"})
-            self.evaluations[round(event.epoch, 2)] = {
-                "epoch": round(event.epoch, 2), **{k: round(metrics[k], 4) for k in _EPOCH_COLUMNS[1:] if k in metrics}}
-            self._log(f"evaluation at epoch {event.epoch:.2f}: "
-                      + ", ".join(f"{k} {metrics[k]:.4f}" for k in _EPOCH_COLUMNS[1:] if k in metrics))
-        elif event.kind == "end":
-            self.ended = True
-
-    def outputs(self, job: Job, position: int) -> Tuple[Any, ...]:
-        running = not job.finished
-        run_id = job.record.id if not running and job.status == "completed" and job.record else gr.skip()
-        epochs = (pd.DataFrame(list(self.evaluations.values())).rename(columns=metric_name) if self.evaluations
-                  else self.empty_epochs())
-        log = "\n".join(reversed(self.lines[-_LOG_LINES:]))
-        return (self._html(job, position, running), loss_chart(self.losses), epochs, log,
-                gr.Button(interactive=not running), gr.Button(interactive=running), run_id)
-
-    def _epochs(self, job: Job) -> Optional[float]:
-        """The epochs the chosen method trains (None before "auto" has chosen, and for the embedding head, which
-        has none)."""
-        method = job.method_choice.method if job.method_choice else self.config.method
-        return self.config.replace(method=method).epochs if trains_in_epochs(method) else None
-
-    def _html(self, job: Job, position: int, running: bool) -> str:
-        event, status = self.event, job.status
-        if running and status != "queued":  # a final status is shown once the runner has let the job go, together
-            status = "running"               # with the buttons, never before them
-        choice = job.method_choice
-        method = method_line(choice.method, choice.reason) if choice else ""
-        if status == "queued":
-            return _bar(0.0, f"Busy — another training is running. Yours is queued (position {max(position, 1)}) "
-                             "and starts automatically; press Stop to cancel it.", "queued")
-        if status == "running":
-            if event is None:
-                return _bar(0.0, self.status, "running", method)
-            eta = f" · about {_clock(event.eta_seconds)} left" if event.eta_seconds is not None else ""
-            epochs = self._epochs(job)
-            of = f" of {epochs:g}" if epochs else ""
-            return _bar(event.fraction, f"Step {event.step}/{event.max_steps} · epoch {event.epoch:.2f}{of} · "
-                                        f"{_clock(event.elapsed_seconds)} elapsed{eta}", "running", method)
-        seconds = _clock(time.monotonic() - self.started)
-        if status == "completed":
-            metrics = job.record.metrics if job.record else {}
-            scores = ", ".join(f"{name} {metrics[key]:.3f}" for key, name in
-                               (("accuracy", "accuracy"), ("f1_macro", "F1 (macro)")) if key in metrics)
-            run_id = job.record.id if job.record else ""
-            return _bar(1.0, f"Completed in {seconds}{' — ' + scores if scores else ''}. Run {run_id} is now the "
-                             "active model: see Evaluate and Predict.", "completed", method)
-        if status == "stopped":
-            where = f" at step {event.step} of {event.max_steps}" if event else ""
-            return _bar(event.fraction if event else 0.0, f"Stopped{where}. No model was kept from this run; "
-                                                         "the previous model stays active.", "stopped", method)
-        return _bar(event.fraction if event else 0.0, f"Failed: {job.error}", "failed")
-
-    def _log(self, line: str) -> None:
-        self.lines.append(f"[{_clock(time.monotonic() - self.started)}] {line}")
-
-
-def _bar(fraction: float, text: str, state: str, method: str = "") -> str:
-    """A progress bar with a line of text under it, then the method line when there is one (``data-state`` lets
-    tests read the state)."""
-    percent = round(100 * max(0.0, min(1.0, fraction)), 1)
-    method_html = (f'<div id="progress-method" style="margin-top:4px;color:#4b5563">{html.escape(method)}</div>'
-                   if method else "")
-    return (f'<div id="progress-box" data-state="{state}" style="padding:6px 2px">'
-            f'<div style="background:#e5e7eb;border-radius:6px;height:14px;overflow:hidden">'
-            f'<div style="width:{percent}%;height:100%;background:{_COLORS[state]};transition:width .3s"></div></div>'
-            f'<div id="progress-text" style="margin-top:6px">{html.escape(text)}</div>{method_html}</div>')
-
-
-def _clock(seconds: Optional[float]) -> str:
-    seconds = int(round(seconds or 0))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-_SERIES = {"training": "#4f46e5", "evaluation": "#dc2626"}
-
-
-def loss_chart(points: List[Dict[str, Any]], width: int = 560, height: int = 260, *,
-               series: Optional[Dict[str, str]] = None, marked: Tuple[str, ...] = ("evaluation",),
-               chart_id: str = "loss-chart", empty: str = "The loss appears here while training runs.") -> str:
-    """The loss curves as inline SVG, steps on an integer x axis. ``points`` have a step, a loss and the name of
-    their series; ``series`` names the series drawn, in order, with their colours (default: training loss, and
-    evaluation loss); each series is a line, with a marker on each point for the ``marked`` series and for a
-    series of one point (so that a single evaluation shows). Several runs' losses overlaid: one series per run."""
-    series = _SERIES if series is None else series
-    pad_left, pad_right, pad_top, pad_bottom = 52, 16, 34, 36
-    frame = (f'<svg id="{html.escape(chart_id)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-             'role="img" aria-label="Loss per training step" style="display:block;max-width:100%;height:auto;'
-             'font:11px sans-serif">')
-    title = f'<text x="{pad_left}" y="16" font-weight="bold" font-size="13">Loss</text>'
-    legend = _legend(series, width - pad_right)
-    if not points:
-        return (frame + title + legend + f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
-                f'fill="#6b7280">{html.escape(empty)}</text></svg>')
-    steps = [p["step"] for p in points]
-    losses = [p["loss"] for p in points]
-    x_max = max(max(steps), 1)
-    y_max = max(losses) * 1.1 or 1.0
-    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
-
-    def x(step: float) -> float:
-        return pad_left + plot_w * step / x_max
-
-    def y(loss: float) -> float:
-        return pad_top + plot_h * (1 - loss / y_max)
-
-    axes = [f'<line x1="{pad_left}" y1="{pad_top + plot_h}" x2="{pad_left + plot_w}" y2="{pad_top + plot_h}" '
-            'stroke="#9ca3af"/>',
-            f'<line x1="{pad_left}" y1="{pad_top}" x2="{pad_left}" y2="{pad_top + plot_h}" stroke="#9ca3af"/>']
-    for tick in _integer_ticks(x_max):
-        axes.append(f'<text x="{x(tick):.1f}" y="{pad_top + plot_h + 14}" text-anchor="middle">{tick}</text>')
-    for i in range(5):
-        value = y_max * i / 4
-        axes.append(f'<text x="{pad_left - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.2f}</text>'
-                    f'<line x1="{pad_left}" y1="{y(value):.1f}" x2="{pad_left + plot_w}" y2="{y(value):.1f}" '
-                    'stroke="#e5e7eb"/>')
-    axes.append(f'<text x="{pad_left + plot_w / 2}" y="{height - 4}" text-anchor="middle">step</text>')
-    lines = []
-    for name, color in series.items():
-        chosen = sorted((p["step"], p["loss"]) for p in points if p["series"] == name)
-        if not chosen:
-            continue
-        path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in chosen)
-        label = html.escape(name)
-        lines.append(f'<polyline data-series="{label}" points="{path}" fill="none" stroke="{color}" '
-                     'stroke-width="2"/>')
-        if name in marked or len(chosen) == 1:
-            lines += [f'<circle data-series="{label}" cx="{x(s):.1f}" cy="{y(v):.1f}" r="4" fill="{color}">'
-                      f'<title>{label} loss {v:.4f} at step {s}</title></circle>' for s, v in chosen]
-    return frame + title + legend + "".join(axes) + "".join(lines) + "</svg>"
-
-
-def _legend(series: Dict[str, str], right: float) -> str:
-    """The series' names with their colours, in one line ending at ``right``."""
-    widths = [22 + 6.5 * len(name) for name in series]
-    x = right - sum(widths) + 12
-    items = []
-    for (name, color), item_width in zip(series.items(), widths):
-        items.append(f'<circle cx="{x - 8:.1f}" cy="12" r="4" fill="{color}"/>'
-                     f'<text x="{x:.1f}" y="16">{html.escape(name)}</text>')
-        x += item_width
-    return "".join(items)
-
-
-def _integer_ticks(top: int, most: int = 8) -> List[int]:
-    """Whole-number ticks from 0 to ``top`` (steps are integers), at most about ``most`` of them."""
-    step = max(1, math.ceil(top / most))
-    return list(range(0, int(top) + 1, step))
