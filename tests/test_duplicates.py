@@ -95,8 +95,12 @@ def test_chunked_similarities_equal_unchunked():
 
 def test_given_embeddings_give_the_same_result():
     from finetuner.embeddings import embed
-    assert find_duplicates(TRAIN, EVAL, train_embeddings=embed(TRAIN)).to_frame().equals(
-        find_duplicates(TRAIN, EVAL).to_frame())
+    given = find_duplicates(TRAIN, EVAL, train_embeddings=embed(TRAIN)).pairs
+    computed = find_duplicates(TRAIN, EVAL).pairs
+    # The same pairs; a score may differ in its last float digits (texts embedded in other batches: on AMD EPYC
+    # 0.974768 against 0.974769).
+    assert [pair[:3] for pair in given] == [pair[:3] for pair in computed]
+    assert [pair[3] for pair in given] == pytest.approx([pair[3] for pair in computed], abs=1e-5)
 
 
 @pytest.mark.parametrize("train, kwargs, message", [
