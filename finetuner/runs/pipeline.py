@@ -21,7 +21,7 @@ from ..config import TrainConfig
 from ..data import Split
 from ..errors import FinetunerError, described
 from ..files import write_json_atomic
-from .record import EVALUATION_FILE, METRICS_FILE, MODEL_DIR, RunRecord
+from .record import METRICS_FILE, MODEL_DIR, RunRecord
 from ..methods import METHOD_NAMES
 from .store import RunStore
 from .tracking import check_available, open_tracker
