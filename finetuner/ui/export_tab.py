@@ -74,9 +74,10 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
 
 
 def layout() -> ExportView:
-    gr.Markdown("Your training runs are kept on this server and listed only here, in this browser. Pick a completed "
-                "run to make it the active model (for Evaluate and Predict) or download it; any finished run can "
-                "be deleted.")
+    gr.Markdown("Your training runs are kept on this server and listed only here, in this browser, beside the runs "
+                "trained on the server with the command line (listed for everyone, deleted only there). Pick a "
+                "completed run to make it the active model (for Evaluate and Predict) or download it; any finished "
+                "run of yours can be deleted.")
     history = gr.Dataframe(pd.DataFrame(columns=_HISTORY_COLUMNS), label="Run history", interactive=False,
                            elem_id="export-history", column_widths=_HISTORY_WIDTHS, wrap=True)
     with gr.Row():
