@@ -21,7 +21,7 @@ from ..config import TrainConfig
 from ..data import Split
 from ..errors import FinetunerError, described
 from ..files import write_json_atomic
-from .record import METRICS_FILE, MODEL_DIR, RunRecord
+from .record import METRICS_FILE, MODEL_DIR, RECORD_FILE, RunRecord
 from ..methods import METHOD_NAMES
 from .store import RunStore
 from .tracking import check_available, open_tracker
@@ -121,7 +121,8 @@ def _also(listener: Listener, tracker: Listener) -> Listener:
 
 
 def _start(spec: RunSpec, store: RunStore, run_id: Optional[str], resume: bool) -> RunRecord:
-    if not resume:
+    """A new record, or the interrupted run's own when resuming (a run with checkpoints but no record gets one)."""
+    if not (resume and run_id and (store.path(run_id) / RECORD_FILE).is_file()):
         return store.create(spec.model_name, preset=spec.preset, config=spec.config.to_dict(),
                             requested=spec.config.to_dict(), data=spec.data.summary(), owner=spec.owner,
                             run_id=run_id, command=spec.command, origin=spec.origin)
