@@ -63,10 +63,14 @@ def atomic_dir(target: PathLike) -> Iterator[Path]:
 
 def replace_dir(source: Path, target: Path) -> None:
     """Move the folder ``source`` to ``target``, replacing an existing ``target`` only once ``source`` is there."""
-    if target.exists():
-        backup = staging_path(target, "old")
-        target.rename(backup)
+    if not target.exists():
         source.rename(target)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
+        return
+    backup = staging_path(target, "old")
+    target.rename(backup)
+    try:
         source.rename(target)
+    except BaseException:
+        backup.rename(target)  # the old one back in place: nothing is lost
+        raise
+    shutil.rmtree(backup, ignore_errors=True) if backup.is_dir() else backup.unlink(missing_ok=True)

@@ -333,3 +333,11 @@ def test_progress_bar_on_a_terminal():
     assert "Training:" in text and "10/20" in text and "20/20" in text and "loss=0.5000" in text
     assert "epoch 1.00  evaluation: accuracy 0.7500  loss 0.4000" in text
     assert "Training finished at step 20/20" in text and "accuracy 0.8000" not in text
+
+
+def test_train_without_output_names_the_run_after_the_file_as_a_valid_run_id(tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.setenv("FINETUNER_RUNS_DIR", str(tmp_path / "runs"))
+    data = write_table(tmp_path / "_my reviews (v2).csv", 40, 1)
+    code, _, err = run_cli("train", "--data", data, "--model", tiny_bert, "--epochs", "1", *FAST)
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["my-reviews-v2"]

@@ -55,3 +55,17 @@ def test_an_interrupted_or_failed_run_is_recorded_and_raised(tiny_bert, sentimen
     failed = store.get("failed")
     assert failed.status == "failed" and failed.error == "row 3 has no label"
     assert not (tmp_path / "failed" / "model").exists()
+
+
+def test_a_tracker_that_cannot_start_fails_the_run_instead_of_leaving_it_running(tiny_bert, sentiment_data,
+                                                                                  tmp_path, monkeypatch):
+    from finetuner.runs import pipeline
+
+    def broken(*args, **kwargs):
+        raise OSError("database is locked")
+
+    monkeypatch.setattr(pipeline, "open_tracker", broken)
+    with pytest.raises(OSError):
+        train_run(_spec(tiny_bert, sentiment_data), RunStore(tmp_path), run_id="untracked")
+    record = RunStore(tmp_path).get("untracked")
+    assert record.status == "failed" and "database is locked" in record.error

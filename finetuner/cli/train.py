@@ -18,6 +18,7 @@ from ..errors import ConfigError, DataError
 from ..runs import (CHECKPOINT_DIR, CONFIG_FILE, EVALUATION_FILE, METRICS_FILE, MODEL_DIR, RECORD_FILE, RunRecord,
                     RunStore, default_runs_dir, is_run_id)
 from ..runs.pipeline import Notice, RunSpec, train_run
+from ..runs.tracking import TRACKING_DIR
 from ..training.checkpoints import drop_incomplete, last_complete_step
 from .console import EXIT_INTERRUPTED, EXIT_OK, Console, ProgressPrinter, UsageError, duration
 from .processes import Processes
@@ -125,9 +126,9 @@ def _output_dir(args: argparse.Namespace) -> Path:
         raise UsageError("the following arguments are required: --data", "finetuner train")
     if args.output is None and args.data is None:
         raise UsageError("--resume needs --output DIR (the run to continue)", "finetuner train")
-    if args.output is None:
-        return (default_runs_dir() / (re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.data).stem).strip(".-") or "run")
-                ).expanduser().resolve()
+    if args.output is None:  # the training file's name, as a run id
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.data).stem).strip("._-")[:120]
+        return (default_runs_dir() / (name if is_run_id(name) else "run")).expanduser().resolve()
     output = Path(args.output).expanduser().resolve()
     if not is_run_id(output.name):
         raise UsageError(f"--output {args.output}: the run folder's name must be letters, digits, '.', '_' or '-' "
@@ -231,7 +232,9 @@ def _prepare_output(output: Path, checkpoints: Path, resume: bool) -> None:
     if resume:
         drop_incomplete(checkpoints)
     else:
-        for stale in (checkpoints, output / METRICS_FILE, output / RECORD_FILE, output / EVALUATION_FILE):
+        # The old model/ stays until the new one replaces it whole (a failed run must not cost the old model).
+        for stale in (checkpoints, output / METRICS_FILE, output / RECORD_FILE, output / EVALUATION_FILE,
+                      output / TRACKING_DIR):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     output.mkdir(parents=True, exist_ok=True)
 

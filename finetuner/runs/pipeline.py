@@ -23,7 +23,7 @@ from ..errors import FinetunerError, described
 from ..files import write_json_atomic
 from .record import METRICS_FILE, MODEL_DIR, RECORD_FILE, RunRecord
 from ..methods import METHOD_NAMES
-from .store import RunStore
+from .store import RunError, RunStore
 from .tracking import check_available, open_tracker
 
 logger = logging.getLogger(__name__)
@@ -86,11 +86,12 @@ def train_run(spec: RunSpec, store: RunStore, *, run_id: Optional[str] = None, r
         on_record(record)
     writer = _Writer(store, record, is_main)
     started = time.monotonic()
-    tracker = open_tracker(spec.config.report_to, store.path(record.id), record.id,
-                           spec.config.to_dict()) if is_main else None
-    if tracker is not None:
-        say = _also(say, tracker)
+    tracker = None
     try:
+        if is_main:
+            tracker = open_tracker(spec.config.report_to, store.path(record.id), record.id, spec.config.to_dict())
+        if tracker is not None:
+            say = _also(say, tracker)
         return _train(spec, writer, say, stop_event, checkpoint_dir, resume, started)
     except KeyboardInterrupt:
         from ..training.checkpoints import last_complete_step
@@ -127,6 +128,8 @@ def _start(spec: RunSpec, store: RunStore, run_id: Optional[str], resume: bool) 
                             requested=spec.config.to_dict(), data=spec.data.summary(), owner=spec.owner,
                             run_id=run_id, command=spec.command, origin=spec.origin)
     record = store.get(run_id)
+    if record.status == "running":  # its process is still alive (a dead one's run reads as failed)
+        raise RunError(f"Run {run_id} is still training in another process; wait for it or stop it before resuming.")
     record.status, record.error, record.finished_at = "running", None, None
     record.resumes.append({"at": _now(), "command": spec.command})
     store.save(record)
@@ -197,7 +200,8 @@ def _score_baselines(spec: RunSpec, writer: "_Writer", say: Listener) -> None:
 
 
 def _failed(writer: "_Writer", say: Listener, message: str) -> None:
-    shutil.rmtree(writer.store.path(writer.record.id) / MODEL_DIR, ignore_errors=True)  # e.g. saved, would not load
+    if writer.is_main:  # e.g. saved, but would not load; the other processes of a distributed run never write
+        shutil.rmtree(writer.store.path(writer.record.id) / MODEL_DIR, ignore_errors=True)
     writer.finish("failed", error=message)
     say(Notice("failed", f"Failed: {message}", {"error": message}))
 

@@ -168,7 +168,9 @@ class RunStore:
         """Load the model saved in ``directory`` for ``run_id`` into the cache (checks that it loads)."""
         from ..finetuner import LLMFinetuner
 
-        model = LLMFinetuner.load(directory)
+        return self._cache(run_id, LLMFinetuner.load(directory))
+
+    def _cache(self, run_id: str, model: "LLMFinetuner") -> "LLMFinetuner":
         with self._lock:
             self._models[run_id] = model
             while len(self._models) > _CACHED_MODELS:
@@ -237,10 +239,7 @@ class RunStore:
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        with self._lock:
-            self._models[run_id] = model
-            while len(self._models) > _CACHED_MODELS:
-                self._models.popitem(last=False)
+        self._cache(run_id, model)
         return record
 
 
