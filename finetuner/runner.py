@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Deque, List, Optional, Union
 from .config import TrainConfig
 from .prepare import PreparedData
 from .runs import RunRecord, RunStore
-from .runs.pipeline import Notice, RunSpec, method_line, train_run, used_settings  # noqa: F401 (re-exported)
+from .runs.pipeline import Notice, RunSpec, train_run
 
 if TYPE_CHECKING:  # it imports transformers
     from .method_choice import MethodChoice

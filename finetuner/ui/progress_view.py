@@ -15,7 +15,8 @@ import pandas as pd
 from .. import methods
 from ..config import TrainConfig
 from ..evaluation import metric_name
-from ..runner import Job, method_line
+from ..runner import Job
+from ..runs.pipeline import method_line
 
 if TYPE_CHECKING:  # importing it would load the transformers Trainer before the first page is served
     from ..training.progress import ProgressEvent
