@@ -179,7 +179,7 @@ class TextClassifier:
         return cls(model, tokenizer, label_map, config=config, max_length=meta.get("max_length"),
                    base_model=meta["base_model"], source=source, metrics=meta.get("metrics", {}),
                    report=meta.get("report"), history=meta.get("history", []),
-                   method_choice=MethodChoice(choice["method"], choice["reason"]) if choice else None)
+                   method_choice=MethodChoice.from_dict(choice) if choice else None)
 
     def metadata(self) -> Dict[str, Any]:
         """What :meth:`save` writes to ``finetuner.json`` (besides whether the weights are an adapter)."""
@@ -189,7 +189,7 @@ class TextClassifier:
             "base_model": self.base_model,
             "base_location": self.source.location if self.source else None,
             "method": self.config.method,
-            "method_choice": vars(self.method_choice) if self.method_choice else None,
+            "method_choice": self.method_choice.as_dict() if self.method_choice else None,
             "labels": list(self.label_map.values),
             "max_length": self.max_length,
             "config": self.config.to_dict(),

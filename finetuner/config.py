@@ -24,12 +24,14 @@ REPORT_TO = ("none", "tensorboard", "trackio")
 # Defaults that depend on the method (``epochs=None`` / ``batch_size=None`` take them): each method's ``defaults``.
 METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = registry.method_defaults()
 
+# Presets are time budgets for ``auto`` (finetuner.autoselect: candidates cheapest first while the budget lasts);
+# their other settings apply to whichever method trains (measured: bench/results/auto.md#presets).
 PRESETS: Dict[str, Dict[str, Any]] = {
-    # Two passes: a first result in well under a minute on CPU (measured: bench/results/method_choice.md#presets).
-    "fast": {"epochs": 2},
-    # The defaults below.
-    "balanced": {},
-    # More epochs, smaller batches, early stopping on the evaluation split.
+    # About a minute on 2 CPU cores for up to ~1,000 short texts: two passes, a one-minute budget.
+    "fast": {"epochs": 2, "time_budget": 60.0},
+    # About ten minutes: the methods' own epochs.
+    "balanced": {"time_budget": 600.0},
+    # No time limit: more epochs, smaller batches, early stopping on the rows held out from training.
     "best": {"epochs": 6, "batch_size": 16, "early_stopping_patience": 2},
 }
 
@@ -48,6 +50,8 @@ class TrainConfig:
     The ``lora_*`` settings apply to ``method="lora"``; ``lora_target_modules=None`` adapts the attention
     projections of the model's family (q/k/v/o on Llama/Qwen/Mistral-style decoders, query/key/value on BERT).
     A comma-separated string is accepted for ``lora_target_modules``.
+    ``time_budget`` (seconds; None: no limit) bounds ``method="auto"``: it tries candidate methods cheapest first
+    while the budget lasts, counted from the start of training (:mod:`finetuner.autoselect`).
     ``report_to`` tracks a run's losses and scores in TensorBoard or Trackio (see ``REPORT_TO``; runs made through
     :func:`finetuner.runs.pipeline.train_run`: the app, the command line, ``finetuner.train_run``).
     """
@@ -72,6 +76,7 @@ class TrainConfig:
     lora_dropout: float = 0.05
     lora_target_modules: Optional[List[str]] = None
     report_to: str = "none"
+    time_budget: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.method == registry.AUTO:  # epochs and batch size wait for the method that auto picks
@@ -120,6 +125,9 @@ class TrainConfig:
             _check_int(self.early_stopping_patience, "early_stopping_patience", 1, 1000)
         _check(self.eval_fraction, "eval_fraction", lambda v: 0 < v < 1, "a fraction in (0, 1), e.g. 0.2")
         _check_int(self.logging_steps, "logging_steps", 1, 100000)
+        if self.time_budget is not None:
+            _check(self.time_budget, "time_budget", lambda v: 1 <= v <= 7 * 24 * 3600,
+                   "a number of seconds between 1 and 604800, e.g. 60 (or none for no limit)")
         _check_int(self.lora_r, "lora_r", 1, 1024)
         _check(self.lora_alpha, "lora_alpha", lambda v: 0 < v <= 4096, "a positive number, e.g. 16 (twice lora_r)")
         _check(self.lora_dropout, "lora_dropout", lambda v: 0 <= v < 1, "a fraction in [0, 1), e.g. 0.05")

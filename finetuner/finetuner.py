@@ -8,8 +8,10 @@ and keeps what it returns.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .autoselect import train_auto
 from .classifier import FORMAT_VERSION, METADATA_FILE, TextClassifier  # noqa: F401 - importable from here too
 from .config import TrainConfig
 from .data import LabelMap, validate_texts_and_labels
@@ -95,16 +98,23 @@ class LLMFinetuner:
     def fine_tune(self, train_texts: List[str], train_labels: List[Any], eval_texts: Optional[List[str]] = None,
                   eval_labels: Optional[List[Any]] = None, *, config: Optional[TrainConfig] = None,
                   listener: Optional[Listener] = None, stop_event: Optional[threading.Event] = None,
-                  checkpoint_dir: Optional[Union[str, Path]] = None, resume: bool = False) -> None:
+                  checkpoint_dir: Optional[Union[str, Path]] = None, resume: bool = False,
+                  deadline: Optional[float] = None) -> None:
         """Train on the texts and labels; evaluate on the eval set after every epoch when one is given.
 
-        ``listener`` receives :class:`~finetuner.training.progress.ProgressEvent` objects; setting
-        ``stop_event`` stops training at the next step (``self.stopped`` is then True).
+        With ``method="auto"`` (the default) the candidate methods are tried on most of the training rows and
+        scored on the rest (:mod:`finetuner.autoselect`), within ``config.time_budget`` seconds from now or by
+        ``deadline`` (a ``time.monotonic()`` value); the evaluation rows are never used to choose.
+        ``listener`` receives :class:`~finetuner.training.progress.ProgressEvent` objects (and auto's
+        :class:`~finetuner.selection.CandidateResult` objects); setting ``stop_event`` stops training at the next
+        step (``self.stopped`` is then True).
         ``checkpoint_dir`` keeps a resumable checkpoint there every epoch; ``resume=True`` continues
         from the last one (the same data and config must be given).
         """
         config = config or self.config
         config.validate()
+        if deadline is None and config.time_budget is not None:
+            deadline = time.monotonic() + config.time_budget
         if resume:
             _check_resumable(checkpoint_dir)
         texts, labels, eval_texts, eval_labels = _validated(train_texts, train_labels, eval_texts, eval_labels)
@@ -112,27 +122,37 @@ class LLMFinetuner:
         missing = set(map(str, eval_labels)) - set(map(str, labels))
         if missing:
             warnings.warn(f"Evaluation labels never seen in training: {sorted(missing)}.", stacklevel=2)
-        self.method_choice = self.choose_method(labels, config)
-        config = config.replace(method=self.method_choice.method)
-        method = registry.get(config.method)
-        self.model = model_for_method(self.model, config, len(self.label_map), adapter=method.adapter,
-                                      sentence_classifier=method.sentence_classifier, trained_with=self.config.method)
         limit = model_length_limit(self.tokenizer, self.model)
         self.max_length = (min(config.max_length, limit) if config.max_length is not None
                            else choose_max_length(self.tokenizer, texts, limit))
         self.history = []
         label_ids = self.label_map.encode(labels)
-        result = method.train(TrainingJob(
+        record = self._recorder(listener)
+        job = TrainingJob(
             model=self.model, tokenizer=self.tokenizer, label_map=self.label_map, texts=texts, label_ids=label_ids,
             train_dataset=tokenize_dataset(self.tokenizer, texts, label_ids, self.max_length),
             eval_dataset=tokenize_dataset(self.tokenizer, eval_texts, self.label_map.encode(eval_labels),
                                           self.max_length) if eval_texts else None,
-            max_length=self.max_length, config=config, progress=ProgressCallback(self._recorder(listener), stop_event),
+            max_length=self.max_length, config=config, progress=ProgressCallback(record, stop_event),
             compute_metrics=self._compute_metrics, checkpoint_dir=checkpoint_dir, resume=resume,
-            label_names=self._meaningful_label_names()))
+            label_names=self._meaningful_label_names())
+        if config.method == registry.AUTO and not resume:
+            outcome = train_auto(job, model_type=getattr(self.model.config, "model_type", ""),
+                                 class_counts=Counter(map(str, labels)), trained_with=self.config.method,
+                                 deadline=deadline, notify=record)
+            result, self.method_choice = outcome.result, outcome.choice
+            if result.trainer is not None and job.eval_dataset is not None and not result.stopped:
+                job.progress.evaluate(result.trainer.evaluate(eval_dataset=job.eval_dataset))
+        else:
+            self.method_choice = self.choose_method(labels, config)
+            config = config.replace(method=self.method_choice.method)
+            method = registry.get(config.method)
+            model = model_for_method(self.model, config, len(self.label_map), adapter=method.adapter,
+                                     sentence_classifier=method.sentence_classifier, trained_with=self.config.method)
+            result = method.train(dataclasses.replace(job, model=model, config=config))
         self.model, self.trainer, self.stopped = result.model, result.trainer, result.stopped
         self.config = result.config  # the settings as used: a learning rate left to choose becomes the one chosen
-        self.trained = True
+        self.trained = self.trained or result.trainer is not None or not result.stopped
 
     def evaluate_model(self, test_texts: List[str], test_labels: List[Any]) -> Dict[str, float]:
         """Accuracy, macro/weighted precision, recall, F1 and loss on the test set (via ``Trainer.evaluate``).
@@ -207,8 +227,9 @@ class LLMFinetuner:
         """The run's history (plots, saved record), then the listener."""
         history = self.history
 
-        def record(event: ProgressEvent) -> None:
-            history.append({k: v for k, v in vars(event).items() if v is not None})
+        def record(event: Any) -> None:
+            if isinstance(event, ProgressEvent):
+                history.append({k: v for k, v in vars(event).items() if v is not None})
             if listener is not None:
                 listener(event)
         return record

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
@@ -30,10 +30,29 @@ _MEANINGLESS_NAME = re.compile(r"^\s*(label[\s_-]*)?(\d+|[a-z])\s*$", re.IGNOREC
 
 @dataclass(frozen=True)
 class MethodChoice:
-    """The method that will train and a sentence saying why."""
+    """The method that trains (or trained) and a sentence saying why; for ``auto``'s selection also the leaderboard
+    of the candidates tried (:meth:`finetuner.selection.CandidateResult.as_dict`), the rows held out to score them,
+    the temperature folded into the output layer (None: not calibrated) and whether the winner was trained again
+    on every row."""
 
     method: str
     reason: str
+    candidates: Tuple[Dict[str, Any], ...] = ()
+    held_out_rows: int = 0
+    temperature: Optional[float] = None
+    refit: bool = False
+
+    def as_dict(self) -> Dict[str, Any]:
+        values = {"method": self.method, "reason": self.reason}
+        if self.candidates:
+            values.update(candidates=[dict(c) for c in self.candidates], held_out_rows=self.held_out_rows,
+                          temperature=self.temperature, refit=self.refit)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "MethodChoice":
+        return cls(str(values["method"]), str(values["reason"]), tuple(values.get("candidates") or ()),
+                   int(values.get("held_out_rows") or 0), values.get("temperature"), bool(values.get("refit")))
 
 
 def is_encoder(model_type: str) -> bool:

@@ -140,7 +140,7 @@ class Runner:
             if isinstance(item, Notice) and item.kind == "method":
                 from .method_choice import MethodChoice
 
-                job.method_choice = MethodChoice(item.values["method"], item.values["reason"])
+                job.method_choice = MethodChoice.from_dict(item.values)
             job.events.put(str(item) if isinstance(item, Notice) else item)
 
         def started(record: RunRecord) -> None:

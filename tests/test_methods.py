@@ -79,9 +79,9 @@ def test_label_names_prior_only_for_meaningful_names():
 
 
 def test_pair_budget_is_bounded_for_any_size():
-    assert pair_budget(16, 2) == 640
-    assert pair_budget(200, 4) == 4000
-    assert pair_budget(15_000, 150) == pair_budget(1_000_000, 2) == 8000
+    assert pair_budget(16) == 640
+    assert pair_budget(200) == 4000
+    assert pair_budget(15_000) == pair_budget(1_000_000) == 8000
 
 
 def test_head_learns_and_seed_api_works(model_path, sentiment_data):
@@ -127,7 +127,7 @@ def test_fewshot_tunes_the_encoder_within_the_pair_budget(tiny_bert, sentiment_d
     model.fine_tune(train_texts, train_labels)
     after = model.model.encoder.state_dict()
     assert any(not before[k].equal(after[k]) for k in before if k in after), "the encoder did not change"
-    steps = -(-pair_budget(80, 2) // FEWSHOT.batch_size)
+    steps = -(-pair_budget(80) // FEWSHOT.batch_size)
     logged = [event for event in model.history if event["kind"] == "log"]
     assert logged and {event["max_steps"] for event in logged} == {steps}
     start, end = model.history[0], model.history[-1]  # one count of steps from start to end, as with the Trainer

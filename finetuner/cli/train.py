@@ -93,12 +93,18 @@ def run(args: argparse.Namespace) -> int:
     where = f" on {processes.world_size} processes" if processes.world_size > 1 else ""
     printer = ProgressPrinter(sys.stderr) if processes.is_main and not args.quiet else None
 
+    headed = []
+
     def listen(item: Any) -> None:
         if isinstance(item, Notice):
-            if item.kind == "method":
+            if item.kind == "method" and not headed:
+                headed.append(True)
                 console.info(f"Fine-tuning {model_name} on {len(data.train_texts)} rows, "
                              f"{len(set(map(str, data.train_labels)))} classes{where} -> {output}")
+            if item.kind == "method":
                 console.info(f"Method: {item.values['method']} — {item.values['reason']}")
+            elif item.kind == "candidate":
+                console.info(f"  {item.text}")
         elif printer is not None:
             printer(item)
 

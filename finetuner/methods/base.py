@@ -45,6 +45,10 @@ class TrainingJob:
     resume: bool = False
     # The class names when they say what the classes are (None for codes such as 0/1 or "LABEL_3").
     label_names: Optional[List[str]] = None
+    # The untrained encoder's sentence embeddings of ``texts`` when already computed (auto shares them between the
+    # methods that fit a head on them), and the contrastive pairs to draw (None: the method's default budget).
+    embeddings: Optional[Any] = None
+    pairs: Optional[int] = None
 
 
 @dataclass

@@ -18,12 +18,13 @@ def train(job: TrainingJob) -> TrainingResult:
 
     if job.config.learning_rate is None:
         job = dataclasses.replace(job, config=job.config.replace(learning_rate=FEWSHOT_LEARNING_RATE))
+    job = dataclasses.replace(job, embeddings=None)  # the head is fitted on the tuned encoder's embeddings
 
     def tune(job: TrainingJob) -> None:
         contrastive_tune(job.model, job.tokenizer, job.texts, job.label_ids, job.config, job.label_names,
-                         callbacks=[StageCallback(job.progress)])
+                         callbacks=[StageCallback(job.progress)], pairs=job.pairs)
 
-    steps = contrastive_steps(len(job.texts), len(job.label_map), job.config.batch_size)
+    steps = contrastive_steps(len(job.texts), job.config.batch_size, job.pairs)
     return train_on_embeddings(job, steps, tune)
 
 

@@ -12,6 +12,7 @@ import logging
 import shutil
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..errors import FinetunerError, described
 from ..files import write_json_atomic
 from .record import METRICS_FILE, MODEL_DIR, RECORD_FILE, RunRecord
 from ..methods import METHOD_NAMES
+from ..methods.registry import AUTO
 from .store import RunError, RunStore
 from .tracking import check_available, open_tracker
 
@@ -47,8 +49,8 @@ class RunSpec:
 
 @dataclass
 class Notice:
-    """A stage of the pipeline: ``kind`` is one of baselines, loading, method, training, evaluating, saving,
-    completed, stopped, failed; ``values`` hold its facts (e.g. method and reason)."""
+    """A stage of the pipeline: ``kind`` is one of baselines, loading, method, candidate, training, evaluating,
+    saving, completed, stopped, failed; ``values`` hold its facts (e.g. method and reason; a candidate's score)."""
 
     kind: str
     text: str
@@ -147,17 +149,19 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
     say(Notice("loading", f"Run {record.id}: loading {spec.model_name}…"))
     finetuner = LLMFinetuner(spec.model_name, config=spec.config)
     if not stop_event.is_set():
-        choice = finetuner.choose_method(data.train_labels, spec.config)
-        record.method_choice = {"method": choice.method, "reason": choice.reason}
-        writer.save()
-        say(Notice("method", method_line(choice.method, choice.reason), vars(choice)))
+        _announce(spec, finetuner, writer, say)
         say(Notice("training", f"Training on {len(data.train_texts)} rows, evaluating on {len(data.eval_texts)}…",
                    {"train_rows": len(data.train_texts), "eval_rows": len(data.eval_texts)}))
         training_started = time.monotonic()
+        deadline = started + spec.config.time_budget if spec.config.time_budget else None
         finetuner.fine_tune(data.train_texts, data.train_labels, data.eval_texts, data.eval_labels,
-                            config=spec.config, listener=say, stop_event=stop_event, checkpoint_dir=checkpoint_dir,
-                            resume=resume)
+                            config=spec.config, listener=_candidates_as_notices(say), stop_event=stop_event,
+                            checkpoint_dir=checkpoint_dir, resume=resume, deadline=deadline)
         record.training = _training_facts(finetuner, time.monotonic() - training_started, record.training)
+        if finetuner.method_choice is not None and spec.config.method == AUTO and not finetuner.stopped:
+            choice = finetuner.method_choice
+            record.method_choice = choice.as_dict()
+            say(Notice("method", method_line(choice.method, choice.reason), choice.as_dict()))
     if stop_event.is_set() and (finetuner.stopped or not finetuner.trained):
         writer.finish("stopped", history=finetuner.history)
         say(Notice("stopped", f"Stopped at your request; run {record.id} kept no model."))
@@ -180,6 +184,34 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
                   history=finetuner.history, labels=finetuner.labels)
     say(Notice("completed", f"Completed run {record.id}.", {"metrics": record.metrics}))
     return record
+
+
+def _announce(spec: RunSpec, finetuner: Any, writer: "_Writer", say: Listener) -> None:
+    """Record and say which method trains and why (for ``auto``: the candidates it is about to try)."""
+    from ..selection import plan_line
+
+    labels = spec.data.train_labels
+    if spec.config.method == AUTO:
+        model_type = getattr(finetuner.model.config, "model_type", "")
+        values = {"method": AUTO, "reason": plan_line(Counter(map(str, labels)), model_type,
+                                                      spec.config.time_budget)}
+    else:
+        values = finetuner.choose_method(labels, spec.config).as_dict()
+    writer.record.method_choice = values
+    writer.save()
+    say(Notice("method", method_line(values["method"], values["reason"]), values))
+
+
+def _candidates_as_notices(say: Listener) -> Listener:
+    """``say``, with auto's candidate results turned into ``candidate`` notices (a leaderboard line each)."""
+    from ..selection import CandidateResult
+
+    def listen(item: Any) -> None:
+        if isinstance(item, CandidateResult):
+            say(Notice("candidate", f"Candidate {item.line()}", item.as_dict()))
+        else:
+            say(item)
+    return listen
 
 
 def _score_baselines(spec: RunSpec, writer: "_Writer", say: Listener) -> None:

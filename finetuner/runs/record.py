@@ -59,7 +59,7 @@ class RunRecord:
     data: Dict[str, Any] = field(default_factory=dict)
     metrics: Dict[str, float] = field(default_factory=dict)
     baselines: Dict[str, Dict[str, float]] = field(default_factory=dict)  # finetuner.baselines, by name
-    method_choice: Dict[str, str] = field(default_factory=dict)  # MethodChoice's method and reason
+    method_choice: Dict[str, Any] = field(default_factory=dict)  # MethodChoice.as_dict(): auto's leaderboard too
     report: Optional[Dict[str, Any]] = None
     history: List[Dict[str, Any]] = field(default_factory=list)
     labels: List[str] = field(default_factory=list)

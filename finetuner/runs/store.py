@@ -279,11 +279,11 @@ def _clean_baselines(value: Any) -> Dict[str, Dict[str, float]]:
     return {str(k): _clean_metrics(v) for k, v in value.items() if isinstance(v, dict)}
 
 
-def _clean_method_choice(value: Any) -> Dict[str, str]:
+def _clean_method_choice(value: Any) -> Dict[str, Any]:
     """A method choice read from an uploaded zip: a known method and a reason of reasonable length."""
     if not (isinstance(value, dict) and value.get("method") in METHOD_NAMES and isinstance(value.get("reason"), str)):
         return {}
-    return {"method": value["method"], "reason": value["reason"][:500]}
+    return {"method": value["method"], "reason": value["reason"][:2000]}
 
 
 def _clean_history(value: Any) -> List[Dict[str, Any]]:

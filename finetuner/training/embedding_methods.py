@@ -46,15 +46,17 @@ def encode(model: SentenceClassifier, tokenizer, texts: Sequence[str], max_lengt
 
 def fit_head(model: SentenceClassifier, tokenizer, texts: Sequence[str], label_ids: Sequence[int],
              label_names: Sequence[str], max_length: int, *, use_label_names: bool, seed: int,
-             batch_size: int = 64) -> None:
+             batch_size: int = 64, features: Optional[np.ndarray] = None) -> None:
     """Fit the head by logistic regression on the encoder's embeddings of ``texts``.
 
     With ``use_label_names`` a sentence that says each class name ("It is positive.") joins the training set with
     half the weight of one class's examples, so names like "positive"/"negative" steer the head when
     examples are few and matter less as they accumulate
-    (measured: bench/results/method_choice.md#class-names-in-the-head).
+    (measured: bench/results/method_choice.md#class-names-in-the-head). ``features``: the encoder's embeddings of
+    ``texts`` when already computed.
     """
-    features = encode(model, tokenizer, texts, max_length, batch_size)
+    if features is None:
+        features = encode(model, tokenizer, texts, max_length, batch_size)
     targets = np.asarray(label_ids)
     weights = np.ones(len(targets))
     num_labels = len(label_names)
@@ -69,16 +71,20 @@ def fit_head(model: SentenceClassifier, tokenizer, texts: Sequence[str], label_i
     model.set_head(*full_head(classifier, num_labels, features.shape[1]))
 
 
-def pair_budget(num_rows: int, num_labels: int) -> int:
-    """Sentence pairs for contrastive tuning: 20 per text (SetFit's usual ``num_iterations``), at least 640 and
-    at most 8,000 whatever the data size, so the time stays bounded (SetFit's default draws every negative pair:
-    ~585k for 770 rows)."""
-    return int(min(8000, max(640, 20 * num_rows)))
+# Contrastive tuning draws at least / at most this many sentence pairs (see pair_budget).
+MIN_PAIRS, MAX_PAIRS = 640, 8000
 
 
-def contrastive_steps(num_rows: int, num_labels: int, batch_size: int) -> int:
-    """Optimizer steps of contrastive tuning: the :func:`pair_budget` in batches."""
-    return math.ceil(pair_budget(num_rows, num_labels) / batch_size)
+def pair_budget(num_rows: int) -> int:
+    """Sentence pairs for contrastive tuning: 20 per text (SetFit's usual ``num_iterations``), at least
+    :data:`MIN_PAIRS` and at most :data:`MAX_PAIRS` whatever the data size, so the time stays bounded (SetFit's
+    default draws every negative pair: ~585k for 770 rows)."""
+    return int(min(MAX_PAIRS, max(MIN_PAIRS, 20 * num_rows)))
+
+
+def contrastive_steps(num_rows: int, batch_size: int, pairs: Optional[int] = None) -> int:
+    """Optimizer steps of contrastive tuning: ``pairs`` (default: the :func:`pair_budget`) in batches."""
+    return math.ceil((pair_budget(num_rows) if pairs is None else pairs) / batch_size)
 
 
 def related_word_sentences(model: SentenceClassifier, tokenizer,
@@ -93,8 +99,9 @@ def related_word_sentences(model: SentenceClassifier, tokenizer,
 
 def contrastive_tune(model: SentenceClassifier, tokenizer, texts: List[str], label_ids: List[int],
                      config: TrainConfig, label_names: Optional[Sequence[str]] = None,
-                     callbacks: Optional[list] = None) -> None:
-    """Tune the encoder in place with SetFit's contrastive pairs (same class → close), within :func:`pair_budget`.
+                     callbacks: Optional[list] = None, pairs: Optional[int] = None) -> None:
+    """Tune the encoder in place with SetFit's contrastive pairs (same class → close): ``pairs`` of them (default:
+    the :func:`pair_budget`).
 
     With ``label_names`` the sentences that say each class name (:func:`label_sentences`) join the texts as
     members of their class, :data:`NAME_COPIES` times each, so tuning pulls each class's examples towards what its
@@ -111,7 +118,7 @@ def contrastive_tune(model: SentenceClassifier, tokenizer, texts: List[str], lab
 
     setfit_logging.set_verbosity_warning()  # importing setfit.trainer turns its "Running training" banners on
 
-    steps = contrastive_steps(len(texts), model.config.num_labels, config.batch_size)
+    steps = contrastive_steps(len(texts), config.batch_size, pairs)
     if label_names is not None:
         name_texts, name_ids = label_sentences(label_names)
         word_texts, word_ids = [], []

@@ -1,0 +1,202 @@
+"""``method="auto"``: train the candidates cheapest first on most of the training rows while the time budget lasts,
+score each on the rows held out, keep the winner (trained again on every row when that pays and fits), and fit
+its temperature on the held-out rows so its probabilities are calibrated. The decisions are
+:mod:`finetuner.selection`'s; this module carries them out.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from . import selection
+from .calibration import fit_temperature, fold_temperature
+from .method_choice import MethodChoice
+from .methods import TrainingJob, TrainingResult, registry
+from .selection import Candidate, CandidateResult
+from .training.finetune import predict_logits
+from .training.model_form import model_for_method
+
+Notify = Callable[[Any], None]
+# Seconds kept free at the end of a time budget for evaluating and saving the winner (at least this many, or this
+# share of the budget).
+_RESERVE_SECONDS, _RESERVE_SHARE = 3.0, 0.05
+
+
+@dataclass
+class AutoOutcome:
+    """The winner's training result, why it won, and the leaderboard of every candidate."""
+
+    result: TrainingResult
+    choice: MethodChoice
+    candidates: List[CandidateResult] = field(default_factory=list)
+
+
+def train_auto(job: TrainingJob, *, model_type: str, class_counts: Mapping[str, int], trained_with: str,
+               deadline: Optional[float] = None, notify: Optional[Notify] = None) -> AutoOutcome:
+    """Choose and train a method for ``job`` (its ``model`` is the model to start from, its ``config.method``
+    "auto"); ``deadline`` is a ``time.monotonic()`` by which the run should be done (None: no limit); ``notify``
+    receives each :class:`CandidateResult` as it is known."""
+    notify = notify or (lambda item: None)
+    budget = _Budget(deadline)
+    candidates = selection.candidate_methods(class_counts, model_type)
+    split = selection.validation_split(job.label_ids, job.config.seed) if len(candidates) > 1 else None
+    if split is None:
+        lead = candidates[0]
+        why = ("the only candidate for this model" if len(candidates) == 1 else
+               f"too few rows to hold any out for choosing ({len(job.texts)}): the method that leads at this size "
+               "in the measurements, trained on every row")
+        result = registry.get(lead.method).train(_for(job, lead.method, trained_with, copy_model=False))
+        return AutoOutcome(result, MethodChoice(lead.method, f"{_name(lead.method)}: {why}; not calibrated "
+                                                "(no held-out rows)."))
+    return _Selection(job, candidates, split, budget, notify, trained_with, class_counts).run()
+
+
+class _Budget:
+    def __init__(self, deadline: Optional[float]):
+        self.deadline = deadline
+        self.reserve = 0.0 if deadline is None else max(_RESERVE_SECONDS,
+                                                        _RESERVE_SHARE * (deadline - time.monotonic()))
+
+    def left(self) -> float:
+        return math.inf if self.deadline is None else self.deadline - self.reserve - time.monotonic()
+
+
+class _Selection:
+    def __init__(self, job: TrainingJob, candidates: List[Candidate], split, budget: _Budget, notify: Notify,
+                 trained_with: str, class_counts: Mapping[str, int]):
+        self.job, self.candidates, self.budget, self.notify = job, candidates, budget, notify
+        self.trained_with, self.class_counts = trained_with, class_counts
+        self.train_rows, self.held_rows = split
+        self.held_texts = [job.texts[i] for i in self.held_rows]
+        self.held_ids = np.asarray([job.label_ids[i] for i in self.held_rows])
+        self.results: List[CandidateResult] = []
+        self.trained: Dict[str, TrainingResult] = {}
+        self.held_logits: Dict[str, np.ndarray] = {}
+
+    def run(self) -> AutoOutcome:
+        job = self.job
+        embeddings, seconds_per_text = self._embed()
+        part = self._part(self.train_rows, embeddings)
+        early_stopping = job.config.early_stopping_patience is not None
+        for candidate in self._cheapest_first(len(part.texts), seconds_per_text):
+            result = self._try(candidate, part, seconds_per_text, early_stopping)
+            self.results.append(result)
+            self.notify(result)
+            if job.progress.stopped:
+                break
+        if job.progress.stopped or not self.trained:  # a stop request: the run ends without a model
+            stopped = TrainingResult(job.model, None, job.config, stopped=True)
+            return AutoOutcome(stopped, MethodChoice("auto", "stopped while choosing a method"), self.results)
+        winner, why = selection.pick(self.results)
+        return self._finish(winner, why, embeddings, seconds_per_text)
+
+    # ------------------------------------------------------------------ steps
+
+    def _embed(self):
+        """The untrained encoder's embeddings of every training text (shared by the head fits) and the seconds it
+        took per text (what the cost estimates scale)."""
+        from .training.embedding_methods import encode
+
+        job = self.job
+        # The encoder itself, not a copy, under a throwaway head: nothing here changes its weights.
+        model = model_for_method(job.model, job.config.replace(method="head"), len(job.label_map), adapter=False,
+                                 sentence_classifier=True, trained_with=self.trained_with)
+        started = time.monotonic()
+        embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size)
+        return embeddings, (time.monotonic() - started) / max(1, len(job.texts))
+
+    def _part(self, rows: List[int], embeddings: Optional[np.ndarray]) -> TrainingJob:
+        job = self.job
+        return dataclasses.replace(job, texts=[job.texts[i] for i in rows],
+                                   label_ids=[job.label_ids[i] for i in rows],
+                                   train_dataset=job.train_dataset.select(rows),
+                                   embeddings=None if embeddings is None else embeddings[rows])
+
+    def _cheapest_first(self, rows: int, seconds_per_text: float) -> List[Candidate]:
+        epochs = {c.method: self._epochs(c.method) for c in self.candidates}
+        return sorted(self.candidates, key=lambda c: (
+            selection.estimate_seconds(c.method, rows, epochs[c.method], seconds_per_text), c.rank))
+
+    def _epochs(self, method: str) -> float:
+        return self.job.config.epochs or registry.get(method).epochs
+
+    def _try(self, candidate: Candidate, part: TrainingJob, seconds_per_text: float,
+             early_stopping: bool) -> CandidateResult:
+        method, rows, left = candidate.method, len(part.texts), self.budget.left()
+        pairs = None
+        if method == "fewshot":
+            pairs = selection.affordable_pairs(rows, seconds_per_text, left)
+            estimate = selection.estimate_seconds(method, rows, 1, seconds_per_text, pairs)
+        else:
+            estimate = selection.estimate_seconds(method, rows, self._epochs(method), seconds_per_text)
+        result = CandidateResult(method, candidate.rank, "skipped", estimated_seconds=round(estimate, 1))
+        if self.trained and (estimate > left or (method == "fewshot" and pairs is None)):
+            result.note = f"needs about {estimate:.0f} s; {max(0.0, left):.0f} s of the time budget left"
+            return result
+        if pairs is not None and pairs < selection.pair_budget(rows):
+            result.settings["pairs"] = pairs
+        started = time.monotonic()
+        sub = _for(part, method, self.trained_with, pairs=pairs, checkpoint_dir=None,
+                   eval_dataset=self.job.train_dataset.select(self.held_rows) if early_stopping else None)
+        trained = registry.get(method).train(sub)
+        result.seconds = time.monotonic() - started
+        if trained.stopped:
+            result.status = "stopped"
+            return result
+        logits = self._held_logits(trained.model)
+        result.correct = logits.argmax(axis=1) == self.held_ids
+        result.status, result.score = "trained", float(result.correct.mean())
+        self.held_logits[method] = logits  # for the temperature
+        self.trained[method] = trained
+        return result
+
+    def _held_logits(self, model) -> np.ndarray:
+        job = self.job
+        return predict_logits(model, job.tokenizer, self.held_texts, job.max_length, job.config.eval_batch_size)
+
+    def _finish(self, winner: CandidateResult, why: str, embeddings: np.ndarray,
+                seconds_per_text: float) -> AutoOutcome:
+        job = self.job
+        chosen = self.trained[winner.method]
+        temperature = fit_temperature(self.held_logits[winner.method], self.held_ids)
+        estimate = selection.estimate_seconds(winner.method, len(job.texts), self._epochs(winner.method),
+                                              seconds_per_text, winner.settings.get("pairs"))
+        refit, refit_why = selection.should_refit(self.class_counts, estimate, self.budget.left())
+        if refit and not job.progress.stopped:
+            every_row = dataclasses.replace(job, embeddings=embeddings)
+            again = registry.get(winner.method).train(_for(every_row, winner.method, self.trained_with,
+                                                           pairs=winner.settings.get("pairs"), checkpoint_dir=None))
+            if not again.stopped:
+                chosen = again
+        folded = fold_temperature(chosen.model, temperature)
+        calibration = (f"probabilities calibrated on the held-out rows (temperature {temperature:.2f})" if folded
+                       else "not calibrated (the model has no output layer to scale)")
+        board = "; ".join(r.line() for r in self.results)
+        reason = f"{_name(winner.method)}: {why}. Candidates — {board}. {refit_why.capitalize()}; {calibration}."
+        choice = MethodChoice(winner.method, reason, candidates=tuple(r.as_dict() for r in self.results),
+                              held_out_rows=len(self.held_rows), temperature=round(temperature, 4) if folded else None,
+                              refit=chosen is not self.trained[winner.method])
+        return AutoOutcome(chosen, choice, self.results)
+
+
+def _for(job: TrainingJob, method: str, trained_with: str, copy_model: bool = True, **changes: Any) -> TrainingJob:
+    """``job`` for ``method``: its own copy of the model (unless ``copy_model`` is False) in the method's form, and
+    the settings with the method's epochs and batch size where none were set."""
+    spec = registry.get(method)
+    config = job.config.replace(method=method)
+    model = model_for_method(copy.deepcopy(job.model) if copy_model else job.model, config, len(job.label_map),
+                             adapter=spec.adapter, sentence_classifier=spec.sentence_classifier,
+                             trained_with=trained_with)
+    return dataclasses.replace(job, model=model, config=config, **changes)
+
+
+def _name(method: str) -> str:
+    name = registry.METHOD_NAMES.get(method, method)
+    return name[:1].upper() + name[1:]

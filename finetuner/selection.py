@@ -1,0 +1,204 @@
+"""``method="auto"`` as budgeted model selection: the pure decisions.
+
+Which candidates to try (:func:`candidate_methods`, from the measured rule in :mod:`finetuner.method_choice`),
+which training rows to hold out to score them (:func:`validation_split`), what each will cost
+(:func:`estimate_seconds`, from the encoder's measured speed), which one wins (:func:`pick`: the best validation
+score, where the prior's favourite keeps its place unless another beats it beyond noise) and whether the winner is
+trained again on every row (:func:`should_refit`). :mod:`finetuner.autoselect` carries them out.
+
+Measured: bench/results/auto.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .method_choice import (FEWSHOT_BELOW_EXAMPLES_PER_CLASS, FEWSHOT_MAX_CLASSES, FEWSHOT_MAX_ROWS,
+                            is_encoder)
+from .methods import registry
+from .training.embedding_methods import MIN_PAIRS, pair_budget
+
+# The share of the training rows held out to score the candidates: a fifth of small data, a tenth from this many
+# rows on, never more than MAX_VALIDATION_ROWS.
+VALIDATION_FRACTION_SMALL, VALIDATION_FRACTION_LARGE, LARGE_FROM_ROWS = 0.2, 0.1, 1000
+MAX_VALIDATION_ROWS = 1000
+# Fewer held-out rows than this cannot tell candidates apart: the prior's favourite trains on every row instead.
+MIN_VALIDATION_ROWS = 20
+# A candidate displaces one the prior ranks higher only when it is right on more of the held-out rows where the
+# two disagree by more than this many standard deviations (a paired, McNemar-style comparison).
+SIGNIFICANCE_Z = 1.0
+# The winner is trained again on every training row (held-out ones included) when the classes have fewer
+# examples than this (median): below it, a fifth more rows is worth a point or more on the learning curves
+# measured (bench/results/method_choice.md#larger-data).
+REFIT_BELOW_EXAMPLES_PER_CLASS = 200
+# Training time per text and epoch, in multiples of the time to embed one text (a forward pass in inference
+# mode): forward and backward with optimizer steps; contrastive tuning per text of a pair; fixed start-up seconds
+# of contrastive tuning (measured: bench/results/auto.md#cost-model).
+TRAIN_COST_PER_TEXT = 3.5
+PAIR_COST_PER_TEXT = 4.0
+CONTRASTIVE_START_SECONDS = 3.0
+# Contrastive tuning runs with fewer pairs than its default to fit the budget, but not with fewer than this share
+# of them (nor under the pair floor of training.embedding_methods.pair_budget).
+MIN_PAIR_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A method that ``auto`` may train, ranked by how accurate the measurements say it is here (0 = best)."""
+
+    method: str
+    rank: int
+
+
+@dataclass
+class CandidateResult:
+    """How one candidate did on the held-out rows: ``status`` is ``trained``, ``skipped`` (over the budget; ``note``
+    says why), ``stopped`` or ``failed``; ``score`` is its validation accuracy; ``correct`` the held-out rows it got
+    right (not saved)."""
+
+    method: str
+    rank: int
+    status: str
+    score: Optional[float] = None
+    seconds: float = 0.0
+    estimated_seconds: Optional[float] = None
+    note: str = ""
+    settings: Dict[str, Any] = field(default_factory=dict)
+    correct: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """What the run record and the saved model keep (``correct`` left out)."""
+        values = {"method": self.method, "status": self.status, "score": self.score,
+                  "seconds": round(self.seconds, 2), "estimated_seconds": self.estimated_seconds,
+                  "note": self.note}
+        if self.settings:
+            values["settings"] = dict(self.settings)
+        return values
+
+    def line(self) -> str:
+        """A leaderboard line: "head then fine-tuning: validation accuracy 0.812 (9.1 s)"."""
+        name = registry.METHOD_NAMES.get(self.method, self.method)
+        if self.status == "trained":
+            return f"{name}: validation accuracy {self.score:.3f} ({self.seconds:.1f} s)"
+        return f"{name}: {self.status}{' — ' + self.note if self.note else ''}"
+
+
+def candidate_methods(class_counts: Mapping[str, int], model_type: str) -> List[Candidate]:
+    """The methods worth trying for this data and model, most accurate first by the measured rule
+    (bench/results/method_choice.md#the-rule): a decoder trains a LoRA adapter; small data with few classes
+    tries contrastive tuning, head-then-fine-tuning and the head; anything else head-then-fine-tuning and the head.
+    Plain fine-tuning never led head-then-fine-tuning beyond noise in those measurements, so it is not a candidate
+    (ask for it by name)."""
+    if not is_encoder(model_type):
+        return [Candidate("lora", 0)]
+    counts = sorted(class_counts.values())
+    rows, classes, typical = sum(counts), len(counts), counts[len(counts) // 2]
+    if rows <= FEWSHOT_MAX_ROWS and classes <= FEWSHOT_MAX_CLASSES and typical < FEWSHOT_BELOW_EXAMPLES_PER_CLASS:
+        names = ["fewshot", "head_finetune", "head"]
+    else:
+        names = ["head_finetune", "head"]
+    return [Candidate(name, rank) for rank, name in enumerate(names)]
+
+
+def plan_line(class_counts: Mapping[str, int], model_type: str, time_budget: Optional[float]) -> str:
+    """What ``auto`` is about to do, in a sentence (shown before it starts)."""
+    candidates = candidate_methods(class_counts, model_type)
+    if len(candidates) == 1:
+        return f"{registry.METHOD_NAMES[candidates[0].method]}: the only candidate for this model"
+    names = ", ".join(registry.METHOD_NAMES[c.method] for c in candidates)
+    limit = f"within {time_budget:.0f} s" if time_budget else "without a time limit"
+    return (f"trying {names}, cheapest first, {limit}; each scored on training rows held out from it, the "
+            "evaluation rows never")
+
+
+def validation_fraction(rows: int) -> float:
+    return VALIDATION_FRACTION_SMALL if rows < LARGE_FROM_ROWS else VALIDATION_FRACTION_LARGE
+
+
+def validation_split(label_ids: Sequence[int], seed: int) -> Optional[Tuple[List[int], List[int]]]:
+    """(training rows, held-out rows) by index: stratified, the :func:`validation_fraction` of each class (at least
+    one row of a class with two or more, none of a class with one), at most :data:`MAX_VALIDATION_ROWS`; None when
+    fewer than :data:`MIN_VALIDATION_ROWS` rows would be held out."""
+    labels = np.asarray(label_ids)
+    fraction = min(validation_fraction(len(labels)), MAX_VALIDATION_ROWS / max(1, len(labels)))
+    rng = np.random.default_rng(seed)
+    train, held = [], []
+    for value in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == value)).tolist()
+        n_held = 0 if len(rows) < 2 else min(len(rows) - 1, max(1, int(round(len(rows) * fraction))))
+        held += rows[:n_held]
+        train += rows[n_held:]
+    if len(held) < MIN_VALIDATION_ROWS:
+        return None
+    return sorted(train), sorted(held)
+
+
+def estimate_seconds(method: str, rows: int, epochs: float, seconds_per_text: float,
+                     pairs: Optional[int] = None) -> float:
+    """The seconds ``method`` needs to train on ``rows`` texts, from the time to embed one text: a head fit is one
+    embedding pass, contrastive tuning ``pairs`` pairs of texts, the Trainer's methods ``epochs`` passes (after a
+    head fit for head-then-fine-tuning)."""
+    embed = rows * seconds_per_text
+    if method == "head":
+        return embed
+    if method == "fewshot":
+        pairs = pair_budget(rows) if pairs is None else pairs
+        return CONTRASTIVE_START_SECONDS + 2 * pairs * PAIR_COST_PER_TEXT * seconds_per_text + embed
+    train = math.ceil(epochs) * rows * TRAIN_COST_PER_TEXT * seconds_per_text
+    return train + (embed if method == "head_finetune" else 0.0)
+
+
+def affordable_pairs(rows: int, seconds_per_text: float, seconds_left: float) -> Optional[int]:
+    """The contrastive pairs that fit in ``seconds_left`` (at most the default budget), or None when fewer than
+    :data:`MIN_PAIR_SHARE` of the default (and :data:`MIN_PAIRS`) would fit."""
+    default = pair_budget(rows)
+    per_pair = 2 * PAIR_COST_PER_TEXT * seconds_per_text
+    spare = seconds_left - CONTRASTIVE_START_SECONDS - rows * seconds_per_text
+    fits = int(spare / per_pair) if per_pair > 0 else default
+    if fits >= default:
+        return default
+    return fits if fits >= max(MIN_PAIRS, MIN_PAIR_SHARE * default) else None
+
+
+def significantly_better(a: np.ndarray, b: np.ndarray, z: float = SIGNIFICANCE_Z) -> bool:
+    """Whether the held-out rows that ``a`` gets right and ``b`` wrong outnumber the reverse by more than ``z``
+    standard deviations of that difference (a paired comparison on the same rows)."""
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    return only_a - only_b > z * math.sqrt(only_a + only_b)
+
+
+def pick(results: Sequence[CandidateResult]) -> Tuple[CandidateResult, str]:
+    """The winner among the trained candidates, and why: the most accurate on the held-out rows, unless a
+    candidate ranked higher by the measurements is not significantly worse (then that one: the held-out rows
+    alone cannot tell them apart)."""
+    trained = [r for r in results if r.status == "trained" and r.correct is not None]
+    if not trained:
+        raise ValueError("no candidate was trained")
+    best = max(trained, key=lambda r: (r.score, -r.rank))
+    for result in sorted(trained, key=lambda r: r.rank):
+        if result is best:
+            return best, f"best on the {len(best.correct)} held-out rows (accuracy {best.score:.3f})"
+        if not significantly_better(best.correct, result.correct):
+            other = registry.METHOD_NAMES.get(best.method, best.method)
+            return result, (f"accuracy {result.score:.3f} on the {len(result.correct)} held-out rows; {other} "
+                            f"({best.score:.3f}) is not better beyond noise, and {result.method} leads at this "
+                            "size in the measurements")
+    return best, f"best on the {len(best.correct)} held-out rows"
+
+
+def should_refit(class_counts: Mapping[str, int], estimated_seconds: float,
+                 seconds_left: float) -> Tuple[bool, str]:
+    """Whether to train the winner again on every training row (the held-out ones too), and why."""
+    counts = sorted(class_counts.values())
+    typical = counts[len(counts) // 2] if counts else 0
+    if typical >= REFIT_BELOW_EXAMPLES_PER_CLASS:
+        return False, (f"{typical} examples per class: the held-out rows add little, so the model trained without "
+                       "them is kept")
+    if estimated_seconds > seconds_left:
+        return False, (f"training again on every row would take about {estimated_seconds:.0f} s, more than the "
+                       f"{max(0.0, seconds_left):.0f} s left of the time budget")
+    return True, f"trained again on every row, held-out ones included ({typical} examples per class)"
