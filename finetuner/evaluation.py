@@ -30,7 +30,8 @@ _LOCK = threading.Lock()
 
 @dataclass
 class Evaluation:
-    """Metrics, report (per class, confusion matrix) and the scored rows of one evaluation."""
+    """Metrics (with ``ece``, the expected calibration error), report (per class, confusion matrix, ``reliability``
+    bins) and the scored rows of one evaluation."""
 
     metrics: Dict[str, float]
     report: Dict[str, Any]
@@ -74,8 +75,8 @@ def per_class_table(report: Dict[str, Any]) -> pd.DataFrame:
 
 METRIC_NAMES = {"accuracy": "Accuracy", "precision_macro": "Precision (macro)", "recall_macro": "Recall (macro)",
                 "f1_macro": "F1 (macro)", "precision_weighted": "Precision (weighted)",
-                "recall_weighted": "Recall (weighted)", "f1_weighted": "F1 (weighted)", "loss": "Loss",
-                "epoch": "Epoch"}
+                "recall_weighted": "Recall (weighted)", "f1_weighted": "F1 (weighted)",
+                "ece": "Calibration error (ECE)", "loss": "Loss", "epoch": "Epoch"}
 
 
 def metric_name(key: str) -> str:

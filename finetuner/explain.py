@@ -1,9 +1,14 @@
 """Why a model gave a label: word-level attributions by occlusion (leave one word out).
 
 Each word (or punctuation mark) is removed in turn and the text is classified again; a word's score is how much
-the probability of the explained label drops without it (positive: the word supports the label, negative: it
-speaks against it). Everything goes through the classifier's ``predict_proba_array`` in one batch of n + 1 texts, so
-it works the same for every kind of model the project trains (full fine-tunes, LoRA decoders, embedding heads).
+the explained label's log-odds, log(p / (1 - p)), drop without it (positive: the word supports the label, negative:
+it speaks against it). Log-odds, not the probability itself: a confident model's probabilities sit near 1, where
+leaving out a decisive word moves 0.99999 to 0.999 — a change of 0.001 in probability, of 4.6 in log-odds. The
+probabilities are clipped to [1e-6, 1 - 1e-6] first, so scores stay finite (at most about ±27.6); beyond that
+clip a model is too sure for occlusion to tell its words apart.
+
+Everything goes through the classifier's ``predict_proba_array`` in one batch of n + 1 texts, so it works the same
+for every kind of model the project trains (full fine-tunes, LoRA decoders, embedding heads).
 
 Long texts: at most ``max_units`` units are occluded. Beyond that, neighbouring words are grouped into spans of
 equal size (a span is then the unit: removed together, scored together) and :attr:`Explanation.note` says so.
@@ -22,8 +27,11 @@ import torch
 from .errors import DataError
 
 MAX_UNITS = 64
-# Probability changes below this are shown pale: the colour scale never stretches beyond it.
-HIGHLIGHT_FLOOR = 0.05
+# Log-odds changes below this are shown pale: the colour scale never stretches beyond it. 0.1 in log-odds is about
+# 2.5 points of probability around p = 0.5, the smallest change a person would call an effect.
+HIGHLIGHT_FLOOR = 0.1
+# The probabilities' clip before log-odds: finite scores for saturated probabilities (log-odds within ±13.8).
+_CLIP = 1e-6
 # Words (with inner apostrophes, e.g. "isn't") and single punctuation marks.
 _UNIT = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
 # What a text with its only unit removed is classified as (an empty text cannot be classified).
@@ -45,7 +53,8 @@ class Explanation:
 
     ``tokens`` are the occluded units (words and punctuation marks, or spans of words for long texts), found in
     ``text`` at character offsets ``starts``; ``scores`` has one value per token: the drop in the label's
-    probability when the token is removed (positive: supports the label)."""
+    log-odds, log(p / (1 - p)) with p clipped to [1e-6, 1 - 1e-6], when the token is removed (positive: supports
+    the label). ``probability`` is the label's probability for the whole text."""
 
     text: str
     label: str
@@ -95,11 +104,17 @@ def explain(classifier: Classifier, text: str, target: Optional[Union[str, int]]
         column = names.index(str(target))
     else:
         raise DataError(f"Unknown label {target!r}; the model's labels are: {', '.join(names)}.")
-    full = float(probabilities[0, column])
-    scores = [full - float(p) for p in probabilities[1:, column]]
-    return Explanation(text=text, label=names[column], probability=full,
+    odds = log_odds(probabilities[:, column])
+    scores = [float(odds[0] - value) for value in odds[1:]]
+    return Explanation(text=text, label=names[column], probability=float(probabilities[0, column]),
                        tokens=[text[start:end] for start, end in spans], starts=[start for start, _ in spans],
                        scores=scores, note=note)
+
+
+def log_odds(probabilities: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) of each probability, clipped to [1e-6, 1 - 1e-6] first (finite for 0 and 1)."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), _CLIP, 1 - _CLIP)
+    return np.log(p) - np.log1p(-p)
 
 
 def word_spans(text: str, max_units: int = MAX_UNITS) -> Tuple[List[Tuple[int, int]], str]:

@@ -27,7 +27,7 @@ from .errors import ConfigError, DataError
 from .explain import Explanation
 from .method_choice import MethodChoice, choose_method, names_are_meaningful
 from .methods import TrainingJob, registry
-from .metrics import SUMMARY_KEYS, full_report
+from .metrics import CALIBRATION_KEYS, SUMMARY_KEYS, full_report, logits_to_probabilities
 from .models import DEFAULT_MODEL
 from .training.checkpoints import drop_incomplete, last_complete_step
 from .training.finetune import choose_max_length, evaluation_trainer, model_length_limit, tokenize_dataset
@@ -155,9 +155,10 @@ class LLMFinetuner:
         self.trained = self.trained or result.trainer is not None or not result.stopped
 
     def evaluate_model(self, test_texts: List[str], test_labels: List[Any]) -> Dict[str, float]:
-        """Accuracy, macro/weighted precision, recall, F1 and loss on the test set (via ``Trainer.evaluate``).
+        """Accuracy, macro/weighted precision, recall, F1, the expected calibration error (``ece``, 15 bins; lower
+        is better) and loss on the test set (via ``Trainer.evaluate``).
 
-        The per-class report and confusion matrix of the same evaluation are in ``self.report``.
+        The per-class report, confusion matrix and reliability bins of the same evaluation are in ``self.report``.
         """
         texts, labels = validate_texts_and_labels(test_texts, test_labels, min_classes=1, what="test data")
         dataset = tokenize_dataset(self.tokenizer, texts, self.label_map.encode(labels),
@@ -165,7 +166,7 @@ class LLMFinetuner:
         trainer = self.trainer or evaluation_trainer(self.model, self.tokenizer, self.config.eval_batch_size,
                                                      self._compute_metrics)
         raw = trainer.evaluate(eval_dataset=dataset)
-        self.metrics = {key: float(raw[f"eval_{key}"]) for key in (*SUMMARY_KEYS, "loss")}
+        self.metrics = {key: float(raw[f"eval_{key}"]) for key in (*SUMMARY_KEYS, *CALIBRATION_KEYS, "loss")}
         return dict(self.metrics)
 
     def predict(self, texts: List[str]) -> List[int]:
@@ -253,9 +254,9 @@ class LLMFinetuner:
 
     def _compute_metrics(self, eval_prediction) -> Dict[str, float]:
         logits = eval_prediction.predictions
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        predicted = np.asarray(logits).argmax(axis=-1)
-        self.report = full_report(np.asarray(eval_prediction.label_ids), predicted, self.label_map.names)
+        logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float64)
+        self.report = full_report(np.asarray(eval_prediction.label_ids), logits.argmax(axis=-1), self.label_map.names,
+                                  probabilities=logits_to_probabilities(logits))
         return self.report["summary"]
 
 

@@ -54,10 +54,12 @@ def test_load_train_predict_evaluate_export(url, tmp_path):
     assert prediction["label"] in ("negative", "positive")
     assert sum(c["confidence"] for c in prediction["confidences"]) == pytest.approx(1.0, abs=1e-4)
 
-    title, metrics, per_class, confusion, wrong = client.predict(None, api_name="/evaluate")
+    title, metrics, per_class, confusion, wrong, reliability = client.predict(None, api_name="/evaluate")
     assert run_id in title and "held-out rows" in title
     assert [row[0] for row in metrics["data"]][:1] == ["Accuracy"]
+    assert "Calibration error (ECE)" in [row[0] for row in metrics["data"]]
     assert {row[0] for row in per_class["data"]} == {"negative", "positive"} and "<table" in confusion
+    assert 'class="reliability-bin"' in reliability and "Reliability diagram" in reliability
 
     test_file = tmp_path / "test.csv"
     pd.DataFrame({"text": ["great fun", "dull and boring", "a masterpiece"],

@@ -15,19 +15,23 @@ from gradio_client import Client
 
 from finetuner import LLMFinetuner
 from finetuner.errors import DataError
-from finetuner.explain import Explanation, explain, word_spans
+from finetuner.explain import HIGHLIGHT_FLOOR, Explanation, explain, log_odds, word_spans
 
 
 class _CountingModel:
-    """A stand-in classifier: P(positive) rises with each "good" and falls with each "bad"."""
+    """A stand-in classifier: the log-odds of "positive" rise by ``weight`` with each "good" and fall by it with
+    each "bad"."""
 
     labels = ["negative", "positive"]
 
+    def __init__(self, weight: float = 1.0):
+        self.weight = weight
+
     def predict_proba_array(self, texts: Sequence[str]) -> np.ndarray:
         words = [re.findall(r"\w+", t.lower()) for t in texts]
-        logits = [w.count("good") - w.count("bad") for w in words]
+        logits = [self.weight * (w.count("good") - w.count("bad")) for w in words]
         positive = 1 / (1 + np.exp(-np.asarray(logits, dtype=float)))
-        return np.stack([1 - positive, positive], axis=1)
+        return np.stack([1 - positive, positive], axis=1).astype(np.float32)  # as a model gives them
 
 
 def _reassembled(explanation: Explanation) -> str:
@@ -43,13 +47,33 @@ def test_every_word_and_mark_gets_a_score_and_the_text_stays_whole():
     assert _reassembled(result) == text
     assert result.label == "positive" and result.probability == pytest.approx(1 / (1 + np.exp(-1)))
     scores = dict(zip(result.tokens, result.scores))
-    assert scores["good"] > 0 and scores["bad"] < 0 and scores["film"] == 0
+    assert scores["good"] == pytest.approx(1.0, abs=1e-5) and scores["bad"] == pytest.approx(-1.0, abs=1e-5)
+    assert scores["film"] == 0  # each score: the change in the label's log-odds, here 1 per "good"
     assert result.top(1)[0][0] == "good"
     shown = [score for _, score in result.highlighted() if score is not None]
     assert max(abs(s) for s in shown) == pytest.approx(1.0)  # scaled for the colours
-    faint = Explanation("a b", "x", 0.5, ["a", "b"], [0, 2], [0.01, -0.005])
+    assert HIGHLIGHT_FLOOR == 0.1
+    faint = Explanation("a b", "x", 0.5, ["a", "b"], [0, 2], [0.02, -0.01])
     assert faint.highlighted() == [("a", 0.2), (" ", None), ("b", -0.1)]  # noise stays pale
-    assert faint.top(min_score=0.01) == []
+    assert faint.top(min_score=0.02) == []
+
+
+def test_words_of_a_saturated_prediction_still_get_their_scores():
+    """A confident model's probabilities sit near 1, where leaving a decisive word out hardly moves the probability
+    but clearly moves the log-odds."""
+    model = _CountingModel(weight=4.0)
+    text = "good good good film"
+    result = explain(model, text)
+    assert result.label == "positive" and result.probability > 0.99999
+    drop = result.probability - float(model.predict_proba_array(["good good film"])[0, 1])
+    assert drop < 0.001  # as a probability difference, "good" would look like noise
+    assert result.scores == pytest.approx([4.0, 4.0, 4.0, 0.0], abs=0.01)
+    assert [token for token, _ in result.top(3, 0.05)] == ["good", "good", "good"]
+    # Probabilities of exactly 1 and 0 (beyond float32): clipped to 1 - 1e-6 and 1e-6, the scores stay finite.
+    assert np.isfinite(log_odds(np.array([0.0, 1.0]))).all()
+    assert log_odds(np.array([0.0, 0.5, 1.0])) == pytest.approx([-13.8155, 0.0, 13.8155], abs=1e-4)
+    certain = explain(_CountingModel(weight=40.0), "good")  # p = 1.0 exactly; left out, p = 0.5
+    assert certain.probability == 1.0 and certain.scores == pytest.approx([13.8155], abs=1e-4)
 
 
 def test_a_target_label_is_explained_with_the_opposite_signs():

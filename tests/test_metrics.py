@@ -1,4 +1,5 @@
-"""Metrics: a hand-computed example, the per-class report, the confusion matrix's orientation, softmax."""
+"""Metrics: a hand-computed example, the per-class report, the confusion matrix's orientation, calibration with
+probabilities, softmax."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from finetuner.metrics import SUMMARY_KEYS, full_report, logits_to_probabilities, summary_metrics
+from finetuner.metrics import CALIBRATION_KEYS, SUMMARY_KEYS, full_report, logits_to_probabilities, summary_metrics
 
 # 3 classes. Per class (TP, predicted, true): 0 -> (2, 2, 3), 1 -> (1, 2, 2), 2 -> (1, 2, 1).
 Y_TRUE = [0, 0, 0, 1, 1, 2]
@@ -79,6 +80,19 @@ def test_report_of_a_class_with_no_examples():
     assert report["per_class"]["c"]["support"] == 0.0
     assert report["confusion_matrix"][2] == [0, 0, 0]
     assert len(report["confusion_matrix"]) == 3
+
+
+def test_probabilities_add_the_calibration_error_and_the_reliability_bins():
+    without = full_report(Y_TRUE, Y_PRED, ["a", "b", "c"])
+    assert set(without["summary"]) == set(SUMMARY_KEYS) and "reliability" not in without  # as the baselines get
+    confident = np.full((6, 3), 0.125)
+    confident[np.arange(6), Y_PRED] = 0.75  # 0.75 on the predicted class, which is right for 4 of 6 rows
+    report = full_report(Y_TRUE, Y_PRED, ["a", "b", "c"], probabilities=confident)
+    assert set(report["summary"]) == set(SUMMARY_KEYS) | set(CALIBRATION_KEYS)
+    assert report["summary"]["ece"] == pytest.approx(0.75 - 4 / 6)
+    assert report["reliability"] == [{"low": pytest.approx(11 / 15), "high": pytest.approx(12 / 15),
+                                      "confidence": pytest.approx(0.75), "accuracy": pytest.approx(4 / 6),
+                                      "count": 6}]
 
 
 def test_softmax_rows_sum_to_one_and_keep_the_order():

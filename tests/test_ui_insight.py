@@ -1,5 +1,5 @@
 """UI helpers of "know your data and your model": flagged rows that follow the table through fixes and edits,
-and the fine-tuned model's metrics beside its baselines."""
+the fine-tuned model's metrics beside its baselines, and its reliability diagram."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from finetuner.errors import DataError
 from finetuner.label_issues import ISSUE_COLUMNS
 from finetuner.ui import data_checks
 from finetuner.ui.data_checks import ACCEPT, DELETE, KEEP, LabelCheck, apply_fix, flag_rows, issues_view, reconcile
-from finetuner.ui.evaluate_tab import FINE_TUNED, baseline_reading, baseline_table
+from finetuner.runs.store import _clean_report
+from finetuner.ui.evaluate_tab import (FINE_TUNED, EvaluateHandlers, baseline_reading, baseline_table, layout,
+                                       reliability_html)
 
 
 @pytest.fixture
@@ -99,3 +101,33 @@ def test_the_fine_tuned_model_beside_its_baselines():
     worse = baseline_reading({"accuracy": 0.8}, baselines)
     assert "**-7.1 points**" in worse and "baseline does better" in worse
     assert baseline_reading(metrics, {}) == ""
+
+
+BINS = [{"low": 0.6, "high": 2 / 3, "confidence": 0.65, "accuracy": 0.5, "count": 4},
+        {"low": 14 / 15, "high": 1.0, "confidence": 0.99, "accuracy": 0.8, "count": 30}]
+
+
+def test_the_reliability_diagram_draws_a_dot_per_bin_with_the_ece():
+    chart = reliability_html({"reliability": BINS}, {"ece": 0.1876})
+    assert chart.count('class="reliability-bin"') == 2 and "calibration error (ECE) 0.188, lower is better" in chart
+    assert "0.93–1.00: 30 row(s), mean confidence 0.990, accuracy 0.800" in chart
+    assert 'stroke-dasharray="5 4"><title>perfect calibration</title>' in chart
+    assert reliability_html({}, {}) == ""  # no evaluation, no diagram
+    older = reliability_html({"labels": ["a", "b"]}, {"accuracy": 0.9})
+    assert "No reliability diagram" in older and "<svg" not in older
+    junk = [{"low": "x"}, None, {**BINS[0], "count": float("nan")}, BINS[1]]
+    assert reliability_html({"reliability": junk}, {}).count('class="reliability-bin"') == 1
+
+
+def test_an_imported_report_keeps_well_formed_bins_and_drops_others():
+    report = {"labels": ["a", "b"], "confusion_matrix": [[1, 0], [0, 1]], "reliability": BINS}
+    assert _clean_report(report) == report
+    cleaned = _clean_report({**report, "reliability": [{"low": "<script>"}]})
+    assert cleaned == {"labels": ["a", "b"], "confusion_matrix": [[1, 0], [0, 1]]}
+
+
+def test_every_evaluation_view_fills_each_output():
+    import gradio as gr
+    with gr.Blocks():
+        view = layout()
+    assert len(EvaluateHandlers(None).show_run(None, None)) == len(view.outputs) == 6

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             target = Path(args.output).expanduser()
             target.parent.mkdir(parents=True, exist_ok=True)
             write_json(target, {"metrics": result, **{k: report.get(k) for k in ("labels", "per_class",
-                                                                                  "confusion_matrix")}})
+                                                                                  "confusion_matrix", "reliability")}})
     processes.finish()
     return EXIT_OK
 

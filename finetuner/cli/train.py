@@ -257,9 +257,9 @@ def _interrupted(output: Path, checkpoints: Path) -> None:
 
 
 def _summary(metrics: Dict[str, float], source: str, output: Path, seconds: float) -> str:
-    from ..metrics import SUMMARY_KEYS
+    from ..metrics import CALIBRATION_KEYS, SUMMARY_KEYS
     lines = [f"Final model on {source}:"]
-    lines += [f"  {key:<20}{metrics[key]:.4f}" for key in (*SUMMARY_KEYS, "loss") if key in metrics]
+    lines += [f"  {key:<20}{metrics[key]:.4f}" for key in (*SUMMARY_KEYS, *CALIBRATION_KEYS, "loss") if key in metrics]
     lines.append(f"Model saved to {output / MODEL_DIR} ({METRICS_FILE}, {CONFIG_FILE} and {RECORD_FILE} in "
                  f"{output}); {duration(seconds)} in all.")
     return "\n".join(lines)

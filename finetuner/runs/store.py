@@ -308,6 +308,10 @@ def _clean_report(value: Any) -> Optional[Dict[str, Any]]:
                                              ("precision", "recall", "f1-score", "support"))
             for scores in per_class.values())):
         return None
+    bins, keys = value.get("reliability"), ("low", "high", "confidence", "accuracy", "count")
+    if bins is not None and not (isinstance(bins, list) and all(
+            isinstance(b, dict) and all(_number(b.get(key)) for key in keys) for b in bins)):
+        return {k: v for k, v in value.items() if k != "reliability"}  # the rest of the report stays usable
     return value
 
 

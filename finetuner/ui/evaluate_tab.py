@@ -1,9 +1,10 @@
-"""Evaluate tab: metrics (beside the run's quick baselines), per-class report, confusion matrix and misclassified
-rows of the active model."""
+"""Evaluate tab: metrics (beside the run's quick baselines), per-class report, confusion matrix, reliability diagram
+and misclassified rows of the active model."""
 
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -38,11 +39,13 @@ class EvaluateView:
     reading: gr.Markdown
     confusion: gr.HTML
     errors: gr.Dataframe
+    reliability: gr.HTML
 
     @property
     def outputs(self) -> List[Any]:
-        """What an evaluation shows (see :func:`_views`)."""
-        return [self.status, self.metrics, self.per_class, self.confusion, self.errors]
+        """What an evaluation shows (see :func:`_views`); the reliability diagram last (API callers that read the
+        first five values keep working)."""
+        return [self.status, self.metrics, self.per_class, self.confusion, self.errors, self.reliability]
 
     @property
     def baselines_out(self) -> List[Any]:
@@ -68,17 +71,21 @@ def layout() -> EvaluateView:
                                   label="The fine-tuned model beside quick baselines trained on the same rows "
                                         "(held-out rows)")
         reading = gr.Markdown(elem_id="evaluate-baselines-note")
-    confusion = gr.HTML(label="Confusion matrix", elem_id="evaluate-confusion")
+    with gr.Row():
+        with gr.Column():  # gr.HTML alone does not take its share of the row
+            confusion = gr.HTML(label="Confusion matrix", elem_id="evaluate-confusion")
+        with gr.Column():
+            reliability = gr.HTML(label="Reliability diagram", elem_id="evaluate-reliability")
     errors = gr.Dataframe(misclassified(None), interactive=False, wrap=True, max_height=400, elem_id="evaluate-errors",
                           label=f"Misclassified rows, most confident first (up to {_SHOWN_ERRORS}); p_label is the "
                                 "probability the model gave the true label",
                           column_widths=column_widths(list(MISCLASSIFIED_COLUMNS), "text"))
     return EvaluateView(test_file, run_button, status, metrics, per_class, baselines_box, comparison, reading,
-                        confusion, errors)
+                        confusion, errors, reliability)
 
 
 def _failed(message: str) -> List[Any]:
-    return kept_outputs(5, {0: status_line(message)})  # EvaluateView.outputs: the status line first
+    return kept_outputs(6, {0: status_line(message)})  # EvaluateView.outputs: the status line first
 
 
 class EvaluateHandlers:
@@ -91,7 +98,7 @@ class EvaluateHandlers:
         """The stored evaluation of the active run."""
         if not run_id:
             return ("No model yet: train one on the Train tab, or pick a run on the Export tab.",
-                    metrics_table({}), per_class_table({}), "", misclassified(None))
+                    metrics_table({}), per_class_table({}), "", misclassified(None), "")
         owner = self.ctx.owner(request)
         record = self.ctx.store.get(run_id, owner)
         rows = self.ctx.store.load_evaluation(run_id, owner)
@@ -175,7 +182,8 @@ def _views(title: str, metrics: Dict[str, float], report: Dict[str, Any],
                               + [""] * (len(MISCLASSIFIED_COLUMNS) - 1)], columns=list(MISCLASSIFIED_COLUMNS))
     else:
         shown = shown_table(wrong.head(_SHOWN_ERRORS))  # very long texts cut, as in the Data tab's grid
-    return title + note, metrics_table(metrics), per_class_table(report), confusion_html(report), shown
+    return (title + note, metrics_table(metrics), per_class_table(report), confusion_html(report), shown,
+            reliability_html(report, metrics))
 
 
 def confusion_html(report: Dict[str, Any]) -> str:
@@ -202,3 +210,64 @@ def confusion_html(report: Dict[str, Any]) -> str:
 def _shade(share: float, correct: bool) -> str:
     """Green for correct predictions, red for mistakes; stronger for a larger share of the true class."""
     return f"rgba({'22,163,74' if correct else '220,38,38'},{0.85 * share:.2f})" if share else "transparent"
+
+
+def reliability_html(report: Dict[str, Any], metrics: Dict[str, float]) -> str:
+    """The reliability diagram of an evaluation (its report's ``reliability`` bins) with the ECE and how to read it;
+    a note for evaluations recorded without the bins, nothing when there is no evaluation."""
+    bins = [b for b in report.get("reliability") or [] if isinstance(b, dict) and _finite(b, _BIN_KEYS)]
+    if not bins:
+        return ('<p style="text-align:center;color:#6b7280">No reliability diagram: this evaluation was recorded '
+                'before confidence calibration was measured. Evaluate again to see it.</p>') if report else ""
+    ece = metrics.get("ece")
+    score = f" — calibration error (ECE) {ece:.3f}, lower is better" if isinstance(ece, (int, float)) else ""
+    return ('<div style="text-align:center"><p style="margin:4px 0"><b>Reliability diagram</b>'
+            f'{html.escape(score)}</p>{_reliability_svg(bins)}<p style="margin:4px 0;font-size:13px;color:#4b5563">'
+            "Rows grouped by the model's confidence: each dot is a group, its mean confidence against the share "
+            "predicted right (larger dot: more rows). On the dashed diagonal the model is as sure as it is right; "
+            "below it, overconfident.</p></div>")
+
+
+_BIN_KEYS = ("low", "high", "confidence", "accuracy", "count")
+
+
+def _finite(values: Dict[str, Any], keys: Tuple[str, ...]) -> bool:
+    return all(isinstance(values.get(k), (int, float)) and math.isfinite(values[k]) for k in keys)
+
+
+def _reliability_svg(bins: List[Dict[str, Any]], size: int = 260) -> str:
+    """Mean confidence (x) against accuracy (y) per bin, both 0 to 1, with the diagonal of perfect calibration and
+    a red line from the diagonal to each dot (the bin's gap); hover a dot for its numbers."""
+    left, top, bottom = 44, 10, 36
+    width, height = left + size + 14, top + size + bottom
+
+    def x(value: float) -> float:
+        return left + size * min(max(value, 0.0), 1.0)
+
+    def y(value: float) -> float:
+        return top + size * (1 - min(max(value, 0.0), 1.0))
+
+    parts = [f'<svg id="reliability-chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             'aria-label="Reliability diagram" style="display:block;margin:auto;max-width:100%;height:auto;'
+             'font:11px sans-serif">']
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f'<line x1="{x(0)}" y1="{y(tick)}" x2="{x(1)}" y2="{y(tick)}" stroke="#e5e7eb"/>'
+                     f'<text x="{left - 6}" y="{y(tick) + 4}" text-anchor="end">{tick:g}</text>'
+                     f'<text x="{x(tick)}" y="{top + size + 14}" text-anchor="middle">{tick:g}</text>')
+    parts.append(f'<line x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}" stroke="#9ca3af" stroke-dasharray="5 4">'
+                 '<title>perfect calibration</title></line>'
+                 f'<text x="{left + size / 2}" y="{height - 4}" text-anchor="middle">confidence</text>'
+                 f'<text x="12" y="{top + size / 2}" text-anchor="middle" '
+                 f'transform="rotate(-90 12 {top + size / 2})">accuracy</text>')
+    most = max(b["count"] for b in bins) or 1
+    path = " ".join(f'{x(b["confidence"]):.1f},{y(b["accuracy"]):.1f}' for b in bins)
+    parts.append(f'<polyline points="{path}" fill="none" stroke="#4f46e5" stroke-width="1.5"/>')
+    for b in bins:
+        cx, cy = x(b["confidence"]), y(b["accuracy"])
+        parts.append(f'<line x1="{cx:.1f}" y1="{y(b["confidence"]):.1f}" x2="{cx:.1f}" y2="{cy:.1f}" '
+                     'stroke="#dc2626" stroke-width="2" opacity="0.6"/>'
+                     f'<circle class="reliability-bin" cx="{cx:.1f}" cy="{cy:.1f}" '
+                     f'r="{3 + 5 * math.sqrt(b["count"] / most):.1f}" fill="#4f46e5"><title>confidence '
+                     f'{b["low"]:.2f}–{b["high"]:.2f}: {int(b["count"])} row(s), mean confidence '
+                     f'{b["confidence"]:.3f}, accuracy {b["accuracy"]:.3f}</title></circle>')
+    return "".join(parts) + "</svg>"

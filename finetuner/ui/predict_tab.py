@@ -23,7 +23,8 @@ _CHUNK = 256
 _PREVIEW_ROWS = 50
 _PREVIEW_COLUMNS = ("text", "predicted_label", "confidence")
 _PREVIEW_DECIMALS = 3
-_NOTABLE = 0.01  # a word named as support changes the label's probability by more than this
+# A word named as support changes the label's log-odds by more than this (about 1 point of probability at p = 0.5).
+_NOTABLE = 0.05
 _NO_MODEL = "No model yet: train one on the Train tab, or pick a run on the Export tab."
 
 
@@ -65,7 +66,8 @@ def layout() -> PredictView:
     why = gr.Button("Why this label?", size="sm", elem_id="predict-explain")
     reason = gr.Markdown(elem_id="predict-explain-note")
     highlighted = gr.HighlightedText(label="Words that support the label (red) or speak against it (purple); "
-                                           "stronger colour: a larger change when the word is left out",
+                                           "stronger colour: a larger change in the label's log-odds when the "
+                                           "word is left out",
                                      show_legend=False, elem_id="predict-explanation")
     gr.Markdown("### Batch prediction\nUpload a table with a text column (CSV, TSV, JSONL, Excel, Parquet) or a "
                 ".txt file with one text per line; download the predictions as CSV.")
@@ -102,8 +104,9 @@ class PredictHandlers:
     @user_errors
     def explain_text(self, sentence: str, run_id: Optional[str], request: gr.Request
                      ) -> Tuple[List[Tuple[str, Optional[float]]], str]:
-        """Why the active model gives a text its label: each word's score is how much the label's probability drops
-        when the word is left out (scaled so the strongest is ±1); and a line naming the label."""
+        """Why the active model gives a text its label: each word's score is how much the label's log-odds,
+        log(p / (1 - p)), drop when the word is left out (scaled so the strongest is ±1); and a line naming the
+        label."""
         if not run_id:
             raise DataError(_NO_MODEL)
         if not (sentence or "").strip():
