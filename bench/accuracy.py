@@ -86,9 +86,18 @@ def _method_config(method: str, seed: int):
     from finetuner import TrainConfig
     from finetuner.errors import ConfigError
     try:
+        if method.startswith("auto:"):  # auto under a preset's time budget, e.g. "auto:fast" (the app's default)
+            return TrainConfig.from_preset(method.split(":", 1)[1], seed=seed), None
         return TrainConfig(method=method, seed=seed), None
     except (ConfigError, TypeError, ValueError) as exc:
         return None, f"skipped: TrainConfig(method={method!r}) rejected it ({exc})"
+
+
+def _ece(probabilities: np.ndarray, truth: List[int]) -> Optional[float]:
+    """Expected calibration error (15 bins) on the test rows whose class the model knows."""
+    from finetuner.calibration import expected_calibration_error
+    known = [i for i, t in enumerate(truth) if t >= 0]
+    return float(expected_calibration_error(probabilities[known], [truth[i] for i in known])) if known else None
 
 
 def run(datasets: Sequence[str] = ("sst2", "agnews", "clinc150"), ks: Sequence[int] = (8, 16, 32, 64, 128),
@@ -98,8 +107,8 @@ def run(datasets: Sequence[str] = ("sst2", "agnews", "clinc150"), ks: Sequence[i
         known_rows: Sequence[Dict[str, Any]] = ()) -> Dict[str, Any]:
     """Baselines and finetuner methods on k sampled examples per class, for every dataset, k and seed.
 
-    ``auto`` trains exactly the method it picks, so a run of that method on the same sample (here or among
-    ``known_rows``, earlier results being added to) gives its row instead of a second identical training."""
+    ``auto`` tries its candidates on held-out training rows (``auto:fast`` etc.: under that preset's time budget);
+    its rows record the method it picked and the test set's calibration error (``ece``)."""
     from finetuner import LLMFinetuner
     test_per_class = {**TEST_PER_CLASS, **(test_per_class or {})}
     rows: List[Dict[str, Any]] = []
@@ -143,22 +152,18 @@ def run(datasets: Sequence[str] = ("sst2", "agnews", "clinc150"), ks: Sequence[i
                     config, _ = _method_config(method, seed)
                     start = time.perf_counter()
                     model = LLMFinetuner(config=config)
-                    if method == "auto":
-                        picked = model.choose_method(labels).method
-                        done = next((r for r in [*rows, *known_rows] if r["method"] == picked
-                                     and all(r[key] == value for key, value in base.items())), None)
-                        if done is not None:  # auto trains what it picks with that method's defaults: same run
-                            rows.append({**done, "method": "auto", "picked": picked, "shared_with": picked})
-                            log(f"accuracy: {dataset} k={k} seed={seed} auto: picked {picked}, shares its row")
-                            continue
                     model.fine_tune(texts, labels)
                     train_s = time.perf_counter() - start
-                    predicted = model.predict_labels(test_texts)
+                    probabilities = model.predict_proba_array(test_texts)
+                    predicted = [model.labels[i] for i in probabilities.argmax(axis=1)]
+                    truth = [model.labels.index(str(t)) if str(t) in model.labels else -1 for t in test_labels]
                     rows.append({**base, "method": method, "seconds": time.perf_counter() - start,
                                  "train_seconds": train_s, "load_avg": load_avg()[0],
-                                 "accuracy": float(np.mean([p == t for p, t in zip(predicted, test_labels)]))})
-                    if method == "auto":
+                                 "accuracy": float(np.mean([p == t for p, t in zip(predicted, test_labels)])),
+                                 "ece": _ece(probabilities, truth)})
+                    if method.startswith("auto"):
                         rows[-1]["picked"] = model.method_choice.method
+                        rows[-1]["candidates"] = list(model.method_choice.candidates)
                     log(f"accuracy: {dataset} k={k} seed={seed} {method}: {rows[-1]['accuracy']:.3f} "
                         f"({train_s:.0f} s training)")
                 write_json("accuracy.partial", {"rows": rows, "notes": notes})  # survives an interrupted run

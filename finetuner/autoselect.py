@@ -17,7 +17,7 @@ import numpy as np
 
 from . import selection
 from .calibration import fit_temperature, fold_temperature
-from .method_choice import MethodChoice
+from .method_choice import MethodChoice, choose_method
 from .methods import TrainingJob, TrainingResult, registry
 from .selection import Candidate, CandidateResult
 from .training.finetune import predict_logits
@@ -47,14 +47,13 @@ def train_auto(job: TrainingJob, *, model_type: str, class_counts: Mapping[str, 
     budget = _Budget(deadline)
     candidates = selection.candidate_methods(class_counts, model_type)
     split = selection.validation_split(job.label_ids, job.config.seed) if len(candidates) > 1 else None
-    if split is None:
-        lead = candidates[0]
-        why = ("the only candidate for this model" if len(candidates) == 1 else
-               f"too few rows to hold any out for choosing ({len(job.texts)}): the method that leads at this size "
-               "in the measurements, trained on every row")
-        result = registry.get(lead.method).train(_for(job, lead.method, trained_with, copy_model=False))
-        return AutoOutcome(result, MethodChoice(lead.method, f"{_name(lead.method)}: {why}; not calibrated "
-                                                "(no held-out rows)."))
+    if split is None:  # one candidate, or too few rows to hold any out: the measured rule decides alone
+        prior = choose_method(class_counts, model_type)
+        result = registry.get(prior.method).train(_for(job, prior.method, trained_with, copy_model=False))
+        why = ("" if len(candidates) == 1 else
+               f" Too few rows to hold some out for choosing ({len(job.texts)}), so it trained on every row; not "
+               "calibrated.")
+        return AutoOutcome(result, MethodChoice(prior.method, prior.reason + why))
     return _Selection(job, candidates, split, budget, notify, trained_with, class_counts).run()
 
 

@@ -104,11 +104,18 @@ def candidate_methods(class_counts: Mapping[str, int], model_type: str) -> List[
     return [Candidate(name, rank) for rank, name in enumerate(names)]
 
 
-def plan_line(class_counts: Mapping[str, int], model_type: str, time_budget: Optional[float]) -> str:
-    """What ``auto`` is about to do, in a sentence (shown before it starts)."""
-    candidates = candidate_methods(class_counts, model_type)
+def plan_line(labels: Sequence[Any], model_type: str, time_budget: Optional[float], seed: int) -> str:
+    """What ``auto`` is about to do with these training labels, in a sentence (shown before it starts)."""
+    counts: Dict[str, int] = {}
+    for label in map(str, labels):
+        counts[label] = counts.get(label, 0) + 1
+    candidates = candidate_methods(counts, model_type)
     if len(candidates) == 1:
-        return f"{registry.METHOD_NAMES[candidates[0].method]}: the only candidate for this model"
+        return f"{registry.METHOD_NAMES[candidates[0].method]}, the only candidate for this model"
+    ids = {name: i for i, name in enumerate(counts)}
+    if validation_split([ids[label] for label in map(str, labels)], seed) is None:
+        return (f"{registry.METHOD_NAMES[candidates[0].method]}, the method that leads at this size in the "
+                f"measurements: too few rows ({len(labels)}) to hold some out for choosing")
     names = ", ".join(registry.METHOD_NAMES[c.method] for c in candidates)
     limit = f"within {time_budget:.0f} s" if time_budget else "without a time limit"
     return (f"trying {names}, cheapest first, {limit}; each scored on training rows held out from it, the "

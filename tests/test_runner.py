@@ -83,8 +83,9 @@ def test_auto_says_the_method_it_chose_and_the_record_keeps_it(runner, tiny_bert
     while not job.events.empty():
         item = job.events.get()
         lines += [item] if isinstance(item, str) else []
-    said = [line for line in lines if line.startswith("Method: ")]
-    assert said == [f"Method: few-shot (SetFit) — {reason}"]
+    said = [line for line in lines if line.startswith("Method: ")]  # auto's plan first, then its choice
+    assert said[0].startswith("Method: automatic — few-shot (SetFit), the method that leads at this size")
+    assert said[1:] == [f"Method: few-shot (SetFit) — {reason}"]
     assert lines.index(said[0]) < lines.index(next(line for line in lines if line.startswith("Training on")))
 
 

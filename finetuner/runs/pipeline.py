@@ -12,7 +12,6 @@ import logging
 import shutil
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -144,10 +143,13 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
     from ..finetuner import LLMFinetuner
 
     record, data = writer.record, spec.data
+    lap = _Stages(record.training)
     if spec.baselines and data.eval_texts and not stop_event.is_set() and writer.is_main:
         _score_baselines(spec, writer, say)
+        lap("baselines")
     say(Notice("loading", f"Run {record.id}: loading {spec.model_name}…"))
     finetuner = LLMFinetuner(spec.model_name, config=spec.config)
+    lap("load")
     if not stop_event.is_set():
         _announce(spec, finetuner, writer, say)
         say(Notice("training", f"Training on {len(data.train_texts)} rows, evaluating on {len(data.eval_texts)}…",
@@ -158,6 +160,8 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
                             config=spec.config, listener=_candidates_as_notices(say), stop_event=stop_event,
                             checkpoint_dir=checkpoint_dir, resume=resume, deadline=deadline)
         record.training = _training_facts(finetuner, time.monotonic() - training_started, record.training)
+        lap.facts = record.training
+        lap("train")
         if finetuner.method_choice is not None and spec.config.method == AUTO and not finetuner.stopped:
             choice = finetuner.method_choice
             record.method_choice = choice.as_dict()
@@ -168,6 +172,7 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
         return record
     say(Notice("evaluating", "Evaluating…"))
     result = evaluate(finetuner, data.eval_texts, data.eval_labels) if data.eval_texts else None
+    lap("evaluate")
     say(Notice("saving", "Saving the model…"))
     folder = writer.store.path(record.id)
     finetuner.save(folder / MODEL_DIR)
@@ -176,6 +181,7 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
         if result is not None:
             writer.store.save_evaluation(record.id, result.rows)
             write_json_atomic(folder / METRICS_FILE, result.metrics)
+    lap("save")
     if result is not None:
         record.training["eval_examples_scored"] = int(sum(map(sum, result.report.get("confusion_matrix", []))))
     record.training["wall_seconds"] = round(time.monotonic() - started, 2)
@@ -193,8 +199,8 @@ def _announce(spec: RunSpec, finetuner: Any, writer: "_Writer", say: Listener) -
     labels = spec.data.train_labels
     if spec.config.method == AUTO:
         model_type = getattr(finetuner.model.config, "model_type", "")
-        values = {"method": AUTO, "reason": plan_line(Counter(map(str, labels)), model_type,
-                                                      spec.config.time_budget)}
+        values = {"method": AUTO, "reason": plan_line(labels, model_type, spec.config.time_budget,
+                                                      spec.config.seed)}
     else:
         values = finetuner.choose_method(labels, spec.config).as_dict()
     writer.record.method_choice = values
@@ -259,6 +265,20 @@ def used_settings(finetuner: Any, asked: TrainConfig) -> Dict[str, Any]:
     if getattr(finetuner, "max_length", None):
         settings["max_length"] = finetuner.max_length
     return settings
+
+
+class _Stages:
+    """Seconds per stage of a run (baselines, load, train, evaluate, save) into ``facts["stage_seconds"]``: each
+    call ends the stage it names, which began where the previous one ended."""
+
+    def __init__(self, facts: Dict[str, Any]):
+        self.facts, self.last = facts, time.monotonic()
+
+    def __call__(self, stage: str) -> None:
+        now = time.monotonic()
+        stages = self.facts.setdefault("stage_seconds", {})
+        stages[stage] = round(stages.get(stage, 0.0) + now - self.last, 2)
+        self.last = now
 
 
 class _Writer:

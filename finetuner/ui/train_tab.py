@@ -44,6 +44,10 @@ _HYPER_FIELDS = (
      ("max_length", "Max tokens per text (0 = from the data)", True, None)),
     (("warmup_ratio", "Warm-up ratio", False, None), ("weight_decay", "Weight decay", False, None),
      ("seed", "Seed", True, None), ("early_stopping_patience", "Early-stopping patience (0 = off)", True, None)))
+# What each preset costs, said before Start (config.PRESETS; measured: bench/results/auto.md#presets).
+PRESET_INFO = ("Automatic tries the cheapest methods first and keeps the best on rows held out from training. "
+               "fast: about 1 minute on 2 CPU cores for up to ~1,000 short texts · balanced: about 10 minutes · "
+               "best: no time limit, up to 6 epochs with early stopping. A GPU fits more into the same time.")
 # The API's /train parameters after the Data tab's are the form's fields by name (TrainView.settings): model_name,
 # preset_name, the hyperparameters (_FIELDS), method, then these. Names and order are public: clients use them.
 _LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
@@ -87,8 +91,7 @@ def layout(ctx: AppContext) -> TrainView:
                             info=_MODEL_INFO + ("Or type any Hub id, a local model folder or a .gguf file."
                                                 if local_models_allowed() else "Or type any Hub id."))
         preset = gr.Radio(list(PRESETS), value="fast", label="Preset", scale=2, elem_id="train-preset",
-                          info="fast: 2 epochs, under a minute on CPU · balanced: the method's defaults · best: up "
-                               "to 6 epochs with early stopping")
+                          info=PRESET_INFO)
     initial_method = default_method(ctx.default_model)
     method = gr.Radio(METHOD_CHOICES, value=initial_method, label="Method", elem_id="train-method",
                       info=_METHOD_INFO)
