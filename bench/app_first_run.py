@@ -44,6 +44,12 @@ def _number(pattern: str, text: str) -> Optional[float]:
     return float(found.group(1)) if found else None
 
 
+def _text(page, selector: str) -> str:
+    """The visible text of ``selector``, or "" when the page does not render it (a hidden group)."""
+    found = page.locator(selector)
+    return found.first.inner_text().strip() if found.count() else ""
+
+
 def _add_new(seen: List[str], text: str) -> None:
     if text and text not in seen:
         seen.append(text)
@@ -83,9 +89,8 @@ def one_run(browser, repeat: int, model: Optional[str], workdir: str) -> Dict[st
         while time.monotonic() - clicked < TRAIN_TIMEOUT_S:
             box = page.locator("#progress-box")
             state = box.get_attribute("data-state")
-            _add_new(progress, page.locator("#progress-text").inner_text().strip())
-            if page.locator("#progress-method").count():
-                _add_new(methods, page.locator("#progress-method").inner_text().strip())
+            _add_new(progress, _text(page, "#progress-text"))
+            _add_new(methods, _text(page, "#progress-method"))
             for line in reversed(page.locator("#train-log textarea").input_value().splitlines()):  # newest first
                 _add_new(log_lines, line.strip())
             if state in ("completed", "failed"):
@@ -102,9 +107,8 @@ def one_run(browser, repeat: int, model: Optional[str], workdir: str) -> Dict[st
                 page.locator("#evaluate-baselines-note").get_by_text("Fine-tuning").wait_for(timeout=60_000)
             except Exception:  # no baselines note shown: recorded as empty
                 pass
-        note = page.locator("#evaluate-baselines-note").inner_text().strip()
-        metrics = page.locator("#evaluate-metrics").inner_text()
-        result.update(evaluate_status=page.locator("#evaluate-status").inner_text().strip(), baselines_note=note,
+        note, metrics = _text(page, "#evaluate-baselines-note"), _text(page, "#evaluate-metrics")
+        result.update(evaluate_status=_text(page, "#evaluate-status"), baselines_note=note,
                       points=_number(r"([+-]?\d+(?:\.\d+)?) points", note.replace("−", "-")),
                       accuracy=_number(r"Accuracy\s+([0-9.]+)", metrics),
                       ece=_number(r"Calibration error \(ECE\)\s+([0-9.]+)", metrics))

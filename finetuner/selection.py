@@ -163,6 +163,8 @@ def affordable_pairs(rows: int, seconds_per_text: float, seconds_left: float) ->
     """The contrastive pairs that fit in ``seconds_left`` (at most the default budget), or None when fewer than
     :data:`MIN_PAIR_SHARE` of the default (and :data:`MIN_PAIRS`) would fit."""
     default = pair_budget(rows)
+    if math.isinf(seconds_left):
+        return default
     per_pair = 2 * PAIR_COST_PER_TEXT * seconds_per_text
     spare = seconds_left - CONTRASTIVE_START_SECONDS - rows * seconds_per_text
     fits = int(spare / per_pair) if per_pair > 0 else default

@@ -162,7 +162,8 @@ class TrainHandlers:
         if not from_page():  # on the page, choosing a preset has already filled in the fields
             named = preset_settings(settings["preset_name"], named, method, self.initial_method)
         method_settings = lora_settings(method, *(settings.get(name) for name in _LORA_SETTINGS))
-        return _config(named, eval_fraction, method_settings), method_settings
+        budget = PRESETS.get(settings.get("preset_name"), {}).get("time_budget")  # the preset's, not a field
+        return _config(named, eval_fraction, method_settings, budget), method_settings
 
     def model_name(self, name: Optional[str]) -> str:
         """The model to train: checked now (not after waiting in the queue), the app's default when empty."""
@@ -324,9 +325,10 @@ def preset_settings(preset: str, named: Dict[str, Any], method: str = "auto",
             for name, value in named.items()}
 
 
-def _config(named: Dict[str, Any], eval_fraction: float, method_settings: Dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from the hyperparameter fields (0 means "automatic" or "off" where the labels say so) and
-    the method's settings (see :func:`lora_settings`)."""
+def _config(named: Dict[str, Any], eval_fraction: float, method_settings: Dict[str, Any],
+            time_budget: Optional[float] = None) -> TrainConfig:
+    """A TrainConfig from the hyperparameter fields (0 means "automatic" or "off" where the labels say so), the
+    method's settings (see :func:`lora_settings`) and the preset's time budget."""
     empty = [name for name, value in named.items() if value is None or value == ""]
     if empty:
         raise ConfigError(f"Fill in the hyperparameter(s): {', '.join(empty)}.")
@@ -335,4 +337,4 @@ def _config(named: Dict[str, Any], eval_fraction: float, method_settings: Dict[s
         batch_size=int(named["batch_size"]) or None, max_length=int(named["max_length"]) or None,
         warmup_ratio=float(named["warmup_ratio"]), weight_decay=float(named["weight_decay"]),
         seed=int(named["seed"]), early_stopping_patience=int(named["early_stopping_patience"]) or None,
-        eval_fraction=float(eval_fraction), **method_settings)
+        eval_fraction=float(eval_fraction), time_budget=time_budget, **method_settings)
