@@ -1,4 +1,5 @@
-"""``method="auto"``: train the candidates cheapest first on most of the training rows while the time budget lasts,
+"""``method="auto"``: train the candidates (the embedding head first, then the others most promising first) on most
+of the training rows while the time budget lasts,
 score each on the rows held out, keep the winner (trained again on every row when that pays and fits), and fit
 its temperature on the held-out rows so its probabilities are calibrated. The decisions are
 :mod:`finetuner.selection`'s; this module carries them out.
@@ -84,8 +85,10 @@ class _Selection:
         embeddings, seconds_per_text = self._embed()
         part = self._part(self.train_rows, embeddings)
         early_stopping = job.config.early_stopping_patience is not None
-        for candidate in self._cheapest_first(len(part.texts), seconds_per_text):
-            result = self._try(candidate, part, seconds_per_text, early_stopping)
+        order = self._order()
+        for index, candidate in enumerate(order):
+            later = sum(self._estimate(c.method, len(part.texts), seconds_per_text) for c in order[index + 1:])
+            result = self._try(candidate, part, seconds_per_text, early_stopping, later)
             self.results.append(result)
             self.notify(result)
             if job.progress.stopped:
@@ -118,23 +121,30 @@ class _Selection:
                                    train_dataset=job.train_dataset.select(rows),
                                    embeddings=None if embeddings is None else embeddings[rows])
 
-    def _cheapest_first(self, rows: int, seconds_per_text: float) -> List[Candidate]:
-        epochs = {c.method: self._epochs(c.method) for c in self.candidates}
-        return sorted(self.candidates, key=lambda c: (
-            selection.estimate_seconds(c.method, rows, epochs[c.method], seconds_per_text), c.rank))
+    def _order(self) -> List[Candidate]:
+        """The embedding head first (seconds: a result to fall back on whatever the budget), then the others
+        most promising first."""
+        return sorted(self.candidates, key=lambda c: (c.method != "head", c.rank))
+
+    def _estimate(self, method: str, rows: int, seconds_per_text: float) -> float:
+        return selection.estimate_seconds(method, rows, self._epochs(method), seconds_per_text)
 
     def _epochs(self, method: str) -> float:
         return self.job.config.epochs or registry.get(method).epochs
 
-    def _try(self, candidate: Candidate, part: TrainingJob, seconds_per_text: float,
-             early_stopping: bool) -> CandidateResult:
+    def _try(self, candidate: Candidate, part: TrainingJob, seconds_per_text: float, early_stopping: bool,
+             later: float) -> CandidateResult:
+        """Train one candidate on the training part and score it on the held-out rows (skipped when it does not
+        fit the budget left; contrastive tuning draws the pairs that fit, leaving ``later`` seconds for the
+        candidates after it when it can)."""
         method, rows, left = candidate.method, len(part.texts), self.budget.left()
         pairs = None
         if method == "fewshot":
-            pairs = selection.affordable_pairs(rows, seconds_per_text, left)
+            pairs = (selection.affordable_pairs(rows, seconds_per_text, left - later)
+                     or selection.affordable_pairs(rows, seconds_per_text, left))
             estimate = selection.estimate_seconds(method, rows, 1, seconds_per_text, pairs)
         else:
-            estimate = selection.estimate_seconds(method, rows, self._epochs(method), seconds_per_text)
+            estimate = self._estimate(method, rows, seconds_per_text)
         result = CandidateResult(method, candidate.rank, "skipped", estimated_seconds=round(estimate, 1))
         if self.trained and (estimate > left or (method == "fewshot" and pairs is None)):
             result.note = f"needs about {estimate:.0f} s; {max(0.0, left):.0f} s of the time budget left"

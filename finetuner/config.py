@@ -24,8 +24,8 @@ REPORT_TO = ("none", "tensorboard", "trackio")
 # Defaults that depend on the method (``epochs=None`` / ``batch_size=None`` take them): each method's ``defaults``.
 METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = registry.method_defaults()
 
-# Presets are time budgets for ``auto`` (finetuner.autoselect: candidates cheapest first while the budget lasts);
-# their other settings apply to whichever method trains (measured: bench/results/auto.md#presets).
+# Presets are time budgets for ``auto`` (finetuner.autoselect: the embedding head, then the other candidates while
+# the budget lasts); their other settings apply to whichever method trains (measured: bench/results/auto.md#presets).
 PRESETS: Dict[str, Dict[str, Any]] = {
     # About a minute on 2 CPU cores for up to ~1,000 short texts: two passes, a one-minute budget.
     "fast": {"epochs": 2, "time_budget": 60.0},
@@ -50,8 +50,8 @@ class TrainConfig:
     The ``lora_*`` settings apply to ``method="lora"``; ``lora_target_modules=None`` adapts the attention
     projections of the model's family (q/k/v/o on Llama/Qwen/Mistral-style decoders, query/key/value on BERT).
     A comma-separated string is accepted for ``lora_target_modules``.
-    ``time_budget`` (seconds; None: no limit) bounds ``method="auto"``: it tries candidate methods cheapest first
-    while the budget lasts, counted from the start of training (:mod:`finetuner.autoselect`).
+    ``time_budget`` (seconds; None: no limit) bounds ``method="auto"``: it tries the embedding head, then the other
+    candidates while the budget lasts, counted from the start of training (:mod:`finetuner.autoselect`).
     ``report_to`` tracks a run's losses and scores in TensorBoard or Trackio (see ``REPORT_TO``; runs made through
     :func:`finetuner.runs.pipeline.train_run`: the app, the command line, ``finetuner.train_run``).
     """

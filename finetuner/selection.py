@@ -1,6 +1,7 @@
 """``method="auto"`` as budgeted model selection: the pure decisions.
 
-Which candidates to try (:func:`candidate_methods`, from the measured rule in :mod:`finetuner.method_choice`),
+Which candidates to try and in which order (:func:`candidate_methods`, from the measured rule in
+:mod:`finetuner.method_choice`; the embedding head first, seconds, then the others most promising first),
 which training rows to hold out to score them (:func:`validation_split`), what each will cost
 (:func:`estimate_seconds`, from the encoder's measured speed), which one wins (:func:`pick`: the best validation
 score, where the prior's favourite keeps its place unless another beats it beyond noise) and whether the winner is
@@ -38,12 +39,9 @@ REFIT_BELOW_EXAMPLES_PER_CLASS = 200
 # Training time per text and epoch, in multiples of the time to embed one text (a forward pass in inference
 # mode): forward and backward with optimizer steps; contrastive tuning per text of a pair; fixed start-up seconds
 # of contrastive tuning (measured: bench/results/auto.md#cost-model).
-TRAIN_COST_PER_TEXT = 3.5
-PAIR_COST_PER_TEXT = 4.0
+TRAIN_COST_PER_TEXT = 4.0
+PAIR_COST_PER_TEXT = 5.0
 CONTRASTIVE_START_SECONDS = 3.0
-# Contrastive tuning runs with fewer pairs than its default to fit the budget, but not with fewer than this share
-# of them (nor under the pair floor of training.embedding_methods.pair_budget).
-MIN_PAIR_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -116,10 +114,10 @@ def plan_line(labels: Sequence[Any], model_type: str, time_budget: Optional[floa
     if validation_split([ids[label] for label in map(str, labels)], seed) is None:
         return (f"{registry.METHOD_NAMES[candidates[0].method]}, the method that leads at this size in the "
                 f"measurements: too few rows ({len(labels)}) to hold some out for choosing")
-    names = ", ".join(registry.METHOD_NAMES[c.method] for c in candidates)
+    others = ", then ".join(registry.METHOD_NAMES[c.method] for c in candidates if c.method != "head")
     limit = f"within {time_budget:.0f} s" if time_budget else "without a time limit"
-    return (f"trying {names}, cheapest first, {limit}; each scored on training rows held out from it, the "
-            "evaluation rows never")
+    return (f"trying the embedding head, then {others}, {limit}; each scored on training rows held out from it, "
+            "never on the evaluation rows")
 
 
 def validation_fraction(rows: int) -> float:
@@ -161,7 +159,8 @@ def estimate_seconds(method: str, rows: int, epochs: float, seconds_per_text: fl
 
 def affordable_pairs(rows: int, seconds_per_text: float, seconds_left: float) -> Optional[int]:
     """The contrastive pairs that fit in ``seconds_left`` (at most the default budget), or None when fewer than
-    :data:`MIN_PAIR_SHARE` of the default (and :data:`MIN_PAIRS`) would fit."""
+    :data:`~finetuner.training.embedding_methods.MIN_PAIRS` would fit (at 160 SST-2 examples per class, 800 pairs
+    instead of the default 5,120 still led head-then-fine-tuning: bench/results/auto.md#pairs)."""
     default = pair_budget(rows)
     if math.isinf(seconds_left):
         return default
@@ -170,7 +169,7 @@ def affordable_pairs(rows: int, seconds_per_text: float, seconds_left: float) ->
     fits = int(spare / per_pair) if per_pair > 0 else default
     if fits >= default:
         return default
-    return fits if fits >= max(MIN_PAIRS, MIN_PAIR_SHARE * default) else None
+    return fits if fits >= MIN_PAIRS else None
 
 
 def significantly_better(a: np.ndarray, b: np.ndarray, z: float = SIGNIFICANCE_Z) -> bool:
