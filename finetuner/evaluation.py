@@ -9,18 +9,18 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import LabelMap, normalize_labels
+from .data import LabelMap, normalize_labels, validate_texts_and_labels
+from .metrics import full_report
 from .predictions import predictions_table
 
 
 class Evaluable(Protocol):
-    """What :func:`evaluate` needs of a model (``LLMFinetuner``): an evaluation that leaves its report behind, and
-    probabilities for the scored rows."""
+    """What :func:`evaluate` needs of a model (``LLMFinetuner``): its classes, probabilities for the scored rows,
+    and a place for the metrics and report of its last evaluation."""
 
+    metrics: Dict[str, float]
     report: Optional[Dict[str, Any]]
     label_map: LabelMap
-
-    def evaluate_model(self, test_texts: List[str], test_labels: List[Any]) -> Dict[str, float]: ...
 
     def predict_proba_array(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -39,11 +39,18 @@ class Evaluation:
 
 
 def evaluate(finetuner: Evaluable, texts: Sequence[str], labels: Sequence[Any]) -> Evaluation:
-    """Evaluate ``finetuner`` on ``texts``/``labels``; ``rows`` has text, label, predicted_label, confidence, p_*."""
+    """Evaluate ``finetuner`` on ``texts``/``labels`` in one pass over the texts: the metrics of
+    ``evaluate_model`` (left on the model as its ``metrics`` and ``report``, as ``evaluate_model`` leaves them) and
+    ``rows`` with text, label, predicted_label, confidence, p_*."""
+    texts, labels = validate_texts_and_labels(texts, labels, min_classes=1, what="test data")
+    probabilities = finetuner.predict_proba_array(texts)
+    label_ids = finetuner.label_map.encode(labels)
+    report = full_report(label_ids, probabilities.argmax(axis=1), finetuner.label_map.names, probabilities)
+    chosen = np.clip(probabilities[np.arange(len(label_ids)), label_ids], 1e-12, 1.0)
+    metrics = {**report["summary"], "loss": float(-np.log(chosen).mean())}
     with _LOCK:
-        metrics = finetuner.evaluate_model(list(texts), list(labels))
-        report = finetuner.report or {}
-    rows = predictions_table(finetuner, list(texts))
+        finetuner.metrics, finetuner.report = dict(metrics), report
+    rows = predictions_table(finetuner, texts, probabilities)
     rows.insert(1, "label", [str(v) for v in normalize_labels(labels)])
     return Evaluation(metrics, report, rows)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -38,9 +39,12 @@ def write_csv(frame: pd.DataFrame, path: Union[str, Path]) -> Path:
     return path
 
 
-def predictions_table(finetuner: "LLMFinetuner", texts: Sequence[str]) -> pd.DataFrame:
-    """One row per text: the text, the predicted label, its probability and every class's probability."""
-    probabilities = finetuner.predict_proba_array(texts)
+def predictions_table(finetuner: "LLMFinetuner", texts: Sequence[str],
+                      probabilities: Optional[np.ndarray] = None) -> pd.DataFrame:
+    """One row per text: the text, the predicted label, its probability and every class's probability
+    (``probabilities``: the model's for ``texts`` when already computed)."""
+    if probabilities is None:
+        probabilities = finetuner.predict_proba_array(texts)
     names = finetuner.label_map.names
     best = probabilities.argmax(axis=1)
     table = pd.DataFrame({

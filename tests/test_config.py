@@ -60,6 +60,8 @@ OUT_OF_RANGE = [
     ("lora_alpha", 0, "lora_alpha=0 is out of range"),
     ("lora_dropout", 1, "lora_dropout=1 is out of range"),
     ("lora_target_modules", [], "lora_target_modules must be a list of module names"),
+    ("time_budget", 0, "time_budget=0 is out of range"),
+    ("time_budget", "1m", "time_budget must be a number"),
 ]
 
 
@@ -155,8 +157,10 @@ def test_presets_apply_their_values(name):
     config = TrainConfig.from_preset(name)
     for key, value in PRESETS[name].items():
         assert getattr(config, key) == value
-    if name == "balanced":
-        assert config == TrainConfig()
+    if name == "balanced":  # the defaults within a ten-minute budget
+        assert config == TrainConfig(time_budget=600.0)
+    if name == "best":  # no time limit, like the defaults
+        assert config.time_budget is None and TrainConfig().time_budget is None
 
 
 def test_preset_overrides_win():

@@ -1,0 +1,164 @@
+"""``method="auto"`` as budgeted model selection: the pure decisions (finetuner.selection) and the selection run
+end to end on a tiny encoder (finetuner.autoselect): held-out training rows only, the leaderboard, the budget,
+calibration, and the choice kept with the saved model."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+from conftest import make_sentiment_data
+
+from finetuner import LLMFinetuner, TrainConfig
+from finetuner.selection import (MIN_VALIDATION_ROWS, CandidateResult, affordable_pairs, candidate_methods, pick,
+                                 plan_line, should_refit, significantly_better, validation_split)
+from finetuner.training.embedding_methods import MIN_PAIRS, pair_budget
+
+# ------------------------------------------------------------------------------------------ decisions
+
+
+def test_candidates_follow_the_measured_rule():
+    assert [c.method for c in candidate_methods({"a": 20, "b": 20}, "bert")] == ["fewshot", "head_finetune", "head"]
+    many = {str(i): 10 for i in range(20)}  # more classes than few-shot tuning suits
+    assert [c.method for c in candidate_methods(many, "bert")] == ["head_finetune", "head"]
+    assert [c.method for c in candidate_methods({"a": 300, "b": 300}, "bert")] == ["head_finetune", "head"]
+    assert [c.method for c in candidate_methods({"a": 20, "b": 20}, "llama")] == ["lora"]
+
+
+def test_validation_split_is_stratified_and_never_takes_a_lone_example():
+    labels = [0] * 60 + [1] * 40 + [2]
+    train, held = validation_split(labels, seed=0)
+    assert sorted(train + held) == list(range(len(labels))) and not set(train) & set(held)
+    assert Counter(labels[i] for i in held) == {0: 12, 1: 8}  # a fifth of each class; class 2 stays in training
+    assert 100 in train
+    assert validation_split(labels, seed=0) == (train, held)  # seeded
+    assert validation_split(labels, seed=1) != (train, held)
+
+
+def test_validation_split_takes_a_tenth_of_large_data_and_none_of_tiny_data():
+    train, held = validation_split([0, 1] * 1000, seed=0)
+    assert len(held) == 200
+    assert validation_split([0, 1] * 40, seed=0) is None  # 16 rows would be held out: too few to choose on
+    assert len(validation_split([0, 1] * 50, seed=0)[1]) == 20 == MIN_VALIDATION_ROWS
+
+
+def _result(method, rank, correct):
+    correct = np.asarray(correct, dtype=bool)
+    return CandidateResult(method, rank, "trained", score=float(correct.mean()), correct=correct)
+
+
+def test_pick_keeps_the_prior_favourite_unless_another_is_better_beyond_noise():
+    favourite = _result("fewshot", 0, [0] * 10 + [1] * 40)  # wrong on rows 0-9
+    close = _result("head", 2, [1] * 5 + [0] * 8 + [1] * 37)  # wrong on rows 5-12: 5 more right, 3 fewer
+    assert close.score > favourite.score and not significantly_better(close.correct, favourite.correct)
+    winner, why = pick([close, favourite])
+    assert winner is favourite and "not better beyond noise" in why
+    far = _result("head", 2, [1] * 50)  # right on all 10 rows the favourite gets wrong, wrong on none it gets
+    assert significantly_better(far.correct, favourite.correct)
+    winner, why = pick([far, favourite])
+    assert winner is far and "best on the 50 held-out rows" in why
+
+
+def test_pick_ignores_skipped_candidates():
+    head = _result("head", 2, [1, 0] * 15)
+    skipped = CandidateResult("fewshot", 0, "skipped", note="needs about 200 s")
+    assert pick([head, skipped])[0] is head
+    with pytest.raises(ValueError):
+        pick([skipped])
+
+
+def test_refit_needs_few_examples_per_class_and_the_time():
+    assert should_refit({"a": 50, "b": 60}, 10.0, math.inf)[0]
+    refit, why = should_refit({"a": 50, "b": 60}, 100.0, 20.0)
+    assert not refit and "more than the 20 s left" in why
+    refit, why = should_refit({"a": 500, "b": 600}, 1.0, math.inf)
+    assert not refit and "add little" in why
+
+
+def test_contrastive_pairs_fit_the_time_left():
+    assert affordable_pairs(256, 0.005, math.inf) == pair_budget(256)
+    assert affordable_pairs(256, 0.005, 1e6) == pair_budget(256)
+    some = affordable_pairs(256, 0.005, 40.0)
+    assert MIN_PAIRS <= some < pair_budget(256)
+    assert affordable_pairs(256, 0.005, 5.0) is None
+
+
+def test_the_plan_says_what_auto_will_try():
+    assert "few-shot" in plan_line(["a", "b"] * 60, "bert", 60.0, seed=0) and "within 60 s" in plan_line(
+        ["a", "b"] * 60, "bert", 60.0, seed=0)
+    assert "too few rows (16)" in plan_line(["a", "b"] * 8, "bert", None, seed=0)
+    assert "only candidate" in plan_line(["a", "b"] * 60, "llama", None, seed=0)
+
+
+# ------------------------------------------------------------------------------------------ the selection run
+
+
+@pytest.fixture(scope="module")
+def data():
+    texts, labels = make_sentiment_data(120, seed=3)
+    eval_texts, eval_labels = make_sentiment_data(30, seed=4)
+    return texts, labels, eval_texts, eval_labels
+
+
+def _auto(tiny_bert, **settings) -> TrainConfig:
+    return TrainConfig(seed=0, batch_size=16, learning_rate=3e-3, epochs=2, **settings)
+
+
+def test_auto_tries_candidates_on_held_out_training_rows_and_keeps_the_leaderboard(tiny_bert, data, tmp_path):
+    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert))
+    seen = []
+    model.fine_tune(*data, listener=seen.append)
+    choice = model.method_choice
+    board = {c["method"]: c for c in choice.candidates}
+    assert set(board) == {"head", "fewshot", "head_finetune"}
+    assert all(c["status"] == "trained" and 0 <= c["score"] <= 1 for c in board.values())
+    assert choice.method in board and choice.held_out_rows == 24  # a fifth of 120 rows
+    assert [r.method for r in seen if isinstance(r, CandidateResult)] == ["head", "fewshot", "head_finetune"]
+    assert model.config.method == choice.method and "held-out rows" in choice.reason
+    loaded = LLMFinetuner.load(model.save(tmp_path / "auto"))
+    assert loaded.method_choice == choice
+    np.testing.assert_allclose(loaded.predict_proba_array(data[2]), model.predict_proba_array(data[2]), atol=1e-5)
+
+
+def test_auto_never_looks_at_the_evaluation_rows(tiny_bert, data):
+    texts, labels, eval_texts, eval_labels = data
+    flipped = ["negative" if label == "positive" else "positive" for label in eval_labels]
+    runs = []
+    for given in (eval_labels, flipped):
+        model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert))
+        model.fine_tune(texts, labels, eval_texts, given)
+        runs.append(model)
+    first, second = (run.method_choice for run in runs)
+    assert (first.method, first.temperature) == (second.method, second.temperature)
+    assert [(c["method"], c["score"]) for c in first.candidates] == [(c["method"], c["score"])
+                                                                     for c in second.candidates]
+    np.testing.assert_allclose(runs[0].predict_proba_array(eval_texts), runs[1].predict_proba_array(eval_texts),
+                               atol=1e-5)
+
+
+def test_a_tight_budget_keeps_the_head_and_skips_what_does_not_fit(tiny_bert, data):
+    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert, time_budget=1.0))
+    started = time.monotonic()
+    model.fine_tune(*data[:2])
+    board = {c["method"]: c for c in model.method_choice.candidates}
+    assert board["head"]["status"] == "trained"
+    skipped = [c for c in board.values() if c["status"] == "skipped"]
+    assert skipped and all("of the time budget left" in c["note"] for c in skipped)
+    assert time.monotonic() - started < 60  # the skipped candidates cost nothing
+
+
+def test_auto_calibrates_the_winner_on_the_held_out_rows(tiny_bert, data):
+    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert, method="auto"))
+    model.fine_tune(*data[:2])
+    assert model.method_choice.temperature is not None and model.method_choice.temperature > 0
+    probabilities = model.predict_proba_array(data[2])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_method_asked_for_by_name_trains_on_every_row_without_a_leaderboard(tiny_bert, data):
+    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert, method="head"))
+    model.fine_tune(*data[:2])
+    assert model.method_choice.method == "head" and model.method_choice.candidates == ()
