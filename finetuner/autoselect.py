@@ -25,6 +25,8 @@ from .training.finetune import predict_logits
 from .training.model_form import model_for_method
 
 Notify = Callable[[Any], None]
+# Candidates trained with the Trainer, which checkpoints (at most one per candidate list).
+_TRAINER_METHODS = ("head_finetune", "finetune")
 # Seconds kept free at the end of a time budget for evaluating and saving the winner (at least this many, or this
 # share of the budget).
 _RESERVE_SECONDS, _RESERVE_SHARE = 3.0, 0.05
@@ -152,7 +154,11 @@ class _Selection:
         if pairs is not None and pairs < selection.pair_budget(rows):
             result.settings["pairs"] = pairs
         started = time.monotonic()
-        sub = _for(part, method, self.trained_with, pairs=pairs, checkpoint_dir=None,
+        # The Trainer's candidate keeps the run's checkpoints (a resumed run chooses again and continues it from
+        # them: same held-out split, same rows); the others start over.
+        keeps = method in _TRAINER_METHODS
+        sub = _for(part, method, self.trained_with, pairs=pairs,
+                   checkpoint_dir=self.job.checkpoint_dir if keeps else None, resume=self.job.resume and keeps,
                    eval_dataset=self.job.train_dataset.select(self.held_rows) if early_stopping else None)
         trained = registry.get(method).train(sub)
         result.seconds = time.monotonic() - started
@@ -181,7 +187,8 @@ class _Selection:
         if refit and not job.progress.stopped:
             every_row = dataclasses.replace(job, embeddings=embeddings)
             again = registry.get(winner.method).train(_for(every_row, winner.method, self.trained_with,
-                                                           pairs=winner.settings.get("pairs"), checkpoint_dir=None))
+                                                           pairs=winner.settings.get("pairs"), checkpoint_dir=None,
+                                                           resume=False))
             if not again.stopped:
                 chosen = again
         folded = fold_temperature(chosen.model, temperature)

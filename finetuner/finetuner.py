@@ -136,7 +136,7 @@ class LLMFinetuner:
             max_length=self.max_length, config=config, progress=ProgressCallback(record, stop_event),
             compute_metrics=self._compute_metrics, checkpoint_dir=checkpoint_dir, resume=resume,
             label_names=self._meaningful_label_names())
-        if config.method == registry.AUTO and not resume:
+        if config.method == registry.AUTO:
             outcome = train_auto(job, model_type=getattr(self.model.config, "model_type", ""),
                                  class_counts=Counter(map(str, labels)), trained_with=self.config.method,
                                  deadline=deadline, notify=record)

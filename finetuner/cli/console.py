@@ -73,7 +73,9 @@ class ProgressPrinter:
         self._done = False
 
     def __call__(self, event: ProgressEvent) -> None:
-        if self._done:  # nothing after the end of training (e.g. a later evaluation) belongs to the bar
+        if event.kind == "start":  # a training starts (auto trains one per candidate)
+            self._done = False
+        if self._done:  # nothing after the end of a training (e.g. a later evaluation) belongs to the bar
             return
         if event.kind == "start":
             resumed = f", resuming at step {event.step}" if event.step else ""
