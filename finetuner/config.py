@@ -14,7 +14,8 @@ from .methods.base import size_learning_rate
 # (finetuner.methods: what each trains, its defaults). Snapshots for importers; validation reads the registry.
 METHODS = registry.names()
 
-# "auto" is fp32 on CPU and GPU (measured: bench/results/method_choice.md#precision); "bf16" also runs on CPU,
+# "auto" is bf16 autocast on a CPU with native bfloat16 (avx512_bf16, AMX), fp32 on a GPU and other CPUs (measured:
+# bench/results/auto.md#precision, bench/results/method_choice.md#precision); "bf16" also runs on CPU,
 # "fp16" needs a GPU.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Experiment tracking of a run (finetuner.runs.tracking): off, TensorBoard event files in the run folder, or a

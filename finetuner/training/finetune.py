@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import math
@@ -161,9 +162,25 @@ class _Trainer(Trainer):
         return super()._get_eval_sampler(eval_dataset)
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (the ``avx512_bf16`` or ``amx_bf16`` flags of Linux's
+    /proc/cpuinfo; False where that file does not say)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            flags = next((line for line in info if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def mixed_precision(precision: str) -> Dict[str, bool]:
-    """TrainingArguments flags for a ``TrainConfig.precision`` on this machine ("auto" is fp32: see config.py)."""
-    if precision in ("auto", "fp32"):
+    """TrainingArguments flags for a ``TrainConfig.precision`` on this machine: "auto" is bf16 autocast on a CPU
+    that computes in bfloat16 natively, fp32 on a GPU and on other CPUs (measured:
+    bench/results/auto.md#precision)."""
+    if precision == "auto":
+        return {"bf16": True} if not torch.cuda.is_available() and cpu_has_bf16() else {}
+    if precision == "fp32":
         return {}
     if precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("precision='fp16' needs a CUDA GPU; on CPU use 'bf16' or 'fp32'.")
