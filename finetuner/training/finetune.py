@@ -256,6 +256,9 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     trainer._finetuner_group_by_length = config.group_by_length
     trainer.remove_callback(PrinterCallback)  # progress goes to our listeners, not stdout
     trainer.train(resume_from_checkpoint=True if resume else None)
+    # Mixed precision wraps the model's forward in autocast; predictions after training run in full precision,
+    # as they do once the model is saved and loaded.
+    trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     return trainer
 
 
