@@ -45,6 +45,8 @@ class ProgressView:
         self.evaluations: Dict[float, Dict[str, Any]] = {}
         self.lines: List[str] = []
         self.ended = False
+        self.offset = 0  # steps of the trainings before this one (auto trains a model per candidate)
+        self._last_steps = 0
         self.started = time.monotonic()
 
     @staticmethod
@@ -66,24 +68,26 @@ class ProgressView:
             self._log(item)
             return
         event: "ProgressEvent" = item
-        if event.kind == "evaluate" and self.ended:
-            return  # the final evaluation of the saved model, reported with the result
         self.event = event
         if event.kind == "start":
+            if self.ended:  # the next candidate's training: its steps follow the last one's on the chart
+                self.offset += self._last_steps
+            self.ended = False
             self._log(f"Training started: {event.max_steps} steps.")
         elif event.kind == "log" and event.loss is not None:
-            self.losses.append({"step": event.step, "loss": event.loss, "series": "training"})
+            self.losses.append({"step": self.offset + event.step, "loss": event.loss, "series": "training"})
             self._log(f"step {event.step}/{event.max_steps} · epoch {event.epoch:.2f} · loss {event.loss:.4f}")
         elif event.kind == "evaluate":
             metrics = event.metrics
             if "loss" in metrics:
-                self.losses.append({"step": event.step, "loss": metrics["loss"], "series": "evaluation"})
+                self.losses.append({"step": self.offset + event.step, "loss": metrics["loss"],
+                                    "series": "evaluation"})
             self.evaluations[round(event.epoch, 2)] = {
                 "epoch": round(event.epoch, 2), **{k: round(metrics[k], 4) for k in _EPOCH_COLUMNS[1:] if k in metrics}}
             self._log(f"evaluation at epoch {event.epoch:.2f}: "
                       + ", ".join(f"{k} {metrics[k]:.4f}" for k in _EPOCH_COLUMNS[1:] if k in metrics))
         elif event.kind == "end":
-            self.ended = True
+            self.ended, self._last_steps = True, max(event.step, event.max_steps)
 
     def outputs(self, job: Job, position: int) -> Tuple[Any, ...]:
         running = not job.finished
