@@ -103,8 +103,7 @@ def _ece(probabilities: np.ndarray, truth: List[int]) -> Optional[float]:
 def run(datasets: Sequence[str] = ("sst2", "agnews", "clinc150"), ks: Sequence[int] = (8, 16, 32, 64, 128),
         seeds: Sequence[int] = (0, 1, 2), methods: Sequence[str] = ("finetune", "head", "fewshot", "auto"),
         baselines: Sequence[str] = BASELINES, max_train_rows: int = 0,
-        test_per_class: Optional[Dict[str, Optional[int]]] = None,
-        known_rows: Sequence[Dict[str, Any]] = ()) -> Dict[str, Any]:
+        test_per_class: Optional[Dict[str, Optional[int]]] = None) -> Dict[str, Any]:
     """Baselines and finetuner methods on k sampled examples per class, for every dataset, k and seed.
 
     ``auto`` tries its candidates on held-out training rows (``auto:fast`` etc.: under that preset's time budget);

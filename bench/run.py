@@ -97,7 +97,7 @@ def main(argv=None) -> int:
             previous = read_json("accuracy") if args.add else None
             result = accuracy.run(datasets=args.datasets, ks=args.k, seeds=args.seeds, methods=args.methods,
                                   baselines=args.baselines, max_train_rows=args.max_train_rows,
-                                  test_per_class=per_class, known_rows=previous["rows"] if previous else ())
+                                  test_per_class=per_class)
         elif part == "latency":
             from bench import latency
             result = latency.run(calls=args.calls, repeats=args.latency_repeats, fresh=args.fresh_model)

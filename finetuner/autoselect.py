@@ -180,7 +180,8 @@ class _Selection:
                 seconds_per_text: float) -> AutoOutcome:
         job = self.job
         chosen = self.trained[winner.method]
-        temperature = fit_temperature(self.held_logits[winner.method], self.held_ids)
+        calibrate, calibration = selection.should_calibrate(len(self.held_rows))
+        temperature = fit_temperature(self.held_logits[winner.method], self.held_ids) if calibrate else 1.0
         estimate = selection.estimate_seconds(winner.method, len(job.texts), self._epochs(winner.method),
                                               seconds_per_text, winner.settings.get("pairs"))
         refit, refit_why = selection.should_refit(self.class_counts, estimate, self.budget.left())
@@ -191,9 +192,10 @@ class _Selection:
                                                            resume=False))
             if not again.stopped:
                 chosen = again
-        folded = fold_temperature(chosen.model, temperature)
-        calibration = (f"probabilities calibrated on the held-out rows (temperature {temperature:.2f})" if folded
-                       else "not calibrated (the model has no output layer to scale)")
+        folded = calibrate and fold_temperature(chosen.model, temperature)
+        if calibrate:
+            calibration = (f"probabilities calibrated on the held-out rows (temperature {temperature:.2f})" if folded
+                           else "not calibrated (the model has no output layer to scale)")
         board = "; ".join(r.line() for r in self.results)
         reason = f"{_name(winner.method)}: {why}. Candidates — {board}. {refit_why.capitalize()}; {calibration}."
         choice = MethodChoice(winner.method, reason, candidates=tuple(r.as_dict() for r in self.results),

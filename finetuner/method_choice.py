@@ -1,10 +1,11 @@
-"""``method="auto"``: pick the training method from the examples per class, the number of classes and the rows.
+"""The measured rule behind ``method="auto"``: which method leads for these examples per class, classes and rows.
 
 A pure decision (data and model type in, :class:`MethodChoice` out) over the registered methods
 (:mod:`finetuner.methods`). The rule: a decoder LLM trains a LoRA adapter; up to :data:`FEWSHOT_MAX_ROWS` rows with
 at most :data:`FEWSHOT_MAX_CLASSES` classes and fewer than :data:`FEWSHOT_BELOW_EXAMPLES_PER_CLASS` examples per
-class, few-shot tuning; everything else (more rows, more classes) a head that full fine-tuning starts from. The head
-alone stays a method to ask for: seconds.
+class, few-shot tuning; everything else (more rows, more classes) a head that full fine-tuning starts from. ``auto``
+itself tries candidates on held-out training rows (:mod:`finetuner.selection`, :mod:`finetuner.autoselect`); this
+rule ranks them, and decides alone when there are too few rows to hold any out.
 
 Measured: bench/results/method_choice.md#how-auto-chooses.
 """

@@ -13,8 +13,9 @@ import pytest
 from conftest import make_sentiment_data
 
 from finetuner import LLMFinetuner, TrainConfig
-from finetuner.selection import (MIN_VALIDATION_ROWS, CandidateResult, affordable_pairs, candidate_methods, pick,
-                                 plan_line, should_refit, significantly_better, validation_split)
+from finetuner.selection import (MIN_CALIBRATION_ROWS, MIN_VALIDATION_ROWS, CandidateResult, affordable_pairs,
+                                 candidate_methods, pick, plan_line, should_calibrate, should_refit,
+                                 significantly_better, validation_split)
 from finetuner.training.embedding_methods import MIN_PAIRS, pair_budget
 
 # ------------------------------------------------------------------------------------------ decisions
@@ -150,12 +151,22 @@ def test_a_tight_budget_keeps_the_head_and_skips_what_does_not_fit(tiny_bert, da
     assert time.monotonic() - started < 60  # the skipped candidates cost nothing
 
 
-def test_auto_calibrates_the_winner_on_the_held_out_rows(tiny_bert, data):
-    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert, method="auto"))
-    model.fine_tune(*data[:2])
-    assert model.method_choice.temperature is not None and model.method_choice.temperature > 0
-    probabilities = model.predict_proba_array(data[2])
+def test_auto_calibrates_the_winner_on_enough_held_out_rows(tiny_bert):
+    texts, labels = make_sentiment_data(600, seed=5)  # 120 held out
+    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert))
+    model.fine_tune(texts, labels)
+    choice = model.method_choice
+    assert choice.held_out_rows == 120 and choice.temperature is not None and choice.temperature > 0
+    assert "calibrated on the held-out rows" in choice.reason
+    probabilities = model.predict_proba_array(texts[:20])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_too_few_held_out_rows_leave_the_winner_uncalibrated(tiny_bert, data):
+    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert))
+    model.fine_tune(*data[:2])  # 24 held out
+    assert model.method_choice.temperature is None and "24 held-out rows are too few" in model.method_choice.reason
+    assert should_calibrate(MIN_CALIBRATION_ROWS) == (True, "") and not should_calibrate(MIN_CALIBRATION_ROWS - 1)[0]
 
 
 def test_a_method_asked_for_by_name_trains_on_every_row_without_a_leaderboard(tiny_bert, data):
