@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
@@ -34,11 +34,10 @@ _RESERVE_SECONDS, _RESERVE_SHARE = 3.0, 0.05
 
 @dataclass
 class AutoOutcome:
-    """The winner's training result, why it won, and the leaderboard of every candidate."""
+    """The winner's training result, and why it won (with the leaderboard of every candidate)."""
 
     result: TrainingResult
     choice: MethodChoice
-    candidates: List[CandidateResult] = field(default_factory=list)
 
 
 def train_auto(job: TrainingJob, *, model_type: str, class_counts: Mapping[str, int], trained_with: str,
@@ -97,7 +96,7 @@ class _Selection:
                 break
         if job.progress.stopped or not self.trained:  # a stop request: the run ends without a model
             stopped = TrainingResult(job.model, None, job.config, stopped=True)
-            return AutoOutcome(stopped, MethodChoice("auto", "stopped while choosing a method"), self.results)
+            return AutoOutcome(stopped, MethodChoice("auto", "stopped while choosing a method"))
         winner, why = selection.pick(self.results)
         return self._finish(winner, why, embeddings, seconds_per_text)
 
@@ -201,7 +200,7 @@ class _Selection:
         choice = MethodChoice(winner.method, reason, candidates=tuple(r.as_dict() for r in self.results),
                               held_out_rows=len(self.held_rows), temperature=round(temperature, 4) if folded else None,
                               refit=chosen is not self.trained[winner.method])
-        return AutoOutcome(chosen, choice, self.results)
+        return AutoOutcome(chosen, choice)
 
 
 def _for(job: TrainingJob, method: str, trained_with: str, copy_model: bool = True, **changes: Any) -> TrainingJob:

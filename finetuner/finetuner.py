@@ -216,7 +216,9 @@ class LLMFinetuner:
         return cls(classifier.base_model, classifier=classifier)
 
     def choose_method(self, train_labels: Sequence[Any], config: Optional[TrainConfig] = None) -> MethodChoice:
-        """The method :meth:`fine_tune` will use for these training labels (``config.method`` unless "auto")."""
+        """``config.method``, or for "auto" the method the measurements rank first for these training labels
+        (:func:`finetuner.method_choice.choose_method`): :meth:`fine_tune` tries it among other candidates on held-out
+        rows and may keep another (its ``method_choice`` says which and why)."""
         config = config or self.config
         if config.method != registry.AUTO:
             return MethodChoice(config.method, "set in the training settings")

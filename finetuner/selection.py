@@ -13,6 +13,7 @@ Measured: bench/results/auto.md.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -107,9 +108,7 @@ def candidate_methods(class_counts: Mapping[str, int], model_type: str) -> List[
 
 def plan_line(labels: Sequence[Any], model_type: str, time_budget: Optional[float], seed: int) -> str:
     """What ``auto`` is about to do with these training labels, in a sentence (shown before it starts)."""
-    counts: Dict[str, int] = {}
-    for label in map(str, labels):
-        counts[label] = counts.get(label, 0) + 1
+    counts = Counter(map(str, labels))
     candidates = candidate_methods(counts, model_type)
     if len(candidates) == 1:
         return f"{registry.METHOD_NAMES[candidates[0].method]}, the only candidate for this model"
