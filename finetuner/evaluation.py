@@ -24,7 +24,7 @@ class Evaluable(Protocol):
 
     def predict_proba_array(self, texts: Sequence[str]) -> np.ndarray: ...
 
-# evaluate_model stores its report on the model object; models are shared between sessions.
+# An evaluation leaves its metrics and report on the model object; models are shared between sessions.
 _LOCK = threading.Lock()
 
 
@@ -39,9 +39,9 @@ class Evaluation:
 
 
 def evaluate(finetuner: Evaluable, texts: Sequence[str], labels: Sequence[Any]) -> Evaluation:
-    """Evaluate ``finetuner`` on ``texts``/``labels`` in one pass over the texts: the metrics of
-    ``evaluate_model`` (left on the model as its ``metrics`` and ``report``, as ``evaluate_model`` leaves them) and
-    ``rows`` with text, label, predicted_label, confidence, p_*."""
+    """Evaluate ``finetuner`` on ``texts``/``labels`` in one pass over the texts: the metrics and report (also left
+    on the model as its ``metrics`` and ``report``) and ``rows`` with text, label, predicted_label, confidence,
+    p_*."""
     texts, labels = validate_texts_and_labels(texts, labels, min_classes=1, what="test data")
     probabilities = finetuner.predict_proba_array(texts)
     label_ids = finetuner.label_map.encode(labels)

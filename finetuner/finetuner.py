@@ -27,10 +27,10 @@ from .errors import ConfigError, DataError
 from .explain import Explanation
 from .method_choice import MethodChoice, choose_method, names_are_meaningful
 from .methods import TrainingJob, registry
-from .metrics import CALIBRATION_KEYS, SUMMARY_KEYS, full_report, logits_to_probabilities
+from .metrics import full_report, logits_to_probabilities
 from .models import DEFAULT_MODEL
 from .training.checkpoints import drop_incomplete, last_complete_step
-from .training.finetune import choose_max_length, evaluation_trainer, model_length_limit, tokenize_dataset
+from .training.finetune import choose_max_length, model_length_limit, tokenize_dataset
 from .training.model_form import model_for_method
 from .training.progress import Listener, ProgressCallback, ProgressEvent
 
@@ -156,18 +156,14 @@ class LLMFinetuner:
 
     def evaluate_model(self, test_texts: List[str], test_labels: List[Any]) -> Dict[str, float]:
         """Accuracy, macro/weighted precision, recall, F1, the expected calibration error (``ece``, 15 bins; lower
-        is better) and loss on the test set (via ``Trainer.evaluate``).
+        is better) and loss on the test set: :func:`finetuner.evaluation.evaluate`, the app's and the command
+        line's evaluation too.
 
         The per-class report, confusion matrix and reliability bins of the same evaluation are in ``self.report``.
         """
-        texts, labels = validate_texts_and_labels(test_texts, test_labels, min_classes=1, what="test data")
-        dataset = tokenize_dataset(self.tokenizer, texts, self.label_map.encode(labels),
-                                   self.classifier.length_limit())
-        trainer = self.trainer or evaluation_trainer(self.model, self.tokenizer, self.config.eval_batch_size,
-                                                     self._compute_metrics)
-        raw = trainer.evaluate(eval_dataset=dataset)
-        self.metrics = {key: float(raw[f"eval_{key}"]) for key in (*SUMMARY_KEYS, *CALIBRATION_KEYS, "loss")}
-        return dict(self.metrics)
+        from .evaluation import evaluate
+
+        return dict(evaluate(self, test_texts, test_labels).metrics)
 
     def predict(self, texts: List[str]) -> List[int]:
         """Predicted class for each text: the label itself for integer labels, else the class index."""
