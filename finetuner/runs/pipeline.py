@@ -143,7 +143,7 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
     from ..finetuner import LLMFinetuner
 
     record, data = writer.record, spec.data
-    lap = _Stages(record.training)
+    lap = _Stages(record)
     if spec.baselines and data.eval_texts and not stop_event.is_set() and writer.is_main:
         _score_baselines(spec, writer, say)
         lap("baselines")
@@ -160,7 +160,6 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
                             config=spec.config, listener=_candidates_as_notices(say), stop_event=stop_event,
                             checkpoint_dir=checkpoint_dir, resume=resume, deadline=deadline)
         record.training = _training_facts(finetuner, time.monotonic() - training_started, record.training)
-        lap.facts = record.training
         lap("train")
         if finetuner.method_choice is not None and spec.config.method == AUTO and not finetuner.stopped:
             choice = finetuner.method_choice
@@ -268,15 +267,15 @@ def used_settings(finetuner: Any, asked: TrainConfig) -> Dict[str, Any]:
 
 
 class _Stages:
-    """Seconds per stage of a run (baselines, load, train, evaluate, save) into ``facts["stage_seconds"]``: each
-    call ends the stage it names, which began where the previous one ended."""
+    """Seconds per stage of a run (baselines, load, train, evaluate, save) into its record's
+    ``training["stage_seconds"]``: each call ends the stage it names, which began where the previous one ended."""
 
-    def __init__(self, facts: Dict[str, Any]):
-        self.facts, self.last = facts, time.monotonic()
+    def __init__(self, record: RunRecord):
+        self.record, self.last = record, time.monotonic()
 
     def __call__(self, stage: str) -> None:
         now = time.monotonic()
-        stages = self.facts.setdefault("stage_seconds", {})
+        stages = self.record.training.setdefault("stage_seconds", {})
         stages[stage] = round(stages.get(stage, 0.0) + now - self.last, 2)
         self.last = now
 
