@@ -14,7 +14,7 @@ _EXPORTS = {
     "LabelMap": "data", "LabelledTexts": "data", "Split": "data", "load_table": "data", "read_table": "data",
     "split_train_eval": "data",
     "ConfigError": "errors", "DataError": "errors", "FinetunerError": "errors", "ModelLoadError": "errors",
-    "LLMFinetuner": "finetuner", "TextClassifier": "classifier",
+    "LLMFinetuner": "finetuner", "TextClassifier": "classifier", "export_onnx": "onnx_export",
     "DEFAULT_MODEL": "models",
     "ProgressEvent": "training.progress",
     "RunRecord": "runs", "RunStore": "runs", "RunSpec": "runs.pipeline", "train_run": "runs.pipeline",

@@ -27,9 +27,13 @@ from .models import (ResolvedModel, compute_device, ensure_pad_token, load_class
                      resolve_model)
 from .training import lora
 from .training.finetune import model_length_limit, predict_logits
+from .training.onnx_graph import ONNX_FILE, OnnxExportError, OnnxLogits
 from .training.sentence_classifier import SentenceClassifier, is_sentence_classifier_dir
 
 METADATA_FILE = "finetuner.json"
+# A model folder's ONNX export (python -m finetuner export --format onnx): when it is there, load() predicts with it.
+ONNX_DIR = "onnx"
+BACKENDS = ("auto", "torch", "onnx")
 # The version of the saved-model format (METADATA_FILE's fields and the files beside it).
 FORMAT_VERSION = 1
 
@@ -52,6 +56,7 @@ class TextClassifier:
                  metrics: Optional[Dict[str, float]] = None, report: Optional[Dict[str, Any]] = None,
                  history: Optional[List[Dict[str, Any]]] = None, method_choice: Optional[MethodChoice] = None,
                  stopped: bool = False):
+        self.onnx: Optional[OnnxLogits] = None  # set by use_onnx(): predictions through ONNX Runtime
         self.model = model
         self.tokenizer = tokenizer
         self.label_map = label_map
@@ -73,6 +78,15 @@ class TextClassifier:
         tokenizer = load_tokenizer(source)
         return cls(_load_classifier(source, tokenizer, label_map, config.seed), tokenizer, label_map, config=config,
                    base_model=model_name, source=source)
+
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    @model.setter
+    def model(self, model: Any) -> None:
+        self._model = model
+        self.onnx = None  # an ONNX graph of the old weights would no longer predict what the model does
 
     # ------------------------------------------------------------------ predictions
 
@@ -99,8 +113,28 @@ class TextClassifier:
 
         A single string counts as one text (every predict method accepts one)."""
         texts = validate_texts([texts] if isinstance(texts, str) else list(texts), what="input to predict")
-        logits = predict_logits(self.model, self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size)
+        if self.onnx is not None:
+            logits = self.onnx(self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size)
+        else:
+            logits = self.torch_logits(texts)
         return logits_to_probabilities(logits)
+
+    def torch_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Logits from the PyTorch model, whatever the backend (what an ONNX export is checked against)."""
+        return predict_logits(self.model, self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size)
+
+    def use_onnx(self, path: Union[str, Path, None]) -> None:
+        """Predict with the ONNX graph at ``path`` through ONNX Runtime (None: back to PyTorch). The graph must be
+        an export of this model (:func:`finetuner.onnx_export.export_onnx` checks that when it writes one)."""
+        onnx = OnnxLogits(path) if path is not None else None
+        if onnx is not None and onnx.num_labels != len(self.label_map):
+            raise OnnxExportError(f"{path} predicts {onnx.num_labels} classes; this model has {len(self.label_map)}.")
+        self.onnx = onnx
+
+    @property
+    def backend(self) -> str:
+        """What predictions run on: "onnx" (ONNX Runtime) or "torch"."""
+        return "onnx" if self.onnx is not None else "torch"
 
     def explain(self, text: str, target: Optional[str] = None) -> Explanation:
         """Which words of ``text`` support the predicted class (or ``target``): :func:`finetuner.explain.explain`."""
@@ -154,8 +188,14 @@ class TextClassifier:
         return target
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "TextClassifier":
-        """Load a directory written by :meth:`save`; it predicts exactly as the saved model did."""
+    def load(cls, path: Union[str, Path], backend: str = "auto") -> "TextClassifier":
+        """Load a directory written by :meth:`save`; it predicts exactly as the saved model did.
+
+        ``backend``: "auto" predicts with the folder's ONNX export (``onnx/model.onnx``) through ONNX Runtime when
+        there is one and onnxruntime is installed, else with PyTorch; "torch" always with PyTorch; "onnx" requires
+        the export (:func:`finetuner.onnx_export.attach_onnx` builds one on demand)."""
+        if backend not in BACKENDS:
+            raise ModelLoadError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
         directory = Path(path).expanduser()
         meta_file = directory / METADATA_FILE
         if not meta_file.is_file():
@@ -176,10 +216,18 @@ class TextClassifier:
             model = _load_classifier(source, tokenizer, label_map, config.seed)
         model.to(compute_device())
         choice = meta.get("method_choice")
-        return cls(model, tokenizer, label_map, config=config, max_length=meta.get("max_length"),
-                   base_model=meta["base_model"], source=source, metrics=meta.get("metrics", {}),
-                   report=meta.get("report"), history=meta.get("history", []),
-                   method_choice=MethodChoice.from_dict(choice) if choice else None)
+        classifier = cls(model, tokenizer, label_map, config=config, max_length=meta.get("max_length"),
+                         base_model=meta["base_model"], source=source, metrics=meta.get("metrics", {}),
+                         report=meta.get("report"), history=meta.get("history", []),
+                         method_choice=MethodChoice.from_dict(choice) if choice else None)
+        graph = directory / ONNX_DIR / ONNX_FILE
+        if backend != "torch" and graph.is_file():
+            try:
+                classifier.use_onnx(graph)
+            except OnnxExportError:  # onnxruntime missing: "auto" falls back to PyTorch
+                if backend == "onnx":
+                    raise
+        return classifier
 
     def metadata(self) -> Dict[str, Any]:
         """What :meth:`save` writes to ``finetuner.json`` (besides whether the weights are an adapter)."""

@@ -26,6 +26,7 @@ from .data import LabelMap, validate_texts_and_labels
 from .errors import ConfigError, DataError
 from .explain import Explanation
 from .method_choice import MethodChoice, choose_method, names_are_meaningful
+from .onnx_export import OnnxExport, attach_onnx, export_onnx
 from .methods import TrainingJob, registry
 from .metrics import full_report, logits_to_probabilities
 from .models import DEFAULT_MODEL
@@ -206,10 +207,23 @@ class LLMFinetuner:
         return self.classifier.save(path, merge=merge)
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "LLMFinetuner":
-        """Load a directory written by :meth:`save`; it predicts exactly as the saved model did."""
-        classifier = TextClassifier.load(path)
+    def load(cls, path: Union[str, Path], backend: str = "auto") -> "LLMFinetuner":
+        """Load a directory written by :meth:`save`; it predicts exactly as the saved model did.
+
+        ``backend``: "auto" predicts through ONNX Runtime when the folder holds an export (``onnx/model.onnx``,
+        :meth:`export_onnx`), else with PyTorch; "torch" always with PyTorch; "onnx" builds the graph now when the
+        folder has none."""
+        classifier = TextClassifier.load(path, backend=backend)
+        if backend == "onnx" and classifier.backend != "onnx":
+            attach_onnx(classifier)
         return cls(classifier.base_model, classifier=classifier)
+
+    def export_onnx(self, directory: Union[str, Path], *, quantize: Optional[str] = None,
+                    texts: Optional[Sequence[str]] = None) -> OnnxExport:
+        """Write the model as a standard ONNX folder (graph, tokenizer, config with the class names), checked
+        against this model on ``texts`` (default: built-in sample sentences); ``quantize="int8"`` adds a dynamic
+        int8 copy. See :func:`finetuner.onnx_export.export_onnx`."""
+        return export_onnx(self.classifier, directory, quantize=quantize, texts=texts)
 
     def choose_method(self, train_labels: Sequence[Any], config: Optional[TrainConfig] = None) -> MethodChoice:
         """``config.method``, or for "auto" the method the measurements rank first for these training labels

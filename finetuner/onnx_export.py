@@ -1,0 +1,183 @@
+"""ONNX export of a trained classifier, verified against the model it came from, and the ONNX Runtime path.
+
+:func:`export_onnx` writes a standard ONNX model folder — ``model.onnx`` (tokens in, ``logits`` out: encoder,
+pooling and head in one graph), optionally ``model_quantized.onnx`` (dynamic int8), ``config.json`` with the class
+names, the tokenizer, ``labels.txt`` and ``onnx_export.json`` (what was checked) — that optimum's
+``ORTModelForSequenceClassification`` or a bare ``onnxruntime.InferenceSession`` with ``tokenizers`` can use.
+Before anything is written the graph predicts a sample of texts and is compared with the PyTorch model: a graph
+whose labels differ is refused, never written.
+
+Inside a saved model folder (``<model>/onnx/``) the graph is what :meth:`TextClassifier.load` picks up to predict
+with ONNX Runtime (:data:`ONNX_DIR`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import __version__
+from .classifier import ONNX_DIR, TextClassifier
+from .files import atomic_dir
+from .loading import quiet_loading
+from .metrics import logits_to_probabilities
+from .training import lora
+from .training.onnx_graph import (ONNX_FILE, QUANTIZED_FILE, OnnxExportError, OnnxLogits, export_graph,
+                                  quantize_int8)
+from .training.sentence_classifier import SentenceClassifier
+
+REPORT_FILE = "onnx_export.json"
+QUANTIZE_CHOICES = ("int8",)
+# fp32 graph against PyTorch: same label for every checked text, probabilities within this.
+MAX_PROBABILITY_DIFFERENCE = 1e-3
+# int8 against fp32: a label may change only where the fp32 model hesitates (its two most probable classes
+# closer than this); anything else means the quantized graph is broken, and it is refused.
+INT8_MARGIN = 0.5
+
+# Checked when the caller gives no texts of its own: short and long, punctuation, digits, other scripts, and one
+# longer than any truncation length (so the graph's truncation is checked too).
+CHECK_TEXTS = (
+    "I loved it.", "Terrible, would not recommend.", "ok", "The service was slow but the food was great!",
+    "Shares fell 3% after the quarterly report on Tuesday.", "What time does the last train leave?",
+    "The team won the championship in overtime.", "A new study links sleep to memory.", "¿Dónde está la estación?",
+    "Ce film est magnifique.", "これはペンです。", "!!!", "12345", "meh " * 3,
+    " ".join(["This sentence goes on and on to be longer than any truncation length would allow."] * 60),
+)
+
+
+@dataclass
+class ExportCheck:
+    """What the export compared: texts, whether every label matched, the largest probability difference."""
+
+    texts: int
+    labels_identical: bool
+    agreement: float
+    max_probability_difference: float
+    against: str = "pytorch"
+
+    def line(self) -> str:
+        return (f"{self.texts} texts: labels {'identical' if self.labels_identical else f'{self.agreement:.1%} identical'}"
+                f" to {self.against}, max |Δp| {self.max_probability_difference:.2e}")
+
+
+@dataclass
+class OnnxExport:
+    """The written folder, its graph files and the checks they passed."""
+
+    directory: Path
+    files: List[str]
+    inputs: List[str]
+    max_length: int
+    fp32: ExportCheck
+    int8: Optional[ExportCheck] = None
+    quantized_files: List[str] = field(default_factory=list)
+
+    def as_dict(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["directory"] = str(self.directory)
+        return data
+
+
+def export_onnx(classifier: TextClassifier, directory: Union[str, Path], *, quantize: Optional[str] = None,
+                texts: Optional[Sequence[str]] = None) -> OnnxExport:
+    """Write ``classifier`` as an ONNX model folder at ``directory`` (replaced whole, atomically), verified on
+    ``texts`` (default :data:`CHECK_TEXTS`) against the PyTorch model; ``quantize="int8"`` adds
+    ``model_quantized.onnx``. Raises :class:`OnnxExportError` (and writes nothing) when a check fails."""
+    if quantize is not None and quantize not in QUANTIZE_CHOICES:
+        raise OnnxExportError(f"Unknown quantization {quantize!r}: choose one of {', '.join(QUANTIZE_CHOICES)}.")
+    if classifier.model is None:
+        raise OnnxExportError("This model was loaded from an ONNX folder without its PyTorch weights; export "
+                              "from the saved model folder instead.")
+    texts = list(texts) if texts else list(CHECK_TEXTS)
+    model = _exportable(classifier.model)
+    max_length = classifier.length_limit()
+    expected = logits_to_probabilities(classifier.torch_logits(texts))
+    target = Path(directory).expanduser().resolve()
+    with atomic_dir(target) as staging:
+        inputs = export_graph(model, classifier.tokenizer, staging / ONNX_FILE)
+        fp32 = _compare(_probabilities(staging / ONNX_FILE, classifier, texts, max_length), expected, "pytorch")
+        if not fp32.labels_identical or fp32.max_probability_difference > MAX_PROBABILITY_DIFFERENCE:
+            raise OnnxExportError(f"The ONNX graph does not predict what the model does ({fp32.line()}); nothing "
+                                  "was written.")
+        files, int8 = [ONNX_FILE], None
+        if quantize == "int8":
+            quantize_int8(staging / ONNX_FILE, staging / QUANTIZED_FILE)
+            reference = _probabilities(staging / ONNX_FILE, classifier, texts, max_length)
+            quantized = _probabilities(staging / QUANTIZED_FILE, classifier, texts, max_length)
+            int8 = _compare(quantized, reference, "the fp32 graph")
+            _check_int8(quantized, reference, int8)
+            files.append(QUANTIZED_FILE)
+        _write_companions(staging, classifier, model)
+        result = OnnxExport(target, files, inputs, max_length, fp32, int8)
+        (staging / REPORT_FILE).write_text(json.dumps({**result.as_dict(), "finetuner_version": __version__,
+                                                       "base_model": classifier.base_model}, indent=2),
+                                           encoding="utf-8")
+    return result
+
+
+def attach_onnx(classifier: TextClassifier, *, quantized: bool = False) -> TextClassifier:
+    """Build the ONNX graph on demand (a temporary folder) and make ``classifier`` predict with ONNX Runtime."""
+    directory = Path(tempfile.mkdtemp(prefix="finetuner-onnx-")) / "onnx"
+    export_onnx(classifier, directory, quantize="int8" if quantized else None)
+    classifier.use_onnx(directory / (QUANTIZED_FILE if quantized else ONNX_FILE))
+    return classifier
+
+
+def _exportable(model: Any) -> Any:
+    """The model as the graph should hold it: on the CPU in fp32, a LoRA adapter merged in (the original untouched)."""
+    import torch
+
+    if lora.is_peft_model(model):
+        model = lora.merged_copy(model)
+    elif next(model.parameters()).device.type != "cpu" or next(model.parameters()).dtype != torch.float32:
+        model = copy.deepcopy(model)
+    return model.to("cpu", dtype=torch.float32)
+
+
+def _probabilities(path: Path, classifier: TextClassifier, texts: List[str], max_length: int) -> np.ndarray:
+    return logits_to_probabilities(OnnxLogits(path)(classifier.tokenizer, texts, max_length,
+                                                    classifier.config.eval_batch_size))
+
+
+def _compare(got: np.ndarray, expected: np.ndarray, against: str) -> ExportCheck:
+    same = got.argmax(axis=1) == expected.argmax(axis=1)
+    return ExportCheck(texts=len(got), labels_identical=bool(same.all()), agreement=float(same.mean()),
+                       max_probability_difference=float(np.abs(got - expected).max()), against=against)
+
+
+def _check_int8(quantized: np.ndarray, reference: np.ndarray, check: ExportCheck) -> None:
+    """Refuse an int8 graph that changes a label the fp32 graph was sure of."""
+    top_two = np.sort(reference, axis=1)[:, -2:]
+    sure = (top_two[:, 1] - top_two[:, 0]) >= INT8_MARGIN
+    flipped = (quantized.argmax(axis=1) != reference.argmax(axis=1)) & sure
+    if flipped.any():
+        raise OnnxExportError(f"The int8 graph changes {int(flipped.sum())} label(s) the fp32 graph gives with a "
+                              f"margin of {INT8_MARGIN} or more ({check.line()}); nothing was written. Export "
+                              "without --quantize.")
+
+
+def _write_companions(staging: Path, classifier: TextClassifier, model: Any) -> None:
+    """config.json (with the class names), the tokenizer and labels.txt beside the graph."""
+    config = copy.deepcopy(model.encoder.config if isinstance(model, SentenceClassifier) else model.config)
+    names = [str(name) for name in classifier.label_map.names]
+    config.num_labels = len(names)
+    config.id2label = dict(enumerate(names))
+    config.label2id = {name: i for i, name in enumerate(names)}
+    config.architectures = [_architecture(config)]
+    with quiet_loading():
+        config.save_pretrained(staging)
+        classifier.tokenizer.save_pretrained(staging)
+    (staging / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+
+
+def _architecture(config: Any) -> str:
+    """The sequence-classification class transformers names for this config (metadata for optimum and the Hub)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    return MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(config.model_type, "PreTrainedModel")
