@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
-from .classifier import ONNX_DIR, TextClassifier
+from .classifier import TextClassifier
 from .files import atomic_dir
 from .loading import quiet_loading
 from .metrics import logits_to_probabilities
@@ -62,8 +62,8 @@ class ExportCheck:
     against: str = "pytorch"
 
     def line(self) -> str:
-        return (f"{self.texts} texts: labels {'identical' if self.labels_identical else f'{self.agreement:.1%} identical'}"
-                f" to {self.against}, max |Δp| {self.max_probability_difference:.2e}")
+        same = "identical" if self.labels_identical else f"{self.agreement:.1%} identical"
+        return f"{self.texts} texts: labels {same} to {self.against}, max |Δp| {self.max_probability_difference:.2e}"
 
 
 @dataclass
