@@ -84,6 +84,15 @@ def test_load_train_predict_evaluate_export(url, tmp_path):
     assert Path(archive).name == f"finetuner-{run_id}.zip"
     assert "is now the active model" in client.predict(run_id, api_name="/load_run")
 
+    before = client.predict("a wonderful film", api_name="/predict")
+    onnx_zip, status = client.predict(run_id, False, api_name="/export_onnx")
+    assert "labels identical to pytorch" in status and "now use ONNX Runtime" in status, status
+    with zipfile.ZipFile(onnx_zip) as archive:
+        assert {"onnx/model.onnx", "onnx/config.json", "onnx/labels.txt"} <= set(archive.namelist())
+    after = client.predict("a wonderful film", api_name="/predict")
+    assert after["label"] == before["label"]
+    assert all(abs(a["confidence"] - b["confidence"]) < 1e-3 for a, b in zip(after["confidences"], before["confidences"]))
+
 
 def test_lora_on_a_tiny_decoder_trains_predicts_and_exports_the_adapter(url, tiny_llama, tmp_path, monkeypatch):
     client = _client(url)

@@ -27,6 +27,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--output", metavar="FILE.json", help="also write the metrics and per-class report there")
     p.add_argument("--batch-size", type=value_parser(int), metavar="N",
                    help="texts per batch (default: the model's eval_batch_size)")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto (default): ONNX Runtime when the model folder holds an export (finetuner export), "
+                        "else PyTorch; onnx: build the graph now if there is none")
     p.set_defaults(run=run)
 
 
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the metrics JSON (and with --report a per-class table); with --output also write them."""
     processes = Processes()
     console = Console(args.quiet, processes.is_main)
-    finetuner = load_model(args.model, args.batch_size)
+    finetuner = load_model(args.model, args.batch_size, args.backend)
     table = load_table(args.data, args.text_column, args.label_column)
     for message in table.warnings:
         console.warn(message)

@@ -36,6 +36,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="rows read, predicted and written at a time (default: 2048)")
     p.add_argument("--batch-size", type=value_parser(int), metavar="N",
                    help="texts per model batch (default: the model's eval_batch_size)")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto (default): ONNX Runtime when the model folder holds an export (finetuner export), "
+                        "else PyTorch; onnx: build the graph now if there is none")
     p.set_defaults(run=run)
 
 
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk_rows < 1:
         raise UsageError("--chunk-rows must be at least 1", "finetuner predict")
     console = Console(args.quiet)
-    finetuner = load_model(args.model, args.batch_size)
+    finetuner = load_model(args.model, args.batch_size, args.backend)
     data = Path(args.data).expanduser()
     writer: Optional[PredictionWriter] = None
     bar = None

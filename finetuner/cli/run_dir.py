@@ -35,10 +35,11 @@ def find_model_dir(path: str) -> Path:
                          f"{MODEL_DIR}/). Train one with: python -m finetuner train --data TRAIN --output DIR")
 
 
-def load_model(path: str, batch_size: Optional[int] = None) -> "LLMFinetuner":
-    """The trained model in a run or model directory; ``batch_size`` replaces its evaluation batch size."""
+def load_model(path: str, batch_size: Optional[int] = None, backend: str = "auto") -> "LLMFinetuner":
+    """The trained model in a run or model directory; ``batch_size`` replaces its evaluation batch size;
+    ``backend`` as in :meth:`LLMFinetuner.load` (auto: ONNX Runtime when the model folder holds an export)."""
     from ..finetuner import LLMFinetuner
-    finetuner = LLMFinetuner.load(find_model_dir(path))
+    finetuner = LLMFinetuner.load(find_model_dir(path), backend=backend)
     if batch_size:
         finetuner.config = finetuner.config.replace(eval_batch_size=batch_size)
     return finetuner

@@ -4,6 +4,7 @@ the Hugging Face Hub. Everything here is limited to the session owner's runs (se
 from __future__ import annotations
 
 import html
+import shutil
 import tempfile
 from pathlib import Path
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from typing import Any, Callable, List, Optional, Tuple
 import gradio as gr
 import pandas as pd
 
+from ..classifier import ONNX_DIR
 from ..errors import DataError, FinetunerError
+from ..training.onnx_graph import ONNX_FILE
 from ..export import export_zip, push_to_hub
 from ..runs import METHOD_NAMES, RunRecord
 from . import compare
@@ -36,6 +39,8 @@ class ExportView:
     run: gr.Dropdown
     use: gr.Button
     download: gr.Button
+    onnx: gr.Button
+    int8: gr.Checkbox
     refresh: gr.Button
     delete: gr.Button
     confirm_row: gr.Row
@@ -87,6 +92,10 @@ def layout() -> ExportView:
                 use = gr.Button("Use this run", variant="primary", elem_id="export-use")
                 download = gr.Button("Download model (.zip)", elem_id="export-zip")
             with gr.Row():
+                onnx = gr.Button("Export ONNX (.zip)", elem_id="export-onnx")
+                int8 = gr.Checkbox(False, label="with an int8 copy (smaller, faster; checked too)",
+                                   elem_id="export-int8")
+            with gr.Row():
                 refresh = gr.Button("Refresh list", size="sm")
                 delete = gr.Button("Delete run…", variant="stop", size="sm", elem_id="export-delete")
             with gr.Row(visible=False) as confirm_row:  # deleting takes a second, deliberate click
@@ -108,8 +117,8 @@ def layout() -> ExportView:
             private = gr.Checkbox(True, label="Private repository")
         push = gr.Button("Push to the Hub")
         push_status = gr.Markdown()
-    return ExportView(history, run, use, download, refresh, delete, confirm_row, confirm, cancel, status, archive,
-                      upload, compare, repo, token, private, push, push_status)
+    return ExportView(history, run, use, download, onnx, int8, refresh, delete, confirm_row, confirm, cancel, status,
+                      archive, upload, compare, repo, token, private, push, push_status)
 
 
 def _compare_layout() -> CompareView:
@@ -187,6 +196,20 @@ class ExportHandlers:
         return str(export_zip(self.ctx.store, _chosen(run_id), _EXPORTS, owner=self.ctx.owner(request)))
 
     @user_errors(keep=_failed(2, 1))
+    def export_onnx(self, run_id: Optional[str], int8: bool, request: gr.Request) -> Tuple[str, str]:
+        """Your run's model as a checked ONNX folder (kept in the run: Predict then runs on ONNX Runtime), zipped."""
+        run_id, owner = _chosen(run_id), self.ctx.owner(request)
+        model = self.ctx.store.load_model(run_id, owner)
+        folder = self.ctx.store.model_dir(run_id, owner) / ONNX_DIR
+        result = model.export_onnx(folder, quantize="int8" if int8 else None)
+        model.classifier.use_onnx(folder / ONNX_FILE)
+        _EXPORTS.mkdir(parents=True, exist_ok=True)
+        archive = shutil.make_archive(str(_EXPORTS / f"finetuner-{run_id}-onnx"), "zip", folder.parent, ONNX_DIR)
+        checks = [f"fp32 {result.fp32.line()}"] + ([f"int8 {result.int8.line()}"] if result.int8 else [])
+        return archive, (f"Exported run **{run_id}** to ONNX ({', '.join(result.files)}); checked on "
+                         + "; ".join(checks) + ". Predictions of this run now use ONNX Runtime.")
+
+    @user_errors(keep=_failed(2, 1))
     def ask_to_delete(self, run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
         """The page's first click on Delete: say what would be deleted and show the confirm button."""
         record = self.ctx.store.get(_chosen(run_id), self.ctx.owner(request))
@@ -237,6 +260,7 @@ def wire(handlers: ExportHandlers, view: ExportView, ctx: AppContext, tab: gr.Ta
     relisted(view.refresh.click(handlers.refresh_history, ctx.active_run, listing, api_name="list_runs"))
     view.use.click(handlers.use_run, view.run, [ctx.active_run, view.status], api_name="load_run")
     view.download.click(handlers.download_zip, view.run, view.archive, api_name="export_model")
+    view.onnx.click(handlers.export_onnx, [view.run, view.int8], [view.archive, view.status], api_name="export_onnx")
     view.delete.click(handlers.ask_to_delete, view.run, [view.confirm_row, view.status], **private)
     # The API's /delete_run deletes at once: a client names the run it deletes.
     relisted(view.confirm.click(handlers.delete_run, [view.run, ctx.active_run],
