@@ -91,7 +91,8 @@ def test_load_train_predict_evaluate_export(url, tmp_path):
         assert {"onnx/model.onnx", "onnx/config.json", "onnx/labels.txt"} <= set(archive.namelist())
     after = client.predict("a wonderful film", api_name="/predict")
     assert after["label"] == before["label"]
-    assert all(abs(a["confidence"] - b["confidence"]) < 1e-3 for a, b in zip(after["confidences"], before["confidences"]))
+    assert all(abs(a["confidence"] - b["confidence"]) < 1e-3
+               for a, b in zip(after["confidences"], before["confidences"]))
 
 
 def test_lora_on_a_tiny_decoder_trains_predicts_and_exports_the_adapter(url, tiny_llama, tmp_path, monkeypatch):
