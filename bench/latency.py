@@ -7,6 +7,9 @@ A model is fine-tuned on SST-2 rows (bundled MiniLM), saved under bench/.cache a
   median and p95, against ``pipeline("text-classification", top_k=None)`` on one sentence — in alternating blocks;
 * batch: the 872 SST-2 test texts through ``predict_proba`` against the pipeline with its default batch size (1)
   and with ``batch_size`` = finetuner's (64) — alternating repeats; texts per second.
+
+finetuner is measured three ways on the same model: PyTorch, its ONNX export through ONNX Runtime (fp32) and the
+export's dynamic int8 copy (``python -m finetuner export --quantize int8``), each with its accuracy on the 872 texts.
 """
 
 from __future__ import annotations
@@ -36,6 +39,23 @@ def prepare_model(train_rows: int, seed: int, fresh: bool = False):
     return path
 
 
+def _backends(path, LLMFinetuner) -> Dict[str, Any]:
+    """The same saved model three ways: PyTorch, its ONNX export (fp32) and the export's int8 copy, all through
+    ``LLMFinetuner``'s own predict methods. The export goes into a copy of the model folder (kept under cache)."""
+    import shutil
+    from finetuner.training.onnx_graph import QUANTIZED_FILE
+
+    exported = path.parent / f"{path.name}-onnx"
+    if not (exported / "onnx" / QUANTIZED_FILE).is_file():
+        shutil.rmtree(exported, ignore_errors=True)
+        shutil.copytree(path, exported)
+        LLMFinetuner.load(exported, backend="torch").export_onnx(exported / "onnx", quantize="int8")
+    onnx, int8 = LLMFinetuner.load(exported), LLMFinetuner.load(exported)
+    int8.classifier.use_onnx(exported / "onnx" / QUANTIZED_FILE)
+    assert onnx.classifier.backend == "onnx"
+    return {"torch": LLMFinetuner.load(path, backend="torch"), "onnx": onnx, "onnx_int8": int8}
+
+
 def _timed(fn, n: int) -> List[float]:
     times = []
     for _ in range(n):
@@ -58,7 +78,8 @@ def run(calls: int = 200, warmup: int = 20, repeats: int = 3, train_rows: int = 
     from finetuner import LLMFinetuner
 
     path = prepare_model(train_rows, seed, fresh)
-    model = LLMFinetuner.load(path)
+    backends = _backends(path, LLMFinetuner)
+    model = backends["torch"]
     # On the GPU where there is one, as LLMFinetuner.load puts the model there.
     pipe = pipeline("text-classification", model=str(path), tokenizer=str(path),
                     device=0 if torch.cuda.is_available() else -1, top_k=None)
@@ -68,36 +89,44 @@ def run(calls: int = 200, warmup: int = 20, repeats: int = 3, train_rows: int = 
                            "device": device_name(),
                            "load_avg_start": load_avg()}
 
-    # ---- single sentence, alternating blocks of 20 calls so load changes hit both alike
+    # ---- single sentence, alternating blocks of 20 calls so load changes hit every system alike
+    systems = {f"finetuner_{name}" if name != "torch" else "finetuner": (lambda s, m=m: m.predict_proba([s]))
+               for name, m in backends.items()}
+    systems["pipeline"] = pipe
     for s in sentences[:warmup]:
-        model.predict_proba([s])
-        pipe(s)
-    ours: List[float] = []
-    theirs: List[float] = []
+        for call in systems.values():
+            call(s)
+    times: Dict[str, List[float]] = {name: [] for name in systems}
     block = 20
     for start in range(0, calls, block):
         chunk = sentences[start:start + block]
-        for s in chunk:
-            t = time.perf_counter()
-            model.predict_proba([s])
-            ours.append(time.perf_counter() - t)
-        for s in chunk:
-            t = time.perf_counter()
-            pipe(s)
-            theirs.append(time.perf_counter() - t)
-    out["single"] = {"finetuner": _summary(ours), "pipeline": _summary(theirs)}
+        for name, call in systems.items():
+            for s in chunk:
+                t = time.perf_counter()
+                call(s)
+                times[name].append(time.perf_counter() - t)
+    out["single"] = {name: _summary(v) for name, v in times.items()}
     out["single"]["speedup_median"] = out["single"]["pipeline"]["median_ms"] / out["single"]["finetuner"]["median_ms"]
-    log(f"latency: single sentence finetuner median {out['single']['finetuner']['median_ms']:.1f} ms, "
-        f"pipeline {out['single']['pipeline']['median_ms']:.1f} ms")
+    for name in systems:
+        out["single"][name]["ratio_to_pipeline"] = (out["single"][name]["median_ms"]
+                                                    / out["single"]["pipeline"]["median_ms"])
+    log("latency: single sentence median " + ", ".join(f"{k} {v['median_ms']:.1f} ms" for k, v in
+                                                       out["single"].items() if isinstance(v, dict)))
 
     # ---- batch: the 872 SST-2 test texts
     n = len(test_texts)
-    runs: Dict[str, List[float]] = {"finetuner": [], "pipeline_default": [], "pipeline_batch64": []}
-    check: Dict[str, Any] = {}
+    runs: Dict[str, List[float]] = {"finetuner": [], "pipeline_default": [], "pipeline_batch64": [],
+                                    **{f"finetuner_{name}": [] for name in backends if name != "torch"}}
+    check: Dict[str, Any] = {"accuracy": {}}
     for rep in range(repeats):
-        t = time.perf_counter()
+        for name, m in backends.items():
+            t = time.perf_counter()
+            probs = m.predict_proba_array(test_texts)
+            runs["finetuner" if name == "torch" else f"finetuner_{name}"].append(time.perf_counter() - t)
+            if rep == 0:
+                check["accuracy"][name] = float(np.mean([m.labels[i] == y for i, y in zip(probs.argmax(1),
+                                                                                          test_labels)]))
         probs = model.predict_proba_array(test_texts)
-        runs["finetuner"].append(time.perf_counter() - t)
         t = time.perf_counter()
         p1 = pipe(test_texts, truncation=True)
         runs["pipeline_default"].append(time.perf_counter() - t)
@@ -116,6 +145,10 @@ def run(calls: int = 200, warmup: int = 20, repeats: int = 3, train_rows: int = 
     batch["texts"] = n
     batch["speedup_vs_pipeline_default"] = batch["finetuner"]["texts_per_s"] / batch["pipeline_default"]["texts_per_s"]
     batch["speedup_vs_pipeline_batch64"] = batch["finetuner"]["texts_per_s"] / batch["pipeline_batch64"]["texts_per_s"]
+    for name in backends:
+        key = "finetuner" if name == "torch" else f"finetuner_{name}"
+        batch[key]["throughput_vs_pipeline_default"] = (batch[key]["texts_per_s"]
+                                                        / batch["pipeline_default"]["texts_per_s"])
     out["batch"] = batch
     out.update(check)
     out["load_avg_end"] = load_avg()

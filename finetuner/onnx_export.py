@@ -113,7 +113,7 @@ def export_onnx(classifier: TextClassifier, directory: Union[str, Path], *, quan
             int8 = _compare(quantized, reference, "the fp32 graph")
             _check_int8(quantized, reference, int8)
             files.append(QUANTIZED_FILE)
-        _write_companions(staging, classifier, model)
+        _write_companions(staging, classifier, model, inputs)
         result = OnnxExport(target, files, inputs, max_length, fp32, int8)
         (staging / REPORT_FILE).write_text(json.dumps({**result.as_dict(), "finetuner_version": __version__,
                                                        "base_model": classifier.base_model}, indent=2),
@@ -162,8 +162,8 @@ def _check_int8(quantized: np.ndarray, reference: np.ndarray, check: ExportCheck
                               "without --quantize.")
 
 
-def _write_companions(staging: Path, classifier: TextClassifier, model: Any) -> None:
-    """config.json (with the class names), the tokenizer and labels.txt beside the graph."""
+def _write_companions(staging: Path, classifier: TextClassifier, model: Any, inputs: List[str]) -> None:
+    """config.json (with the class names), the tokenizer, labels.txt and a README beside the graph."""
     config = copy.deepcopy(model.encoder.config if isinstance(model, SentenceClassifier) else model.config)
     names = [str(name) for name in classifier.label_map.names]
     config.num_labels = len(names)
@@ -174,6 +174,29 @@ def _write_companions(staging: Path, classifier: TextClassifier, model: Any) -> 
         config.save_pretrained(staging)
         classifier.tokenizer.save_pretrained(staging)
     (staging / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    (staging / "README.md").write_text(_usage(classifier, inputs), encoding="utf-8")
+
+
+def _usage(classifier: TextClassifier, inputs: List[str]) -> str:
+    """How to run the folder without finetuner (its README.md)."""
+    feed = ", ".join(f'"{name}": encoded["{name}"]' for name in inputs)
+    return "\n".join([
+        "---", "library_name: onnx", "pipeline_tag: text-classification", "tags:", "- finetuner", "- onnx", "---", "",
+        f"# ONNX export of a finetuner text classifier (base model `{classifier.base_model}`)", "",
+        f"Classes: {', '.join(f'`{name}`' for name in classifier.label_map.names)} (`labels.txt`, `config.json`).",
+        f"`model.onnx` takes {', '.join(f'`{name}`' for name in inputs)} (int64, batch × tokens) and returns "
+        "`logits` (batch × classes; softmax gives the probabilities, calibrated when finetuner fitted a "
+        f"temperature). Cut texts at {classifier.length_limit()} tokens, as in training. "
+        "`model_quantized.onnx`, where present, is a dynamic int8 copy (`onnx_export.json` says how both were "
+        "checked against the PyTorch model).", "",
+        "```python", "import numpy as np, onnxruntime as ort", "from transformers import AutoTokenizer", "",
+        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
+        'session = ort.InferenceSession("path/to/this/folder/model.onnx")',
+        f'encoded = tokenizer(["an example sentence"], padding=True, truncation=True, '
+        f'max_length={classifier.length_limit()}, return_tensors="np")',
+        f'logits = session.run(["logits"], {{{feed}}})[0]', "```", "",
+        "With optimum: `ORTModelForSequenceClassification.from_pretrained(\"path/to/this/folder\")`; with finetuner: "
+        "put this folder as `onnx/` inside the saved model folder and `LLMFinetuner.load` predicts through it.", ""])
 
 
 def _architecture(config: Any) -> str:
