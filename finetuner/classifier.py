@@ -34,8 +34,10 @@ METADATA_FILE = "finetuner.json"
 # A model folder's ONNX export (python -m finetuner export --format onnx): when it is there, load() predicts with it.
 ONNX_DIR = "onnx"
 BACKENDS = ("auto", "torch", "onnx")
-# The version of the saved-model format (METADATA_FILE's fields and the files beside it).
-FORMAT_VERSION = 1
+# The version of the saved-model format (METADATA_FILE's fields and the files beside it). 2: a sentence
+# classifier's encoder in encoder/, and a config.json that transformers refuses beside it and beside a LoRA
+# adapter. TextClassifier.load reads version 1 too.
+FORMAT_VERSION = 2
 
 
 class TextClassifier:
@@ -179,9 +181,11 @@ class TextClassifier:
             model = lora.merged_copy(self.model) if lora.is_peft_model(self.model) and merge else self.model
             with quiet_loading():
                 if isinstance(model, SentenceClassifier):
-                    model.save(staging)
+                    model.save(staging, self.tokenizer)
                 else:
                     model.save_pretrained(staging, safe_serialization=True)
+                    if adapter:
+                        lora.write_adapter_config(model, staging)
                 self.tokenizer.save_pretrained(staging)
             metadata = {**self.metadata(), "adapter": adapter}
             (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")

@@ -29,24 +29,42 @@ class ExportError(FinetunerError):
     """The model cannot be exported or pushed as asked."""
 
 
-def model_card(record: RunRecord) -> str:
-    """A Hub-style README.md: what the model is, the data it saw, its settings and its scores."""
+# What a saved model folder holds (saved_kind), which decides how the card says to load it.
+CLASSIFIER, SENTENCE, ADAPTER = "classifier", "sentence", "adapter"
+ONNX_COMMAND = "python -m finetuner export --model path/to/this/folder --format onnx --output DIR"
+
+
+def saved_kind(model_dir: Union[str, Path]) -> str:
+    """What the saved model folder ``model_dir`` holds: ``SENTENCE`` (a sentence classifier: an encoder and a head on
+    its mean-pooled embeddings), ``ADAPTER`` (a LoRA adapter and head, without the base model) or ``CLASSIFIER`` (a
+    whole transformers sequence classifier, which transformers' pipeline loads as it is)."""
+    from .training.sentence_classifier import is_sentence_classifier_dir
+
+    if is_sentence_classifier_dir(model_dir):
+        return SENTENCE
+    return ADAPTER if (Path(model_dir) / "adapter_config.json").is_file() else CLASSIFIER
+
+
+def _method_kind(method_name: Optional[str]) -> str:
+    """What a run of ``method_name`` saves, for a card written without the model folder."""
+    method = methods.find(method_name)
+    if method and method.sentence_classifier:
+        return SENTENCE
+    return ADAPTER if method and method.adapter else CLASSIFIER
+
+
+def model_card(record: RunRecord, model_dir: Optional[Union[str, Path]] = None) -> str:
+    """A Hub-style README.md: what the model is, how to load it, the data it saw, its settings and its scores.
+
+    How to load it follows what ``model_dir`` holds (:func:`saved_kind`); without it, what the run's method saves."""
     data, config = record.data or {}, record.config or {}
     base = record.base_model
-    method = methods.find(config.get("method"))
-    adapter = bool(method and method.adapter)  # runs save a LoRA model as its adapter and head only
-    sentence = config.get("method") in ("head", "fewshot")  # an encoder + a head on its mean-pooled embeddings
-    front = ["---", f"library_name: {'peft' if adapter else 'transformers'}", "pipeline_tag: text-classification",
-             "tags:", "- finetuner", "- text-classification", *(["- lora"] if adapter else [])]
-    if _HUB_ID.match(base) and not Path(base).expanduser().exists():  # a Hub id, not a local directory
-        front.append(f"base_model: {base}")
-    front.append("---")
-    lines = front + [
+    kind = saved_kind(model_dir) if model_dir is not None else _method_kind(config.get("method"))
+    lines = _front_matter(kind, base) + [
         "", f"# Text classifier fine-tuned with finetuner (run {record.id})", "",
         f"Fine-tuned from `{base}` to sort texts into {len(record.labels)} classes: "
         + ", ".join(f"`{label}`" for label in record.labels) + ".", "",
-        *(_adapter_note(base) if adapter else _sentence_note(config["method"]) if sentence else [
-            "Method: full fine-tuning (every weight trained; the folder holds the whole model).", ""]),
+        *_method_note(kind, config.get("method"), base),
         "## Training data", "",
         f"- Source: {data.get('source') or 'table edited in the app'}",
         f"- Rows: {data.get('rows', '?')} ({data.get('train_rows', '?')} for training, "
@@ -73,22 +91,66 @@ def model_card(record: RunRecord) -> str:
         "", "## Use", "", "```python", "from finetuner import LLMFinetuner", "",
         'model = LLMFinetuner.load("path/to/this/folder")',
         'model.predict_proba(["an example sentence"])', "```", "",
-        *(["(This needs the base model named above.)"] if adapter else [
-            "(The head is in `sentence_head.safetensors`; transformers alone loads only the encoder.)"] if sentence
-          else [
-            "or with transformers alone:", "", "```python", "from transformers import pipeline", "",
-            'classifier = pipeline("text-classification", model="path/to/this/folder")', "```"]), "",
+        *_use_note(kind, config.get("max_length")),
         "## Limitations", "",
         "Scores come from the held-out rows above; texts unlike the training data may be classified poorly.", "",
     ]
     return "\n".join(lines)
 
 
-def _sentence_note(method: str) -> list:
-    """The model card's lines on an embedding-head or few-shot run."""
-    encoder = "tuned contrastively with SetFit" if method == "fewshot" else "as pre-trained (frozen)"
-    return [f"Method: {'few-shot' if method == 'fewshot' else 'embedding head'}: the encoder {encoder}, and a "
-            "logistic-regression head on its mean-pooled, unit-length sentence embeddings.", ""]
+def _front_matter(kind: str, base: str) -> list:
+    """The card's Hub metadata: the library that loads the folder, and no inference widget where transformers'
+    pipeline refuses it."""
+    library = {CLASSIFIER: "transformers", SENTENCE: "finetuner", ADAPTER: "peft"}[kind]
+    front = ["---", f"library_name: {library}", "pipeline_tag: text-classification",
+             *([] if kind == CLASSIFIER else ["inference: false"]),
+             "tags:", "- finetuner", "- text-classification", *(["- lora"] if kind == ADAPTER else [])]
+    if _HUB_ID.match(base) and not Path(base).expanduser().exists():  # a Hub id, not a local directory
+        front.append(f"base_model: {base}")
+    return front + ["---"]
+
+
+def _method_note(kind: str, method_name: Optional[str], base: str) -> list:
+    """The card's lines on how the model was trained and what the folder holds."""
+    method = methods.find(method_name)
+    if kind == ADAPTER:
+        return _adapter_note(base)
+    if kind == SENTENCE:
+        trained = method.display_name if method else "sentence classifier"
+        return [f"Method: {trained}. The model is a linear head on the encoder's mean-pooled, unit-length sentence "
+                "embeddings: the encoder is in `encoder/`, the head in `sentence_head.safetensors`.", ""]
+    if method and method.adapter:
+        return [f"Method: {method.display_name}, merged into the base model's weights (the folder holds the whole "
+                "model).", ""]
+    return ["Method: full fine-tuning (every weight trained; the folder holds the whole model).", ""]
+
+
+def _use_note(kind: str, max_length: Optional[int]) -> list:
+    """The card's lines on loading the folder without finetuner: transformers' pipeline where it gives finetuner's
+    predictions, else why it refuses the folder and what to use instead."""
+    if kind == CLASSIFIER:
+        length = f", max_length={max_length}" if isinstance(max_length, int) else ""
+        return ["or with transformers alone (the same labels as finetuner, with its truncation):", "", "```python",
+                "from transformers import pipeline", "",
+                'classifier = pipeline("text-classification", model="path/to/this/folder")',
+                f'classifier(["an example sentence"], truncation=True{length})', "```", ""]
+    if kind == ADAPTER:
+        return ["(This needs the base model named above.) transformers' `pipeline` refuses this folder on purpose "
+                "(its `config.json` has the model type `finetuner-lora-adapter`): the adapter loaded onto the base "
+                "model alone would name the classes `LABEL_0`, `LABEL_1`, ... instead of this model's. For a "
+                "folder that `pipeline` loads, save the whole model with the adapter merged in: "
+                '`LLMFinetuner.load("path/to/this/folder").save("merged", merge=True)`.', ""]
+    return ["transformers' `pipeline` and `AutoModelForSequenceClassification` refuse this folder on purpose (its "
+            "`config.json` has the model type `finetuner-sentence-classifier`): no transformers classifier puts a "
+            "head on mean-pooled, unit-length embeddings, and the encoder under a new head would predict at random.",
+            "",
+            "`encoder/` is a standard transformers model with its tokenizer, for the sentence embeddings the head "
+            "classifies: "
+            '`AutoModel.from_pretrained("path/to/this/folder/encoder")` (mean-pool its token states over the real '
+            'tokens, then scale to unit length), or `SentenceTransformer("path/to/this/folder/encoder")` with '
+            "`encode(texts, normalize_embeddings=True)`.", "",
+            f"Without finetuner: `{ONNX_COMMAND}` writes a standard ONNX model folder for onnxruntime or optimum.",
+            ""]
 
 
 def _adapter_note(base: str) -> list:
@@ -97,8 +159,9 @@ def _adapter_note(base: str) -> list:
             f"model: loading it needs the base model `{base}`, which finetuner loads as it did for training "
             "(from the Hub, the local folder or file of that name, or the offline LLM pulled with "
             f"`python -m finetuner models pull`). With peft alone: load `{base}` with "
-            "`AutoModelForSequenceClassification` and this folder's labels, then "
-            "`PeftModel.from_pretrained(base, \"path/to/this/folder\")`.", ""]
+            "`AutoModelForSequenceClassification` and this folder's labels (`id2label` and `label2id` in its "
+            "`config.json`), then `PeftModel.from_pretrained(base, \"path/to/this/folder\")`; "
+            "`AutoPeftModelForSequenceClassification` would load the base model without them.", ""]
 
 
 def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path]] = None, *,
@@ -120,7 +183,7 @@ def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path
                 with path.open("rb") as source, archive.open(info, "w") as member:
                     shutil.copyfileobj(source, member, 1 << 20)
         now = time.localtime()[:6]
-        archive.writestr(_member(zipfile.ZipInfo(f"{folder}/{CARD_FILE}", now)), model_card(record))
+        archive.writestr(_member(zipfile.ZipInfo(f"{folder}/{CARD_FILE}", now)), model_card(record, model_dir))
         archive.writestr(_member(zipfile.ZipInfo(f"{folder}/{LABELS_FILE}", now)),
                          "\n".join(map(str, record.labels)) + "\n")
     return target
@@ -154,7 +217,7 @@ def push_to_hub(store: RunStore, run_id: str, repo_id: str, token: str, *, priva
     with tempfile.TemporaryDirectory(prefix="finetuner-push-") as staging:
         upload = Path(staging) / "model"
         shutil.copytree(model_dir, upload)
-        (upload / CARD_FILE).write_text(model_card(record), encoding="utf-8")
+        (upload / CARD_FILE).write_text(model_card(record, model_dir), encoding="utf-8")
         (upload / LABELS_FILE).write_text("\n".join(map(str, record.labels)) + "\n", encoding="utf-8")
         try:
             url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")

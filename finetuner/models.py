@@ -6,12 +6,13 @@ bundled default; nothing is swapped silently.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 from urllib.parse import urlparse
 
 import torch
@@ -30,6 +31,13 @@ _BUNDLED_ALIASES = {DEFAULT_MODEL.lower(), "all-minilm-l6-v2", "minilm", "defaul
 _HUB_PROBE_TIMEOUT_S = 3.0
 # A Hub repository id: "name" or "owner/name", letters, digits, '-', '_' and '.', at most 96 characters each.
 _HUB_ID = re.compile(r"(?!.*\.\.)[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+
+# The config.json model types of the saved models that transformers cannot load whole (see
+# write_refusing_config): an encoder (in ENCODER_DIR, a standard transformers model) with a linear head on its
+# mean-pooled, unit-length embeddings; a LoRA adapter and head without the base model.
+SENTENCE_CLASSIFIER_TYPE = "finetuner-sentence-classifier"
+LORA_ADAPTER_TYPE = "finetuner-lora-adapter"
+ENCODER_DIR = "encoder"
 
 # Shown in the UI's model picker: (model id, short description). Hub models need network access.
 KNOWN_HUB_MODELS: Dict[str, str] = {
@@ -87,9 +95,7 @@ def resolve_model(name: str) -> ResolvedModel:
         return _resolve_gguf(name)
     path = Path(name).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"{path} is a directory but has no config.json: it is not a saved model.")
-        return ResolvedModel(name, str(path.resolve()), "local")
+        return ResolvedModel(name, str(_weights_dir(path).resolve()), "local")
     if not _HUB_ID.fullmatch(name):
         raise ModelLoadError(
             f"Model {name!r} not found: no such directory, and it is not a Hugging Face Hub id "
@@ -98,6 +104,42 @@ def resolve_model(name: str) -> ResolvedModel:
     if not _in_hub_cache(name):
         _require_hub(name)
     return ResolvedModel(name, name, "hub")
+
+
+def _weights_dir(path: Path) -> Path:
+    """The folder ``from_pretrained`` loads for the model folder ``path``: itself, or the encoder of a saved
+    sentence classifier. A saved LoRA adapter holds no base weights to start from."""
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} is a directory but has no config.json: it is not a saved model.")
+    model_type = saved_model_type(path)
+    if model_type == SENTENCE_CLASSIFIER_TYPE:
+        return path / ENCODER_DIR
+    if model_type == LORA_ADAPTER_TYPE:
+        raise ModelLoadError(f"{path} is a LoRA adapter saved by finetuner, not a whole model: start from the base "
+                             "model named in its finetuner.json instead.")
+    return path
+
+
+def saved_model_type(directory: Union[str, Path]) -> Optional[str]:
+    """The ``model_type`` in ``directory``'s config.json (None when it has none or cannot be read)."""
+    try:
+        config = json.loads((Path(directory) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    return model_type if isinstance(model_type, str) else None
+
+
+def write_refusing_config(directory: Union[str, Path], model_type: str, labels: Any, about: str,
+                          **fields: Any) -> None:
+    """Write the config.json of a saved model that no transformers class computes: ``model_type`` (one that
+    transformers does not know, so that its pipeline and Auto classes refuse the folder with an error naming
+    it, instead of loading the weights under a new, random head), what the folder is (``about``), ``fields``,
+    and the class names of ``labels`` (a transformers config: its ``id2label`` and ``label2id``)."""
+    content = {"model_type": model_type, "about": about, **fields, "num_labels": len(labels.id2label),
+               "id2label": {str(i): name for i, name in sorted(labels.id2label.items())},
+               "label2id": {name: int(i) for name, i in labels.label2id.items()}}
+    (Path(directory) / "config.json").write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
 
 
 def _resolve_gguf(name: str) -> ResolvedModel:

@@ -79,11 +79,36 @@ def test_push_checks_repo_and_token_then_fails_clearly_offline(completed, monkey
     assert TOKEN not in str(raised.value)
 
 
-@pytest.mark.parametrize("method, words", [("head", "embedding head"), ("fewshot", "SetFit")])
-def test_model_card_of_an_embedding_method_says_how_to_load_it(method, words):
+@pytest.mark.parametrize("method, words", [("head", "embedding head"), ("fewshot", "SetFit"),
+                                           ("head_finetune", "embedding head, then full fine-tuning")])
+def test_model_card_of_a_sentence_classifier_says_how_to_load_it(method, words):
     from finetuner.runs import RunRecord
     record = RunRecord(id="r1", status="completed", base_model="all-minilm-l6-v2", created_at="2026-11-25",
                        config={"method": method}, labels=["negative", "positive"])
     card = model_card(record)
-    assert words in card and "sentence_head.safetensors" in card
-    assert "pipeline(" not in card and "full fine-tuning" not in card
+    assert card.startswith("---\nlibrary_name: finetuner\npipeline_tag: text-classification\ninference: false\n")
+    assert words in card and "sentence_head.safetensors" in card and "LLMFinetuner.load" in card
+    assert "`finetuner-sentence-classifier`" in card and "refuse this folder on purpose" in card
+    assert 'AutoModel.from_pretrained("path/to/this/folder/encoder")' in card
+    assert "python -m finetuner export --model path/to/this/folder --format onnx --output DIR" in card
+    assert "pipeline(" not in card and "Method: full fine-tuning" not in card
+
+
+def test_model_card_of_a_full_fine_tune_shows_the_pipeline_with_the_trained_truncation(completed):
+    store, run_id = completed
+    record = store.get(run_id)
+    card = model_card(record, store.model_dir(run_id))
+    assert "inference: false" not in card and "Method: full fine-tuning" in card
+    length = record.config["max_length"]
+    assert isinstance(length, int)
+    assert f'classifier(["an example sentence"], truncation=True, max_length={length})' in card
+
+
+def test_model_card_of_a_lora_adapter_says_the_pipeline_refuses_it():
+    from finetuner.runs import RunRecord
+    record = RunRecord(id="r1", status="completed", base_model="HuggingFaceTB/SmolLM2-135M", created_at="",
+                       config={"method": "lora"}, labels=["negative", "positive"])
+    card = model_card(record)
+    assert card.startswith("---\nlibrary_name: peft\npipeline_tag: text-classification\ninference: false\n")
+    assert "`finetuner-lora-adapter`" in card and "merge=True" in card and "id2label" in card
+    assert "pipeline(" not in card

@@ -110,7 +110,7 @@ def test_save_load_round_trip_predicts_identically(tiny_bert, sentiment_data, tm
     model = LLMFinetuner(tiny_bert, config=config)
     model.fine_tune(train_texts, train_labels)
     saved = model.save(tmp_path / "model")
-    assert (saved / HEAD_FILE).is_file() and (saved / "model.safetensors").is_file()
+    assert (saved / HEAD_FILE).is_file() and (saved / "encoder" / "model.safetensors").is_file()
     loaded = LLMFinetuner.load(saved)
     assert isinstance(loaded.model, SentenceClassifier)
     np.testing.assert_allclose(loaded.predict_proba_array(eval_texts), model.predict_proba_array(eval_texts),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, List, Optional, Union
 import torch
 
 from ..errors import ConfigError, ModelLoadError
+from ..models import LORA_ADAPTER_TYPE, write_refusing_config
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
@@ -33,6 +34,13 @@ DEFAULT_TARGET_MODULES = {
 }
 # Head module names that transformers' *ForSequenceClassification models use.
 _HEAD_NAMES = ("score", "classifier", "pre_classifier")
+# What a saved adapter folder's config.json says it is (transformers' error names its model type only).
+ADAPTER_ABOUT = ("A finetuner LoRA adapter and classification head, without the base model. transformers refuses "
+                 "this folder on purpose: loading the adapter onto the base model alone names the classes LABEL_0, "
+                 "LABEL_1, ... (and starts a new, random head when the base model's number of classes differs). Load "
+                 "it with finetuner (LLMFinetuner.load), or with peft: the base model by "
+                 "AutoModelForSequenceClassification with this config's id2label and label2id, then "
+                 "PeftModel.from_pretrained(base, folder).")
 
 
 def is_peft_model(model) -> bool:
@@ -105,6 +113,13 @@ def load_adapter(base_model, directory: Union[str, Path]):
         return PeftModel.from_pretrained(base_model, str(directory), is_trainable=True)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"Could not load the LoRA adapter in {directory}: {exc}") from exc
+
+
+def write_adapter_config(model, directory: Union[str, Path]) -> None:
+    """Beside a saved adapter: a config.json that transformers refuses (:func:`finetuner.models.write_refusing_config`)
+    with the class names and the base model."""
+    write_refusing_config(directory, LORA_ADAPTER_TYPE, model.config, ADAPTER_ABOUT,
+                          base_model=model.peft_config[model.active_adapter].base_model_name_or_path)
 
 
 def adapter_size_bytes(directory: Union[str, Path]) -> Optional[int]:

@@ -18,7 +18,14 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ..models import ENCODER_DIR, SENTENCE_CLASSIFIER_TYPE, saved_model_type, write_refusing_config
+
 HEAD_FILE = "sentence_head.safetensors"
+# What a saved folder's config.json says it is (transformers' error names its model type only).
+ABOUT = ("A finetuner sentence classifier: logits = head(normalize(mean_pool(encoder(text)))), which no transformers "
+         "class computes, so transformers refuses this folder on purpose. Load it with finetuner "
+         "(LLMFinetuner.load or TextClassifier.load). encoder/ is a standard transformers model (the encoder, for "
+         f"sentence embeddings); {HEAD_FILE} holds the head (weight, bias).")
 
 
 class SentenceClassifier(nn.Module):
@@ -63,22 +70,37 @@ class SentenceClassifier(nn.Module):
             self.head.weight.copy_(torch.as_tensor(weight, dtype=self.head.weight.dtype))
             self.head.bias.copy_(torch.as_tensor(bias, dtype=self.head.bias.dtype))
 
-    def save(self, directory: Union[str, Path]) -> None:
-        """The encoder as a transformers model directory (safetensors) and the head beside it."""
-        self.encoder.save_pretrained(directory, safe_serialization=True)
+    def save(self, directory: Union[str, Path], tokenizer: Any = None) -> None:
+        """The encoder as a standard transformers model folder in ``encoder/`` (with ``tokenizer`` when given), the
+        head beside it, and a config.json that transformers refuses (:func:`finetuner.models.write_refusing_config`):
+        loaded as a transformers classifier, the encoder would predict through a new, random head."""
+        directory = Path(directory)
+        self.encoder.save_pretrained(directory / ENCODER_DIR, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(directory / ENCODER_DIR)
         save_file({k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()},
-                  str(Path(directory) / HEAD_FILE))
+                  str(directory / HEAD_FILE))
+        write_refusing_config(directory, SENTENCE_CLASSIFIER_TYPE, self.config, ABOUT, encoder=ENCODER_DIR,
+                              head=HEAD_FILE, pooling="mean", normalized=True,
+                              hidden_size=self.encoder.config.hidden_size)
 
     @classmethod
     def load(cls, directory: Union[str, Path], **load_kwargs: Any) -> "SentenceClassifier":
-        encoder = AutoModel.from_pretrained(directory, use_safetensors=True, **load_kwargs)
-        head = load_file(str(Path(directory) / HEAD_FILE))
+        """A model saved by :meth:`save`, or by finetuner before format 2 (the encoder's files at the top)."""
+        directory = Path(directory)
+        encoder = AutoModel.from_pretrained(_encoder_dir(directory), use_safetensors=True, **load_kwargs)
+        head = load_file(str(directory / HEAD_FILE))
         model = cls(encoder, int(head["weight"].shape[0]))
         model.head.load_state_dict(head)
         return model
 
 
+def _encoder_dir(directory: Path) -> Path:
+    return directory / ENCODER_DIR if saved_model_type(directory) == SENTENCE_CLASSIFIER_TYPE else directory
+
+
 def is_sentence_classifier_dir(directory: Union[str, Path]) -> bool:
+    """Whether ``directory`` holds a saved :class:`SentenceClassifier` (either layout: the head is at the top)."""
     return (Path(directory) / HEAD_FILE).is_file()
 
 
