@@ -5,15 +5,18 @@ The Hub token is used for the upload calls only: it is never logged, stored, or 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import shutil
 import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 from . import methods
+from .classifier import ONNX_DIR
 from .errors import FinetunerError
 from .files import atomic_file
 from .evaluation import metric_name
@@ -169,13 +172,13 @@ def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path
     """``finetuner-<run id>.zip`` with the model files, ``labels.txt`` and the model card, in one folder.
 
     With ``owner``, only a run of that owner is exported (see :meth:`RunStore.get`)."""
-    model_dir = store.model_dir(run_id, owner)
     record = store.get(run_id, owner)
     directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="finetuner-export-"))
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"finetuner-{run_id}.zip"
     folder = f"finetuner-{run_id}"
-    with atomic_file(target) as staging, zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with _published(store.model_dir(run_id, owner)) as model_dir, atomic_file(target) as staging, \
+            zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(model_dir.rglob("*")):
             # An imported model folder may hold an older card and labels file: both are written anew below.
             if path.is_file() and path.relative_to(model_dir).as_posix() not in (CARD_FILE, LABELS_FILE):
@@ -187,6 +190,28 @@ def export_zip(store: RunStore, run_id: str, directory: Optional[Union[str, Path
         archive.writestr(_member(zipfile.ZipInfo(f"{folder}/{LABELS_FILE}", now)),
                          "\n".join(map(str, record.labels)) + "\n")
     return target
+
+
+@contextlib.contextmanager
+def _published(model_dir: Path) -> Iterator[Path]:
+    """The folder to publish: ``model_dir``, or, for a sentence classifier or adapter saved before format 2 (whose
+    folder transformers' pipeline would load with a random head), a copy re-saved in the current format."""
+    from .classifier import FORMAT_VERSION, METADATA_FILE, TextClassifier
+    from .errors import ModelLoadError
+
+    version = json.loads((model_dir / METADATA_FILE).read_text(encoding="utf-8")).get("format_version", 1)
+    if version >= FORMAT_VERSION or saved_kind(model_dir) == CLASSIFIER:
+        yield model_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="finetuner-upgrade-") as staging:
+        try:
+            upgraded = TextClassifier.load(model_dir, backend="torch").save(Path(staging) / "model")
+        except ModelLoadError:  # an old adapter whose base model is gone: publish it as it is
+            yield model_dir
+            return
+        if (model_dir / ONNX_DIR).is_dir():
+            shutil.copytree(model_dir / ONNX_DIR, upgraded / ONNX_DIR)
+        yield upgraded
 
 
 def _member(info: zipfile.ZipInfo) -> zipfile.ZipInfo:
@@ -204,7 +229,7 @@ def push_to_hub(store: RunStore, run_id: str, repo_id: str, token: str, *, priva
         raise ExportError(f"{repo_id!r} is not a Hub repository id: use the form 'your-name/model-name'.")
     if not token:
         raise ExportError("Give a Hugging Face access token with write permission to push to the Hub.")
-    model_dir = store.model_dir(run_id, owner)
+    stored = store.model_dir(run_id, owner)
     record = store.get(run_id, owner)
     from .models import hub_reachable
 
@@ -214,7 +239,7 @@ def push_to_hub(store: RunStore, run_id: str, repo_id: str, token: str, *, priva
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    with tempfile.TemporaryDirectory(prefix="finetuner-push-") as staging:
+    with tempfile.TemporaryDirectory(prefix="finetuner-push-") as staging, _published(stored) as model_dir:
         upload = Path(staging) / "model"
         shutil.copytree(model_dir, upload)
         (upload / CARD_FILE).write_text(model_card(record, model_dir), encoding="utf-8")

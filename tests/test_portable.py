@@ -223,3 +223,29 @@ def test_the_model_card_follows_what_the_folder_holds(saved, method, merge, kind
     assert refused is None or f"`{refused}`" in card  # the model type named in transformers' error
     if merge:
         assert "merged into the base model's weights" in card
+
+
+def test_exporting_a_format_1_sentence_run_publishes_it_in_the_current_format(tiny_bert, tmp_path, texts):
+    """A run saved before format 2 would load in the pipeline with a random head: the zip holds it re-saved."""
+    import zipfile
+
+    from finetuner.export import export_zip
+    from finetuner.prepare import prepare
+    from finetuner.runner import Runner, TrainSpec
+    from finetuner.runs import RunStore
+
+    train_texts, labels = make_sentiment_data(40, seed=7)
+    store = RunStore(tmp_path / "runs")
+    job = Runner(store).submit(TrainSpec(tiny_bert, QUICK["head"], prepare(
+        pd.DataFrame({"text": train_texts, "label": labels}), source="s.csv"), preset="custom"))
+    assert job.done.wait(120) and job.status == "completed", job.error
+    as_format_1(store.model_dir(job.record.id))
+    with zipfile.ZipFile(export_zip(store, job.record.id, tmp_path)) as archive:
+        archive.extractall(tmp_path / "unzipped")
+    folder = tmp_path / "unzipped" / f"finetuner-{job.record.id}"
+    assert json.loads((folder / METADATA_FILE).read_text())["format_version"] == FORMAT_VERSION
+    assert (folder / ENCODER_DIR / "model.safetensors").is_file()
+    with pytest.raises(ValueError, match=REFUSED.format(SENTENCE_CLASSIFIER_TYPE)):
+        pipeline("text-classification", model=str(folder))
+    np.testing.assert_allclose(TextClassifier.load(folder).predict_proba_array(texts),
+                               store.load_model(job.record.id).predict_proba_array(texts), atol=1e-6)
