@@ -42,6 +42,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         f"{DEFAULT_MAX_WAIT_MS:g}; 0: no wait)")
     p.add_argument("--batch-size", type=value_parser(int), metavar="N",
                    help="texts per forward pass within a model call (default: the model's eval_batch_size)")
+    p.add_argument("--threads", type=value_parser(int), metavar="N",
+                   help="CPU threads for the model's computations (default: torch's, one per core; on a machine "
+                        "whose cores other work keeps busy, 1 can be much faster)")
     p.set_defaults(run=run)
 
 
@@ -56,6 +59,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-wait-ms must be 0 or more (milliseconds); got {args.max_wait_ms}", prog)
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1; got {args.batch_size}", prog)
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1; got {args.threads}", prog)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
                          "finetuner serve") from None
     try:
         console.info(f"Loading {model_dir} ...")
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
         finetuner = load_model(str(model_dir), args.batch_size)
         app = serve.create_app(finetuner, name=str(args.model), max_texts=args.max_texts,
                                max_body_bytes=args.max_body_bytes, max_wait_ms=args.max_wait_ms,
