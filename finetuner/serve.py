@@ -324,6 +324,8 @@ def parse_texts(body: bytes, max_texts: int) -> List[str]:
         payload = json.loads(text)
     except ValueError as exc:  # json.JSONDecodeError: says where
         raise RequestError(400, f"The request body is not valid JSON ({exc}). {example}") from None
+    except RecursionError:
+        raise RequestError(400, f"The request body nests JSON arrays or objects too deeply. {example}") from None
     if not isinstance(payload, dict):
         raise RequestError(422, f"The request body is a JSON {_json_type(payload)}, not an object. {example}")
     if "texts" not in payload:

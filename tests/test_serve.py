@@ -36,7 +36,7 @@ def trained(tiny_bert) -> LLMFinetuner:
 
 @pytest.fixture(scope="module")
 def client(trained) -> Iterator[TestClient]:
-    with TestClient(create_app(trained, name="tiny", max_texts=8, max_body_bytes=10_000)) as test_client:
+    with TestClient(create_app(trained, name="tiny", max_texts=8, max_body_bytes=200_000)) as test_client:
         yield test_client
 
 
@@ -74,7 +74,7 @@ def test_health_labels_and_index(client):
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["labels"] == ["negative", "positive"]
     assert health["model"]["name"] == "tiny"
-    assert health["limits"] == {"max_texts": 8, "max_body_bytes": 10_000, "max_batch": 64, "max_wait_ms": 5.0}
+    assert health["limits"] == {"max_texts": 8, "max_body_bytes": 200_000, "max_batch": 64, "max_wait_ms": 5.0}
     assert {"requests", "texts", "model_calls", "largest_batch_texts"} <= set(health["stats"])
     assert client.get("/labels").json() == {"labels": ["negative", "positive"]}
     assert "POST /predict" in client.get("/").json()["endpoints"]
@@ -84,6 +84,7 @@ def test_health_labels_and_index(client):
     (b"{not json", 400, ["not valid JSON", "line 1 column 2", '{"texts"']),
     (b"", 400, ["empty", '{"texts"']),
     (b"\xff\xfe", 400, ["UTF-8"]),
+    (b"[" * 100_000, 400, ["nests JSON arrays or objects too deeply"]),
     (b'["good"]', 422, ["JSON array, not an object"]),
     (b'{"text": "good"}', 422, ['no "texts" field', '{"texts": ["..."]}']),
     (b'{"texts": "good"}', 422, ['"texts" is a JSON string', "list of strings"]),
@@ -101,7 +102,7 @@ def test_bad_requests_are_refused_with_a_message(client, body, status, words):
 
 def test_an_over_size_body_is_refused(client):
     big = json.dumps({"texts": ["good " * 2_000_000]}).encode()  # 10 MB
-    assert_refused(client.post("/predict", content=big), 413, f"{len(big):,} bytes", "limit of 10,000 bytes",
+    assert_refused(client.post("/predict", content=big), 413, f"{len(big):,} bytes", "limit of 200,000 bytes",
                    "--max-body-bytes")
     assert_still_serves(client)
 
@@ -291,6 +292,8 @@ def test_serve_command_bad_input(tmp_path, capsys):
     assert "--port must be between 0 and 65535" in capsys.readouterr().err
     assert main(["serve", "--model", str(tmp_path), "--max-texts", "0"]) == 2
     assert "--max-texts must be at least 1" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tmp_path), "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
 
 
 def test_serve_command_says_when_the_port_is_taken(trained, tmp_path, capsys):
