@@ -125,10 +125,11 @@ class TextClassifier:
         """Logits from the PyTorch model, whatever the backend (what an ONNX export is checked against)."""
         return predict_logits(self.model, self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size)
 
-    def use_onnx(self, path: Union[str, Path, None]) -> None:
-        """Predict with the ONNX graph at ``path`` through ONNX Runtime (None: back to PyTorch). The graph must be
-        an export of this model (:func:`finetuner.onnx_export.export_onnx` checks that when it writes one)."""
-        onnx = OnnxLogits(path) if path is not None else None
+    def use_onnx(self, path: Union[str, Path, None], threads: Optional[int] = None) -> None:
+        """Predict with the ONNX graph at ``path`` through ONNX Runtime (None: back to PyTorch), on ``threads``
+        CPU threads (default: one per core). The graph must be an export of this model
+        (:func:`finetuner.onnx_export.export_onnx` checks that when it writes one)."""
+        onnx = OnnxLogits(path, threads) if path is not None else None
         if onnx is not None and onnx.num_labels != len(self.label_map):
             raise OnnxExportError(f"{path} predicts {onnx.num_labels} classes; this model has {len(self.label_map)}.")
         self.onnx = onnx

@@ -372,11 +372,12 @@ def _json_type(value: Any) -> str:
 
 def model_identity(classifier: Any, name: Optional[str] = None) -> Dict[str, Any]:
     """What the responses say about the model: its name (the directory it was loaded from, when given), the
-    pre-trained model it started from and the training method."""
+    pre-trained model it started from, the training method and what predicts (ONNX Runtime or PyTorch)."""
     base = getattr(classifier, "model_name", None) or getattr(classifier, "base_model", None)
     config = getattr(classifier, "config", None)
+    inner = getattr(classifier, "classifier", classifier)  # LLMFinetuner wraps a TextClassifier
     return {"name": name or base or type(classifier).__name__, "base_model": base,
-            "method": getattr(config, "method", None)}
+            "method": getattr(config, "method", None), "backend": getattr(inner, "backend", None)}
 
 
 def create_app(classifier: Any, *, name: Optional[str] = None, max_texts: int = DEFAULT_MAX_TEXTS,

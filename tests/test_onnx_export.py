@@ -141,3 +141,21 @@ def test_command_line_exports_into_the_model_folder_and_predict_uses_it(tiny_ber
     assert TextClassifier.load(folder).backend == "onnx"
     assert main(["export", "--model", str(tmp_path / "run"), "--quantize", "int4"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_served_through_onnx_runtime(tiny_bert, data, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from finetuner.serve import create_app
+
+    finetuner = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(epochs=2))
+    finetuner.fine_tune(data[0], data[1])
+    folder = finetuner.save(tmp_path / "model")
+    finetuner.export_onnx(folder / ONNX_DIR)
+    loaded = LLMFinetuner.load(folder)
+    with TestClient(create_app(loaded, name="tiny")) as client:
+        body = client.post("/predict", json={"texts": data[2][:20]}).json()
+    assert body["model"]["backend"] == "onnx"
+    expected = finetuner.predict_proba_array(data[2][:20])
+    got = np.array([[p["probabilities"][name] for name in loaded.labels] for p in body["predictions"]])
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -61,7 +61,7 @@ def test_predictions_are_the_models(client, trained):
     expected = trained.predict_proba_array(TEXTS)
     names = trained.label_map.names
     assert body["labels"] == names == ["negative", "positive"]
-    assert body["model"] == {"name": "tiny", "base_model": trained.model_name, "method": "finetune"}
+    assert body["model"] == {"name": "tiny", "base_model": trained.model_name, "method": "finetune", "backend": "torch"}
     assert len(body["predictions"]) == len(TEXTS)
     for row, prediction in zip(expected, body["predictions"]):
         assert list(prediction["probabilities"]) == names  # the label map's order, names as strings

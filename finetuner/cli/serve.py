@@ -43,8 +43,11 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=value_parser(int), metavar="N",
                    help="texts per forward pass within a model call (default: the model's eval_batch_size)")
     p.add_argument("--threads", type=value_parser(int), metavar="N",
-                   help="CPU threads for the model's computations (default: torch's, one per core; on a machine "
-                        "whose cores other work keeps busy, 1 can be much faster)")
+                   help="CPU threads for the model's computations (default: one per core; on a machine whose cores "
+                        "other work keeps busy, 1 can be much faster)")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto (default): ONNX Runtime when the model folder holds an export (finetuner export), "
+                        "else PyTorch; onnx: build the graph now if there is none")
     p.set_defaults(run=run)
 
 
@@ -82,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         if args.threads:
             import torch
             torch.set_num_threads(args.threads)
-        finetuner = load_model(str(model_dir), args.batch_size)
+        finetuner = load_model(str(model_dir), args.batch_size, args.backend)
+        if args.threads and finetuner.classifier.onnx is not None:
+            finetuner.classifier.use_onnx(finetuner.classifier.onnx.path, threads=args.threads)
         app = serve.create_app(finetuner, name=str(args.model), max_texts=args.max_texts,
                                max_body_bytes=args.max_body_bytes, max_wait_ms=args.max_wait_ms,
                                max_batch=args.max_batch)
