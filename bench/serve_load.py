@@ -2,13 +2,13 @@
 bad inputs the server must refuse while it goes on serving (issue #22).
 
     python -m bench.serve_load MODEL_DIR [--data sst2/test.csv] [--clients 4] [--requests 200] [--sequential 100]
-                                         [--threads N] [--max-wait-ms MS] [--max-batch N] [--output NAME]
+                                         [--threads N] [--backend B] [--max-wait-ms MS] [--max-batch N] [--output NAME]
 
 MODEL_DIR is a run directory or a saved model directory. The server is the command itself
 (``python -m finetuner serve --model MODEL_DIR --port P --quiet``, a separate process, its defaults unless
-``--threads`` / ``--max-wait-ms`` / ``--max-batch`` are given). Each client is a thread with its own keep-alive
-connection (``http.client``) posting ``{"texts": [one text]}`` in a loop; texts are the rows of ``--data`` in order,
-each client its own slice. Reported: errors (any non-200 or a malformed answer), latency p50/p95/p99/max per request,
+``--threads`` / ``--backend`` / ``--max-wait-ms`` / ``--max-batch`` are given). Each client is a thread with its own
+keep-alive connection (``http.client``) posting ``{"texts": [one text]}`` in a loop; texts are the rows of
+``--data`` in order, each client its own slice. Reported: errors (any non-200 or a malformed answer), latency p50/p95/p99/max per request,
 throughput (requests/s over the wall time of the phase), the model calls the server made (``GET /health``) and
 so the mean texts per model call. Then: bad JSON (400), an empty list (422), a 10 MB body sent whole (413), and a
 good request after them (200). Writes results/serve_load.json (``--output NAME``: results/NAME.json) with the
@@ -188,12 +188,15 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=100, help="requests of one client alone first (0: none)")
     parser.add_argument("--max-wait-ms", type=float, help="the server's --max-wait-ms (default: its own)")
     parser.add_argument("--max-batch", type=int, help="the server's --max-batch (default: its own)")
-    parser.add_argument("--threads", type=int, help="the server's --threads (default: torch's)")
+    parser.add_argument("--threads", type=int, help="the server's --threads (default: one per core)")
+    parser.add_argument("--backend", choices=("auto", "torch", "onnx"),
+                        help="the server's --backend (default: auto)")
     parser.add_argument("--output", default="serve_load", help="results/NAME.json (default: serve_load)")
     args = parser.parse_args()
     extra = [*(["--max-wait-ms", str(args.max_wait_ms)] if args.max_wait_ms is not None else []),
              *(["--max-batch", str(args.max_batch)] if args.max_batch is not None else []),
-             *(["--threads", str(args.threads)] if args.threads is not None else [])]
+             *(["--threads", str(args.threads)] if args.threads is not None else []),
+             *(["--backend", args.backend] if args.backend else [])]
     result = run(args.model, args.data, args.clients, args.requests, args.sequential, extra)
     result["command"] = " ".join(["python -m bench.serve_load", *sys.argv[1:]])
     path = write_json(args.output, result)
