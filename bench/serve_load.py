@@ -4,15 +4,15 @@ bad inputs the server must refuse while it goes on serving (issue #22).
     python -m bench.serve_load MODEL_DIR [--data sst2/test.csv] [--clients 4] [--requests 200] [--sequential 100]
                                          [--threads N] [--backend B] [--max-wait-ms MS] [--max-batch N] [--output NAME]
 
-MODEL_DIR is a run directory or a saved model directory. The server is the command itself
-(``python -m finetuner serve --model MODEL_DIR --port P --quiet``, a separate process, its defaults unless
-``--threads`` / ``--backend`` / ``--max-wait-ms`` / ``--max-batch`` are given). Each client is a thread with its own
-keep-alive connection (``http.client``) posting ``{"texts": [one text]}`` in a loop; texts are the rows of
-``--data`` in order, each client its own slice. Reported: errors (any non-200 or a malformed answer), latency
-p50/p95/p99/max per request, throughput (requests/s over the wall time of the phase), the model calls the server made (``GET /health``) and
-so the mean texts per model call. Then: bad JSON (400), an empty list (422), a 10 MB body sent whole (413), and a
-good request after them (200). Writes results/serve_load.json (``--output NAME``: results/NAME.json) with the
-machine and its load average.
+MODEL_DIR is a run directory or a saved model directory. The server is the command itself (``python -m finetuner
+serve --model MODEL_DIR --port P --quiet``, a separate process, its defaults unless ``--threads`` / ``--backend`` /
+``--max-wait-ms`` / ``--max-batch`` are given). Each client is a thread with its own keep-alive connection
+(``http.client``) posting ``{"texts": [one text]}`` in a loop; texts are the rows of ``--data`` in order, each
+client its own slice. Reported: errors (any non-200 or a malformed answer), latency p50/p95/p99/max per request,
+throughput (requests/s over the wall time of the phase), the model calls the server made (``GET /health``) and so
+the mean texts per model call. Then: bad JSON (400), an empty list (422), a 10 MB body sent whole (413), and a good
+request after them (200). Writes results/serve_load.json (``--output NAME``: results/NAME.json) with the machine and
+its load average.
 """
 
 from __future__ import annotations
