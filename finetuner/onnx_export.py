@@ -13,8 +13,10 @@ with ONNX Runtime (:data:`ONNX_DIR`).
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,8 +124,11 @@ def export_onnx(classifier: TextClassifier, directory: Union[str, Path], *, quan
 
 
 def attach_onnx(classifier: TextClassifier, *, quantized: bool = False) -> TextClassifier:
-    """Build the ONNX graph on demand (a temporary folder) and make ``classifier`` predict with ONNX Runtime."""
-    directory = Path(tempfile.mkdtemp(prefix="finetuner-onnx-")) / "onnx"
+    """Build the ONNX graph on demand (a temporary folder, removed when the process ends) and make ``classifier``
+    predict with ONNX Runtime."""
+    temporary = tempfile.mkdtemp(prefix="finetuner-onnx-")
+    atexit.register(shutil.rmtree, temporary, ignore_errors=True)
+    directory = Path(temporary) / "onnx"
     export_onnx(classifier, directory, quantize="int8" if quantized else None)
     classifier.use_onnx(directory / (QUANTIZED_FILE if quantized else ONNX_FILE))
     return classifier

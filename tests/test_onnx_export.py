@@ -159,3 +159,20 @@ def test_served_through_onnx_runtime(tiny_bert, data, tmp_path):
     expected = finetuner.predict_proba_array(data[2][:20])
     got = np.array([[p["probabilities"][name] for name in loaded.labels] for p in body["predictions"]])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_predict_builds_the_graph_on_demand_with_backend_onnx(tiny_bert, data, tmp_path, capsys):
+    import pandas as pd
+
+    finetuner = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(epochs=2))
+    finetuner.fine_tune(data[0], data[1])
+    folder = finetuner.save(tmp_path / "model")
+    pd.DataFrame({"text": data[2][:30]}).to_csv(tmp_path / "new.csv", index=False)
+    outputs = {}
+    for backend in ("torch", "onnx"):
+        assert main(["predict", "--model", str(folder), "--data", str(tmp_path / "new.csv"), "--backend", backend,
+                     "--output", str(tmp_path / f"{backend}.csv")]) == 0
+        outputs[backend] = pd.read_csv(tmp_path / f"{backend}.csv")
+    assert not (folder / ONNX_DIR).exists()  # built in a temporary folder, the model folder is left as it was
+    assert outputs["onnx"]["predicted_label"].tolist() == outputs["torch"]["predicted_label"].tolist()
+    np.testing.assert_allclose(outputs["onnx"]["confidence"], outputs["torch"]["confidence"], atol=1e-4)
