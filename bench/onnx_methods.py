@@ -3,9 +3,9 @@
     python -m bench.onnx_methods [--rows 512] [--methods finetune,head,fewshot,head_finetune,lora] [--seed 0]
 
 For each method: train on SST-2 training rows with the bundled MiniLM (few-shot on 32 per class, the others on
-``--rows`` rows, one epoch; LoRA three), export with ``--quantize int8``, then predict the 872 test texts with PyTorch, the fp32
-graph and the int8 graph (ONNX Runtime, through finetuner's own predict path). Reports label agreement, the largest
-probability difference, each one's accuracy, the export's seconds and the file sizes. Writes
+``--rows`` rows, one epoch; LoRA three), export with ``--quantize int8``, then predict the 872 test texts with
+PyTorch, the fp32 graph and the int8 graph (ONNX Runtime, through finetuner's own predict path). Reports label
+agreement, the largest probability difference, each one's accuracy, the export's seconds and the file sizes. Writes
 results/onnx_methods.json.
 """
 
