@@ -137,7 +137,7 @@ def run(calls: int = 200, warmup: int = 20, repeats: int = 3, train_rows: int = 
             names = model.labels
             ours_pred = [names[i] for i in probs.argmax(1)]
             pipe_pred = [max(row, key=lambda d: d["score"])["label"] for row in p1]
-            check = {"agreement_with_pipeline": float(np.mean([a == b for a, b in zip(ours_pred, pipe_pred)])),
+            check = {**check, "agreement_with_pipeline": float(np.mean([a == b for a, b in zip(ours_pred, pipe_pred)])),
                      "accuracy_finetuner": float(np.mean([a == b for a, b in zip(ours_pred, test_labels)]))}
         log(f"latency: batch repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in runs.items()))
     batch = {k: {"seconds_median": statistics.median(v), "texts_per_s": n / statistics.median(v), "seconds": v}

@@ -175,6 +175,16 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     assert "completed" in history.inner_text()
     _shot(page, "07_export_history_after_stop")
 
+    # ONNX export of the active (completed) run: checked against the model, kept in the run, then Predict runs on it.
+    page.locator("#export-onnx").click()
+    status = page.locator("#export-status")
+    status.get_by_text("now use ONNX Runtime").wait_for(timeout=180_000)
+    assert "labels identical to pytorch" in status.inner_text() and first_run in status.inner_text()
+    _tab(page, "4 · Predict")
+    page.locator("#predict-run").click()
+    page.locator("#predict-label").get_by_text("%").first.wait_for()
+    _tab(page, "5 · Export")
+
     # Compare the two runs: settings side by side (the epochs differ), scores, and both training losses overlaid.
     page.locator("#compare").get_by_text("Compare runs").first.click()
     picker = page.locator("#compare-runs input")
