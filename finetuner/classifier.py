@@ -8,6 +8,8 @@ gives it back from disk without anything of the training.
 from __future__ import annotations
 
 import json
+import uuid
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -19,7 +21,7 @@ from .config import TrainConfig
 from .data import LabelMap, validate_texts
 from .errors import ModelLoadError
 from .explain import Explanation, explain
-from .files import atomic_dir
+from .files import atomic_dir, atomic_file
 from .loading import quiet_loading
 from .method_choice import MethodChoice
 from .metrics import logits_to_probabilities
@@ -27,7 +29,7 @@ from .models import (ResolvedModel, compute_device, ensure_pad_token, load_class
                      resolve_model)
 from .training import lora
 from .training.finetune import model_length_limit, predict_logits
-from .training.onnx_graph import ONNX_FILE, OnnxExportError, OnnxLogits
+from .training.onnx_graph import ONNX_FILE, REPORT_FILE, OnnxExportError, OnnxLogits
 from .training.sentence_classifier import SentenceClassifier, is_sentence_classifier_dir
 
 METADATA_FILE = "finetuner.json"
@@ -57,8 +59,10 @@ class TextClassifier:
                  max_length: Optional[int] = None, base_model: str = "", source: Optional[ResolvedModel] = None,
                  metrics: Optional[Dict[str, float]] = None, report: Optional[Dict[str, Any]] = None,
                  history: Optional[List[Dict[str, Any]]] = None, method_choice: Optional[MethodChoice] = None,
-                 stopped: bool = False):
+                 stopped: bool = False, model_id: Optional[str] = None):
         self.onnx: Optional[OnnxLogits] = None  # set by use_onnx(): predictions through ONNX Runtime
+        self.model_id = model_id  # finetuner.json's id of the saved weights (an ONNX export names the one it is of)
+        self.folder: Optional[Path] = None  # the folder it was loaded from or last saved to
         self.model = model
         self.tokenizer = tokenizer
         self.label_map = label_map
@@ -115,8 +119,9 @@ class TextClassifier:
 
         A single string counts as one text (every predict method accepts one)."""
         texts = validate_texts([texts] if isinstance(texts, str) else list(texts), what="input to predict")
-        if self.onnx is not None:
-            logits = self.onnx(self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size)
+        onnx = self.onnx  # read once: another thread may switch the backend meanwhile
+        if onnx is not None:
+            logits = onnx(self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size)
         else:
             logits = self.torch_logits(texts)
         return logits_to_probabilities(logits)
@@ -188,17 +193,32 @@ class TextClassifier:
                     if adapter:
                         lora.write_adapter_config(model, staging)
                 self.tokenizer.save_pretrained(staging)
-            metadata = {**self.metadata(), "adapter": adapter}
+            model_id = uuid.uuid4().hex  # new weights on disk: an ONNX export of other weights no longer matches
+            metadata = {**self.metadata(), "adapter": adapter, "model_id": model_id}
             (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+        self.model_id, self.folder = model_id, target
         return target
+
+    def ensure_model_id(self, directory: Union[str, Path]) -> str:
+        """This model's id, first written into ``directory``'s finetuner.json when it was saved without one (by
+        finetuner before ONNX export existed), so that an export into the folder can name the weights it is of."""
+        if self.model_id is None:
+            meta_file = Path(directory) / METADATA_FILE
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            meta["model_id"] = meta.get("model_id") or uuid.uuid4().hex
+            with atomic_file(meta_file) as staging:
+                staging.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            self.model_id = meta["model_id"]
+        return self.model_id
 
     @classmethod
     def load(cls, path: Union[str, Path], backend: str = "auto") -> "TextClassifier":
         """Load a directory written by :meth:`save`; it predicts exactly as the saved model did.
 
-        ``backend``: "auto" predicts with the folder's ONNX export (``onnx/model.onnx``) through ONNX Runtime when
-        there is one and onnxruntime is installed, else with PyTorch; "torch" always with PyTorch; "onnx" requires
-        the export (:func:`finetuner.onnx_export.attach_onnx` builds one on demand)."""
+        ``backend``: "auto" predicts with the folder's ONNX export (``onnx/model.onnx``, made from these very
+        weights) through ONNX Runtime when there is one and it can be used, else with PyTorch (saying why when an
+        export is there but unusable); "torch" always with PyTorch; "onnx" requires a usable export
+        (:meth:`finetuner.LLMFinetuner.load` builds one on demand)."""
         if backend not in BACKENDS:
             raise ModelLoadError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
         directory = Path(path).expanduser()
@@ -206,6 +226,9 @@ class TextClassifier:
         if not meta_file.is_file():
             raise ModelLoadError(f"{directory} is not a saved finetuner model (no {METADATA_FILE}).")
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        if int(meta.get("format_version") or 1) > FORMAT_VERSION:
+            raise ModelLoadError(f"{directory} was saved by a newer finetuner (format {meta['format_version']}; this "
+                                 f"one reads up to {FORMAT_VERSION}): upgrade finetuner to load it.")
         config = TrainConfig.from_dict(meta["config"])
         label_map = LabelMap(tuple(meta["labels"]))
         source = ResolvedModel(str(directory), str(directory.resolve()), "local")
@@ -224,14 +247,17 @@ class TextClassifier:
         classifier = cls(model, tokenizer, label_map, config=config, max_length=meta.get("max_length"),
                          base_model=meta["base_model"], source=source, metrics=meta.get("metrics", {}),
                          report=meta.get("report"), history=meta.get("history", []),
-                         method_choice=MethodChoice.from_dict(choice) if choice else None)
-        graph = directory / ONNX_DIR / ONNX_FILE
-        if backend != "torch" and graph.is_file():
+                         method_choice=MethodChoice.from_dict(choice) if choice else None,
+                         stopped=bool(meta.get("stopped_early_by_user")), model_id=meta.get("model_id"))
+        if backend != "torch":
             try:
-                classifier.use_onnx(graph)
-            except OnnxExportError:  # onnxruntime missing: "auto" falls back to PyTorch
+                classifier.use_onnx(_matching_graph(directory, classifier.model_id))
+            except OnnxExportError as exc:
                 if backend == "onnx":
-                    raise
+                    raise ModelLoadError(str(exc)) from None
+                if (directory / ONNX_DIR).exists():  # an export that cannot be used: say why, predict with PyTorch
+                    warnings.warn(f"{exc} Predicting with PyTorch.", stacklevel=2)
+        classifier.folder = directory.resolve()
         return classifier
 
     def metadata(self) -> Dict[str, Any]:
@@ -252,6 +278,22 @@ class TextClassifier:
             "stopped_early_by_user": self.stopped,
             "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+
+
+def _matching_graph(directory: Path, model_id: Optional[str]) -> Path:
+    """The folder's ONNX graph, when it was exported from the weights saved there (its onnx_export.json names them)."""
+    graph, report = directory / ONNX_DIR / ONNX_FILE, directory / ONNX_DIR / REPORT_FILE
+    fix = f"export it again: python -m finetuner export --model {directory}"
+    if not graph.is_file():
+        raise OnnxExportError(f"{directory} has no ONNX export; {fix}")
+    try:
+        exported_from = json.loads(report.read_text(encoding="utf-8")).get("model_id")
+    except (OSError, ValueError, AttributeError):
+        exported_from = None
+    if model_id is None or exported_from != model_id:
+        raise OnnxExportError(f"The ONNX export in {directory / ONNX_DIR} was not made from the weights saved there; "
+                              f"{fix}.")
+    return graph
 
 
 def _load_classifier(source: ResolvedModel, tokenizer: Any, label_map: LabelMap, seed: int):

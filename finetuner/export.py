@@ -197,7 +197,6 @@ def _published(model_dir: Path) -> Iterator[Path]:
     """The folder to publish: ``model_dir``, or, for a sentence classifier or adapter saved before format 2 (whose
     folder transformers' pipeline would load with a random head), a copy re-saved in the current format."""
     from .classifier import FORMAT_VERSION, METADATA_FILE, TextClassifier
-    from .errors import ModelLoadError
 
     version = json.loads((model_dir / METADATA_FILE).read_text(encoding="utf-8")).get("format_version", 1)
     if version >= FORMAT_VERSION or saved_kind(model_dir) == CLASSIFIER:
@@ -206,7 +205,7 @@ def _published(model_dir: Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="finetuner-upgrade-") as staging:
         try:
             upgraded = TextClassifier.load(model_dir, backend="torch").save(Path(staging) / "model")
-        except ModelLoadError:  # an old adapter whose base model is gone: publish it as it is
+        except Exception:  # e.g. an old adapter whose base model cannot be loaded here: publish it as it was
             yield model_dir
             return
         if (model_dir / ONNX_DIR).is_dir():

@@ -114,6 +114,7 @@ class LLMFinetuner:
         """
         config = config or self.config
         config.validate()
+        self.classifier.onnx = None  # training changes the weights (in place, for some methods): back to PyTorch
         if deadline is None and config.time_budget is not None:
             deadline = time.monotonic() + config.time_budget
         if resume:
@@ -213,9 +214,14 @@ class LLMFinetuner:
         ``backend``: "auto" predicts through ONNX Runtime when the folder holds an export (``onnx/model.onnx``,
         :meth:`export_onnx`), else with PyTorch; "torch" always with PyTorch; "onnx" builds the graph now when the
         folder has none."""
-        classifier = TextClassifier.load(path, backend=backend)
-        if backend == "onnx" and classifier.backend != "onnx":
-            attach_onnx(classifier)
+        if backend != "onnx":
+            classifier = TextClassifier.load(path, backend=backend)
+        else:  # the folder's export when it is usable, else one built now
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                classifier = TextClassifier.load(path, backend="auto")
+            if classifier.backend != "onnx":
+                attach_onnx(classifier)
         return cls(classifier.base_model, classifier=classifier)
 
     def export_onnx(self, directory: Union[str, Path], *, quantize: Optional[str] = None,

@@ -13,10 +13,8 @@ with ONNX Runtime (:data:`ONNX_DIR`).
 
 from __future__ import annotations
 
-import atexit
 import copy
 import json
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,16 +23,16 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from . import __version__
-from .classifier import TextClassifier
+from .classifier import ONNX_DIR, TextClassifier
 from .files import atomic_dir
 from .loading import quiet_loading
 from .metrics import logits_to_probabilities
 from .training import lora
-from .training.onnx_graph import (ONNX_FILE, QUANTIZED_FILE, OnnxExportError, OnnxLogits, export_graph,
-                                  quantize_int8)
+from .training.finetune import predict_logits
+from .training.onnx_graph import (ONNX_FILE, QUANTIZED_FILE, REPORT_FILE, OnnxExportError, OnnxLogits,
+                                  export_graph, quantize_int8)
 from .training.sentence_classifier import SentenceClassifier
 
-REPORT_FILE = "onnx_export.json"
 QUANTIZE_CHOICES = ("int8",)
 # fp32 graph against PyTorch: same label for every checked text, probabilities within this.
 MAX_PROBABILITY_DIFFERENCE = 1e-3
@@ -62,6 +60,7 @@ class ExportCheck:
     agreement: float
     max_probability_difference: float
     against: str = "pytorch"
+    mismatched: List[int] = field(default_factory=list)  # positions of the texts whose labels differ
 
     def line(self) -> str:
         same = "identical" if self.labels_identical else f"{self.agreement:.1%} identical"
@@ -78,33 +77,37 @@ class OnnxExport:
     max_length: int
     fp32: ExportCheck
     int8: Optional[ExportCheck] = None
-    quantized_files: List[str] = field(default_factory=list)
+    model_id: Optional[str] = None  # finetuner.json's model_id of the saved weights it was made from
 
     def as_dict(self) -> Dict[str, Any]:
+        """What onnx_export.json keeps (no local path: the folder is made to be moved)."""
         data = asdict(self)
-        data["directory"] = str(self.directory)
+        del data["directory"]
         return data
 
 
 def export_onnx(classifier: TextClassifier, directory: Union[str, Path], *, quantize: Optional[str] = None,
                 texts: Optional[Sequence[str]] = None) -> OnnxExport:
-    """Write ``classifier`` as an ONNX model folder at ``directory`` (replaced whole, atomically), verified on
-    ``texts`` (default :data:`CHECK_TEXTS`) against the PyTorch model; ``quantize="int8"`` adds
-    ``model_quantized.onnx``. Raises :class:`OnnxExportError` (and writes nothing) when a check fails."""
+    """Write ``classifier`` as an ONNX model folder at ``directory`` (a new folder, or an earlier export there,
+    which is replaced whole, atomically), verified on ``texts`` (default :data:`CHECK_TEXTS`) against the PyTorch
+    model; ``quantize="int8"`` adds ``model_quantized.onnx``. Raises :class:`OnnxExportError` (and writes nothing)
+    when a check fails."""
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise OnnxExportError(f"Unknown quantization {quantize!r}: choose one of {', '.join(QUANTIZE_CHOICES)}.")
-    if classifier.model is None:
-        raise OnnxExportError("This model was loaded from an ONNX folder without its PyTorch weights; export "
-                              "from the saved model folder instead.")
+    target = Path(directory).expanduser().resolve()
+    _check_target(target, classifier.folder)
+    if classifier.folder is not None and target.parent == classifier.folder:  # the folder's own onnx/
+        classifier.ensure_model_id(classifier.folder)
     texts = list(texts) if texts else list(CHECK_TEXTS)
     model = _exportable(classifier.model)
     max_length = classifier.length_limit()
-    expected = logits_to_probabilities(classifier.torch_logits(texts))
-    target = Path(directory).expanduser().resolve()
+    # Checked against the copy the graph is made of (fp32, CPU): a bf16 or GPU model differs from it by rounding.
+    expected = logits_to_probabilities(predict_logits(model, classifier.tokenizer, texts, max_length,
+                                                      classifier.config.eval_batch_size))
     with atomic_dir(target) as staging:
         inputs = export_graph(model, classifier.tokenizer, staging / ONNX_FILE)
         fp32 = _compare(_probabilities(staging / ONNX_FILE, classifier, texts, max_length), expected, "pytorch")
-        if not fp32.labels_identical or fp32.max_probability_difference > MAX_PROBABILITY_DIFFERENCE:
+        if _disagrees(fp32, expected):
             raise OnnxExportError(f"The ONNX graph does not predict what the model does ({fp32.line()}); nothing "
                                   "was written.")
         files, int8 = [ONNX_FILE], None
@@ -116,33 +119,49 @@ def export_onnx(classifier: TextClassifier, directory: Union[str, Path], *, quan
             _check_int8(quantized, reference, int8)
             files.append(QUANTIZED_FILE)
         _write_companions(staging, classifier, model, inputs)
-        result = OnnxExport(target, files, inputs, max_length, fp32, int8)
+        result = OnnxExport(target, files, inputs, max_length, fp32, int8, classifier.model_id)
         (staging / REPORT_FILE).write_text(json.dumps({**result.as_dict(), "finetuner_version": __version__,
                                                        "base_model": classifier.base_model}, indent=2),
                                            encoding="utf-8")
     return result
 
 
-def attach_onnx(classifier: TextClassifier, *, quantized: bool = False) -> TextClassifier:
-    """Build the ONNX graph on demand (a temporary folder, removed when the process ends) and make ``classifier``
-    predict with ONNX Runtime."""
-    temporary = tempfile.mkdtemp(prefix="finetuner-onnx-")
-    atexit.register(shutil.rmtree, temporary, ignore_errors=True)
-    directory = Path(temporary) / "onnx"
-    export_onnx(classifier, directory, quantize="int8" if quantized else None)
-    classifier.use_onnx(directory / (QUANTIZED_FILE if quantized else ONNX_FILE))
+def attach_onnx(classifier: TextClassifier) -> TextClassifier:
+    """Build the ONNX graph on demand and make ``classifier`` predict with ONNX Runtime (the session holds the
+    graph in memory; its temporary folder is gone when this returns)."""
+    with tempfile.TemporaryDirectory(prefix="finetuner-onnx-") as temporary:
+        export_onnx(classifier, Path(temporary) / "onnx")
+        classifier.use_onnx(Path(temporary) / "onnx" / ONNX_FILE)
     return classifier
 
 
+def _check_target(target: Path, source: Optional[Path]) -> None:
+    """Refuse to replace a folder that is not an earlier export, or one that holds the model (saved in ``source``)."""
+    if source is not None and (target == source or target in source.parents):
+        raise OnnxExportError(f"{target} holds the model being exported: choose a new folder for the export "
+                              f"(or leave --output out: it then goes into {source / ONNX_DIR}).")
+    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / REPORT_FILE).is_file())):
+        raise OnnxExportError(f"{target} already exists and is not an earlier ONNX export: choose a new folder, "
+                              "or delete it first.")
+
+
 def _exportable(model: Any) -> Any:
-    """The model as the graph should hold it: on the CPU in fp32, a LoRA adapter merged in (the original untouched)."""
+    """A copy of the model as the graph should hold it: on the CPU in fp32, a LoRA adapter merged in. A copy, so
+    that predictions from other threads (the app, the server) never meet a model being traced."""
     import torch
 
-    if lora.is_peft_model(model):
-        model = lora.merged_copy(model)
-    elif next(model.parameters()).device.type != "cpu" or next(model.parameters()).dtype != torch.float32:
-        model = copy.deepcopy(model)
+    model = lora.merged_copy(model) if lora.is_peft_model(model) else copy.deepcopy(model)
     return model.to("cpu", dtype=torch.float32)
+
+
+def _disagrees(check: ExportCheck, expected: np.ndarray) -> bool:
+    """Probabilities further apart than the tolerance, or a label that differs where the model does not hesitate
+    (two classes within twice the tolerance may swap places through rounding alone)."""
+    if check.max_probability_difference > MAX_PROBABILITY_DIFFERENCE:
+        return True
+    top_two = np.sort(expected, axis=1)[:, -2:]
+    return not check.labels_identical and bool(((top_two[:, 1] - top_two[:, 0]) > 2 * MAX_PROBABILITY_DIFFERENCE)
+                                               [check.mismatched].any())
 
 
 def _probabilities(path: Path, classifier: TextClassifier, texts: List[str], max_length: int) -> np.ndarray:
@@ -153,7 +172,8 @@ def _probabilities(path: Path, classifier: TextClassifier, texts: List[str], max
 def _compare(got: np.ndarray, expected: np.ndarray, against: str) -> ExportCheck:
     same = got.argmax(axis=1) == expected.argmax(axis=1)
     return ExportCheck(texts=len(got), labels_identical=bool(same.all()), agreement=float(same.mean()),
-                       max_probability_difference=float(np.abs(got - expected).max()), against=against)
+                       max_probability_difference=float(np.abs(got - expected).max()), against=against,
+                       mismatched=[int(i) for i in np.flatnonzero(~same)])
 
 
 def _check_int8(quantized: np.ndarray, reference: np.ndarray, check: ExportCheck) -> None:
@@ -175,9 +195,11 @@ def _write_companions(staging: Path, classifier: TextClassifier, model: Any, inp
     config.id2label = dict(enumerate(names))
     config.label2id = {name: i for i, name in enumerate(names)}
     config.architectures = [_architecture(config)]
+    tokenizer = copy.deepcopy(classifier.tokenizer)
+    tokenizer.model_max_length = classifier.length_limit()  # so that truncation=True cuts where training did
     with quiet_loading():
         config.save_pretrained(staging)
-        classifier.tokenizer.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     (staging / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
     (staging / "README.md").write_text(_usage(classifier, inputs), encoding="utf-8")
 

@@ -465,8 +465,8 @@ def create_app(classifier: Any, *, name: Optional[str] = None, max_texts: int = 
 def predictions(probabilities: np.ndarray, labels: Sequence[str]) -> List[Dict[str, Any]]:
     """One ``{"label", "confidence", "probabilities": {label: p}}`` per row, probabilities rounded as
     ``finetuner predict`` writes them."""
+    best = np.asarray(probabilities).argmax(axis=1)  # before rounding: a near-tie keeps the model's own label
     rows = np.round(np.asarray(probabilities, dtype=np.float64), PROBABILITY_DECIMALS)
-    best = rows.argmax(axis=1)
     return [{"label": labels[b], "confidence": float(row[b]),
              "probabilities": {label: float(p) for label, p in zip(labels, row)}} for row, b in zip(rows, best)]
 

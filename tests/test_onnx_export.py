@@ -4,6 +4,7 @@ finetuner's own load(); int8; refusals; the command line."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnxruntime as ort
@@ -14,6 +15,7 @@ from conftest import TINY_CONFIG, make_sentiment_data
 from finetuner import LLMFinetuner
 from finetuner.__main__ import main
 from finetuner.classifier import ONNX_DIR, TextClassifier
+from finetuner.errors import ModelLoadError
 from finetuner.metrics import logits_to_probabilities
 from finetuner.onnx_export import REPORT_FILE, attach_onnx, export_onnx
 from finetuner.training.onnx_graph import ONNX_FILE, QUANTIZED_FILE, OnnxExportError
@@ -176,3 +178,74 @@ def test_predict_builds_the_graph_on_demand_with_backend_onnx(tiny_bert, data, t
     assert not (folder / ONNX_DIR).exists()  # built in a temporary folder, the model folder is left as it was
     assert outputs["onnx"]["predicted_label"].tolist() == outputs["torch"]["predicted_label"].tolist()
     np.testing.assert_allclose(outputs["onnx"]["confidence"], outputs["torch"]["confidence"], atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_bert, data, tmp_path_factory):
+    """A trained tiny model saved with its ONNX export in onnx/."""
+    finetuner = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(epochs=2))
+    finetuner.fine_tune(data[0], data[1])
+    folder = finetuner.save(tmp_path_factory.mktemp("saved") / "run" / "model")
+    finetuner.export_onnx(folder / ONNX_DIR)
+    return finetuner, folder
+
+
+def test_export_never_replaces_a_folder_that_is_not_an_export(saved, tmp_path, capsys):
+    finetuner, folder = saved
+    precious = tmp_path / "deploy"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    for output in (precious, folder, folder.parent):
+        assert main(["export", "--model", str(folder), "--output", str(output)]) == 2
+        assert "choose a new folder" in capsys.readouterr().err
+    assert (precious / "notes.txt").read_text() == "keep me" and (folder / "finetuner.json").is_file()
+    assert main(["export", "--model", str(folder), "--output", str(tmp_path / "new")]) == 0
+    assert main(["export", "--model", str(folder), "--output", str(tmp_path / "new")]) == 0  # an export: replaced
+
+
+def test_the_exported_tokenizer_cuts_where_training_did(saved):
+    finetuner, folder = saved
+    tokenizer = AutoTokenizer.from_pretrained(folder / ONNX_DIR)
+    assert tokenizer.model_max_length == finetuner.classifier.length_limit()
+    long_text = " ".join(["good"] * 500)
+    assert len(tokenizer(long_text, truncation=True)["input_ids"]) == finetuner.classifier.length_limit()
+
+
+def test_a_graph_of_other_weights_is_not_used(saved, data, tmp_path):
+    finetuner, folder = saved
+    assert TextClassifier.load(folder).backend == "onnx"
+    resaved = finetuner.save(tmp_path / "resaved")  # new weights id
+    shutil.copytree(folder / ONNX_DIR, resaved / ONNX_DIR)
+    with pytest.warns(UserWarning, match="was not made from the weights saved there"):
+        assert TextClassifier.load(resaved).backend == "torch"
+    with pytest.raises(ModelLoadError, match="python -m finetuner export --model"):
+        TextClassifier.load(resaved, backend="onnx")
+    assert LLMFinetuner.load(resaved, backend="onnx").classifier.backend == "onnx"  # built anew, on demand
+    (resaved / ONNX_DIR / ONNX_FILE).write_bytes(b"not a graph")
+    with pytest.warns(UserWarning, match="export"):
+        assert TextClassifier.load(resaved).backend == "torch"
+
+
+def test_an_imported_zip_keeps_no_onnx_graph(saved, tmp_path):
+    import zipfile
+
+    from finetuner.runs import RunStore
+
+    finetuner, folder = saved
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in folder.rglob("*"):
+            if path.is_file():
+                out.write(path, f"model/{path.relative_to(folder).as_posix()}")
+    record = RunStore(tmp_path / "runs").import_zip(archive)
+    assert not (tmp_path / "runs" / record.id / "model" / ONNX_DIR).exists()
+
+
+def test_a_folder_of_a_newer_format_says_so(saved, tmp_path):
+    finetuner, folder = saved
+    copy = tmp_path / "newer"
+    shutil.copytree(folder, copy)
+    meta = json.loads((copy / "finetuner.json").read_text())
+    (copy / "finetuner.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(ModelLoadError, match="saved by a newer finetuner"):
+        TextClassifier.load(copy)

@@ -85,9 +85,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads:
             import torch
             torch.set_num_threads(args.threads)
-        finetuner = load_model(str(model_dir), args.batch_size, args.backend)
-        if args.threads and finetuner.classifier.onnx is not None:
-            finetuner.classifier.use_onnx(finetuner.classifier.onnx.path, threads=args.threads)
+        finetuner = load_model(str(model_dir), args.batch_size, args.backend)  # ONNX Runtime takes torch's threads
         app = serve.create_app(finetuner, name=str(args.model), max_texts=args.max_texts,
                                max_body_bytes=args.max_body_bytes, max_wait_ms=args.max_wait_ms,
                                max_batch=args.max_batch)

@@ -199,6 +199,7 @@ class RunStore:
         settings and labels come from the model's ``finetuner.json``. A refused or unloadable zip
         leaves nothing in the store."""
         from ..archive import METADATA_FILE, import_model_zip
+        from ..classifier import ONNX_DIR
         from ..errors import ModelLoadError
         from ..finetuner import LLMFinetuner
 
@@ -208,6 +209,8 @@ class RunStore:
         target, moved = self.root / run_id, False
         try:
             model_dir = import_model_zip(zip_path, staging / MODEL_DIR, max_unpacked_mb=max_unpacked_mb)
+            # An ONNX graph inside someone's zip is not trusted to be the weights' own: the user re-exports it.
+            shutil.rmtree(model_dir / ONNX_DIR, ignore_errors=True)
             try:
                 meta = json.loads((model_dir / METADATA_FILE).read_text(encoding="utf-8"))
                 if not isinstance(meta, dict):

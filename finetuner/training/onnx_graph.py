@@ -9,9 +9,7 @@ optimum's ``ORTModelForSequenceClassification`` and a bare ``onnxruntime.Inferen
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import os
 import warnings
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Union
@@ -25,6 +23,7 @@ from .finetune import clip_texts
 
 ONNX_FILE = "model.onnx"
 QUANTIZED_FILE = "model_quantized.onnx"  # the name optimum's quantizer gives its output
+REPORT_FILE = "onnx_export.json"  # what an export was checked against, and which saved weights it is of
 OPSET = 17
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -69,7 +68,7 @@ def export_graph(model: nn.Module, tokenizer: Any, path: Union[str, Path]) -> Li
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), _quiet_export():
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes on shape arithmetic in the attention masks
             torch.onnx.export(_LogitsOf(model, names), tuple(sample[name] for name in names), str(path),
                               input_names=names, output_names=["logits"],
@@ -83,13 +82,6 @@ def export_graph(model: nn.Module, tokenizer: Any, path: Union[str, Path]) -> Li
     finally:
         model.train(was_training)
     return names
-
-
-@contextlib.contextmanager
-def _quiet_export():
-    """torch's exporter prints diagnostics to stdout/stderr through C++; keep the command line's output clean."""
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        yield
 
 
 def quantize_int8(source: Union[str, Path], target: Union[str, Path]) -> None:
@@ -106,21 +98,23 @@ def quantize_int8(source: Union[str, Path], target: Union[str, Path]) -> None:
     shapes = {weight.name: tuple(weight.dims) for weight in graph.initializer}
     down = [node.name for node in graph.node if node.op_type == "MatMul"
             and any(len(shapes.get(name, ())) == 2 and shapes[name][0] > shapes[name][1] for name in node.input)]
-    quiet = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing" is advice for static quantization
-    try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                         per_channel=True, nodes_to_exclude=down)
-    finally:
-        logging.getLogger().setLevel(quiet)
+    logging.getLogger().addFilter(_not_static_quantization_advice)  # idempotent: a filter is added once
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                     per_channel=True, nodes_to_exclude=down)
+
+
+def _not_static_quantization_advice(record: Any) -> bool:
+    """onnxruntime's quantizer logs "Please consider to run pre-processing" on the root logger: advice for
+    static quantization, noise here."""
+    return not str(record.msg).startswith("Please consider to run pre-processing")
 
 
 class OnnxLogits:
     """An ONNX Runtime session over an exported graph: logits for texts, batched by length like the PyTorch path.
 
     Args:
-        path: the ``.onnx`` file.
-        threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+        path: the ``.onnx`` file (read when the session is made; it may be deleted afterwards).
+        threads: intra-op threads (None: as many as torch uses, by default one per core).
     """
 
     def __init__(self, path: Union[str, Path], threads: Optional[int] = None):
@@ -131,12 +125,19 @@ class OnnxLogits:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads or torch.get_num_threads()  # `serve --threads` sets both
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.num_labels = int(self.session.get_outputs()[0].shape[-1])
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.input_names = [i.name for i in self.session.get_inputs()]
+            outputs = self.session.get_outputs()
+            if [o.name for o in outputs] != ["logits"] or not isinstance(outputs[0].shape[-1], int):
+                raise ValueError("its one output must be logits of a fixed number of classes")
+            self.num_labels = int(outputs[0].shape[-1])
+        except Exception as exc:  # a damaged or foreign file: name it and the way out
+            raise OnnxExportError(f"{path} is not a usable ONNX export of a finetuner model ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}); export it "
+                                  "again with python -m finetuner export.") from None
 
     def __call__(self, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
         """Logits for ``texts`` in input order (shape texts × classes)."""
