@@ -200,6 +200,7 @@ def _write_companions(staging: Path, classifier: TextClassifier, model: Any, inp
     with quiet_loading():
         config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+    _portable_tokenizer_class(staging / "tokenizer_config.json")
     (staging / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
     (staging / "README.md").write_text(_usage(classifier, inputs), encoding="utf-8")
 
@@ -224,6 +225,15 @@ def _usage(classifier: TextClassifier, inputs: List[str]) -> str:
         f'logits = session.run(["logits"], {{{feed}}})[0]', "```", "",
         "With optimum: `ORTModelForSequenceClassification.from_pretrained(\"path/to/this/folder\")`; with finetuner: "
         "put this folder as `onnx/` inside the saved model folder and `LLMFinetuner.load` predicts through it.", ""])
+
+
+def _portable_tokenizer_class(path: Path) -> None:
+    """transformers 5 names a tokenizer without a class of its own ``TokenizersBackend``, a name that transformers 4
+    (optimum's) and transformers.js do not know; ``PreTrainedTokenizerFast`` is the same class in both."""
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    if settings.get("tokenizer_class") == "TokenizersBackend":
+        settings["tokenizer_class"] = "PreTrainedTokenizerFast"
+        path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _architecture(config: Any) -> str:

@@ -1,0 +1,41 @@
+"""optimum's ORTModelForSequenceClassification (in its own venv: see tests/optimum_predict.py) loads a finetuner
+ONNX export and predicts what finetuner does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_CONFIG, make_sentiment_data
+from finetuner import LLMFinetuner
+
+ROOT = Path(__file__).resolve().parent.parent
+OPTIMUM_PYTHON = ROOT / ".venv-optimum" / "bin" / "python"
+
+pytestmark = pytest.mark.skipif(
+    not OPTIMUM_PYTHON.exists(),
+    reason="no optimum venv: python3 -m venv .venv-optimum && .venv-optimum/bin/pip install -r "
+           "requirements-optimum.txt (.ci/run makes it)")
+
+
+@pytest.mark.parametrize("method", ["finetune", "head_finetune"])
+def test_optimum_loads_the_export_and_predicts_what_finetuner_does(tiny_bert, tmp_path, method):
+    train_texts, labels = make_sentiment_data(60, seed=1)
+    finetuner = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(method=method, epochs=2))
+    finetuner.fine_tune(train_texts, labels)
+    finetuner.export_onnx(tmp_path / "onnx")
+    texts = make_sentiment_data(100, seed=5)[0] + [" ".join(make_sentiment_data(40, seed=6)[0])]  # one over the limit
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    subprocess.run([str(OPTIMUM_PYTHON), str(ROOT / "tests" / "optimum_predict.py"), str(tmp_path / "onnx"),
+                    str(tmp_path / "texts.json"), str(tmp_path / "out.json")], check=True, timeout=300,
+                   capture_output=True)
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["model_class"] == "ORTModelForSequenceClassification" and out["names"] == finetuner.labels
+    theirs = np.asarray(out["probabilities"])
+    ours = finetuner.predict_proba_array(texts)
+    np.testing.assert_array_equal(theirs.argmax(axis=1), ours.argmax(axis=1))
+    np.testing.assert_allclose(theirs, ours, atol=1e-4)
