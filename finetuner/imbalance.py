@@ -104,12 +104,11 @@ def imbalance_handling(class_counts: Mapping[str, int], setting: str = "auto") -
         return ImbalanceHandling(None, why, ratio, setting, counts)
     if setting == "balanced" or (setting == "auto" and is_skewed(counts)):
         weights = class_weights(counts)
-        rarest = max(weights, key=weights.get)
-        because = ("class_weights balanced" if setting == "balanced" else
-                   f"the largest class has {SKEW_RATIO:g}× the rows of the smallest or more")
-        why = (f"{summary}; the loss weighs each class by its rarity ({because}: {rarest!r} ×{weights[rarest]:.2f}, "
-               f"{max(counts, key=counts.get)!r} ×{min(weights.values()):.2f}), and candidates are chosen and "
-               "reported by macro-F1")
+        rarest, commonest = max(weights, key=weights.get), min(weights, key=weights.get)
+        because = ("; class_weights balanced:" if setting == "balanced" else
+                   f": skewed ({SKEW_RATIO:g}× or more), so")
+        why = (f"{summary}{because} the loss weighs each class by its rarity ({rarest!r} ×{weights[rarest]:.2f} to "
+               f"{commonest!r} ×{weights[commonest]:.2f}) and candidates are chosen and reported by macro-F1")
         return ImbalanceHandling(weights, why, ratio, setting, counts)
     why = f"{summary}: balanced enough (under {SKEW_RATIO:g}×), unweighted loss, chosen by accuracy"
     return ImbalanceHandling(None, why, ratio, setting, counts)
