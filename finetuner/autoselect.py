@@ -1,8 +1,9 @@
 """``method="auto"``: train the candidates (the embedding head first, then the others most promising first) on most
 of the training rows while the time budget lasts,
 score each on the rows held out, keep the winner (trained again on every row when that pays and fits), and fit
-its temperature on the held-out rows so its probabilities are calibrated. The decisions are
-:mod:`finetuner.selection`'s; this module carries them out.
+its temperature on the held-out rows so its probabilities are calibrated. Candidates are scored by accuracy, or by
+macro-F1 when the classes are skewed and the loss is weighted by class (:mod:`finetuner.imbalance`). The decisions
+are :mod:`finetuner.selection`'s; this module carries them out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from . import selection
 from .calibration import fit_temperature, fold_temperature
+from .imbalance import ImbalanceHandling, imbalance_handling
 from .method_choice import MethodChoice, choose_method
 from .methods import TrainingJob, TrainingResult, registry
 from .selection import Candidate, CandidateResult
@@ -41,12 +43,17 @@ class AutoOutcome:
 
 
 def train_auto(job: TrainingJob, *, model_type: str, class_counts: Mapping[str, int], trained_with: str,
-               deadline: Optional[float] = None, notify: Optional[Notify] = None) -> AutoOutcome:
+               deadline: Optional[float] = None, notify: Optional[Notify] = None,
+               imbalance: Optional[ImbalanceHandling] = None) -> AutoOutcome:
     """Choose and train a method for ``job`` (its ``model`` is the model to start from, its ``config.method``
     "auto"); ``deadline`` is a ``time.monotonic()`` by which the run should be done (None: no limit); ``notify``
-    receives each :class:`CandidateResult` as it is known."""
+    receives each :class:`CandidateResult` as it is known. ``imbalance`` is what training does about the class
+    counts (default: :func:`~finetuner.imbalance.imbalance_handling` of ``class_counts`` and
+    ``config.class_weights``; ``job.class_weights`` are its weights): with class weights, candidates are scored by
+    macro-F1."""
     notify = notify or (lambda item: None)
     budget = _Budget(deadline)
+    imbalance = imbalance or imbalance_handling(class_counts, job.config.class_weights)
     candidates = selection.candidate_methods(class_counts, model_type)
     split = selection.validation_split(job.label_ids, job.config.seed) if len(candidates) > 1 else None
     if split is None:  # one candidate, or too few rows to hold any out: the measured rule decides alone
@@ -55,8 +62,10 @@ def train_auto(job: TrainingJob, *, model_type: str, class_counts: Mapping[str, 
         why = ("" if len(candidates) == 1 else
                f" Too few rows to hold some out for choosing ({len(job.texts)}), so it trained on every row; not "
                "calibrated.")
-        return AutoOutcome(result, MethodChoice(prior.method, prior.reason + why))
-    return _Selection(job, candidates, split, budget, notify, trained_with, class_counts).run()
+        weighted = f" {_sentence(imbalance.reason)}" if imbalance.weighted else ""
+        return AutoOutcome(result, MethodChoice(prior.method, prior.reason + why + weighted,
+                                                imbalance=imbalance.as_dict()))
+    return _Selection(job, candidates, split, budget, notify, trained_with, class_counts, imbalance).run()
 
 
 class _Budget:
@@ -71,12 +80,14 @@ class _Budget:
 
 class _Selection:
     def __init__(self, job: TrainingJob, candidates: List[Candidate], split, budget: _Budget, notify: Notify,
-                 trained_with: str, class_counts: Mapping[str, int]):
+                 trained_with: str, class_counts: Mapping[str, int], imbalance: ImbalanceHandling):
         self.job, self.candidates, self.budget, self.notify = job, candidates, budget, notify
-        self.trained_with, self.class_counts = trained_with, class_counts
+        self.trained_with, self.class_counts, self.imbalance = trained_with, class_counts, imbalance
         self.train_rows, self.held_rows = split
         self.held_texts = [job.texts[i] for i in self.held_rows]
         self.held_ids = np.asarray([job.label_ids[i] for i in self.held_rows])
+        self.metric = imbalance.metric
+        self.row_weights = selection.row_weights(self.held_ids, self.metric)
         self.results: List[CandidateResult] = []
         self.trained: Dict[str, TrainingResult] = {}
         self.held_logits: Dict[str, np.ndarray] = {}
@@ -97,7 +108,7 @@ class _Selection:
         if job.progress.stopped or not self.trained:  # a stop request: the run ends without a model
             stopped = TrainingResult(job.model, None, job.config, stopped=True)
             return AutoOutcome(stopped, MethodChoice("auto", "stopped while choosing a method"))
-        winner, why = selection.pick(self.results)
+        winner, why = selection.pick(self.results, self.row_weights)
         return self._finish(winner, why, embeddings, seconds_per_text)
 
     # ------------------------------------------------------------------ steps
@@ -146,7 +157,8 @@ class _Selection:
             estimate = selection.estimate_seconds(method, rows, 1, seconds_per_text, pairs)
         else:
             estimate = self._estimate(method, rows, seconds_per_text)
-        result = CandidateResult(method, candidate.rank, "skipped", estimated_seconds=round(estimate, 1))
+        result = CandidateResult(method, candidate.rank, "skipped", estimated_seconds=round(estimate, 1),
+                                 metric=self.metric)
         if self.trained and (estimate > left or (method == "fewshot" and pairs is None)):
             result.note = f"needs about {estimate:.0f} s; {max(0.0, left):.0f} s of the time budget left"
             return result
@@ -165,8 +177,10 @@ class _Selection:
             result.status = "stopped"
             return result
         logits = self._held_logits(trained.model)
-        result.correct = logits.argmax(axis=1) == self.held_ids
-        result.status, result.score = "trained", float(result.correct.mean())
+        predicted = logits.argmax(axis=1)
+        result.correct = predicted == self.held_ids
+        result.status = "trained"
+        result.score = selection.validation_score(predicted, self.held_ids, self.metric)
         self.held_logits[method] = logits  # for the temperature
         self.trained[method] = trained
         return result
@@ -197,9 +211,11 @@ class _Selection:
                            else "not calibrated (the model has no output layer to scale)")
         board = "; ".join(r.line() for r in self.results)
         reason = f"{_name(winner.method)}: {why}. Candidates — {board}. {refit_why.capitalize()}; {calibration}."
+        if self.imbalance.weighted:
+            reason += f" {_sentence(self.imbalance.reason)}"
         choice = MethodChoice(winner.method, reason, candidates=tuple(r.as_dict() for r in self.results),
                               held_out_rows=len(self.held_rows), temperature=round(temperature, 4) if folded else None,
-                              refit=chosen is not self.trained[winner.method])
+                              refit=chosen is not self.trained[winner.method], imbalance=self.imbalance.as_dict())
         return AutoOutcome(chosen, choice)
 
 
@@ -212,6 +228,10 @@ def _for(job: TrainingJob, method: str, trained_with: str, copy_model: bool = Tr
                              adapter=spec.adapter, sentence_classifier=spec.sentence_classifier,
                              trained_with=trained_with)
     return dataclasses.replace(job, model=model, config=config, **changes)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def _name(method: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
 from .errors import ConfigError
+from .imbalance import CLASS_WEIGHTS
 from .methods import registry
 from .methods.base import size_learning_rate
 
@@ -55,6 +56,9 @@ class TrainConfig:
     candidates while the budget lasts, counted from the start of training (:mod:`finetuner.autoselect`).
     ``report_to`` tracks a run's losses and scores in TensorBoard or Trackio (see ``REPORT_TO``; runs made through
     :func:`finetuner.runs.pipeline.train_run`: the app, the command line, ``finetuner.train_run``).
+    ``class_weights`` weighs the training loss by class (see ``CLASS_WEIGHTS``): "auto" when the classes are
+    skewed (the largest has 5× the rows of the smallest or more), "balanced" always, "none" never; with the
+    weights on, ``auto`` chooses among its candidates by macro-F1 (:mod:`finetuner.imbalance`).
     """
 
     method: str = "auto"
@@ -78,6 +82,7 @@ class TrainConfig:
     lora_target_modules: Optional[List[str]] = None
     report_to: str = "none"
     time_budget: Optional[float] = None
+    class_weights: str = "auto"
 
     def __post_init__(self) -> None:
         if self.method == registry.AUTO:  # epochs and batch size wait for the method that auto picks
@@ -105,6 +110,9 @@ class TrainConfig:
             raise ConfigError(f"precision={self.precision!r} is not supported; choose one of {', '.join(PRECISIONS)}.")
         if self.report_to not in REPORT_TO:
             raise ConfigError(f"report_to={self.report_to!r} is not supported; choose one of {', '.join(REPORT_TO)}.")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ConfigError(f"class_weights={self.class_weights!r} is not supported; use auto (weigh the classes "
+                              "when they are skewed), balanced (always) or none (never).")
         if not isinstance(self.gradient_checkpointing, bool):
             raise ConfigError(f"gradient_checkpointing must be true or false; got {self.gradient_checkpointing!r}.")
         if self.method not in registry.names():

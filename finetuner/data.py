@@ -39,6 +39,7 @@ _MAX_ROWS_IN_MESSAGE = 5
 _ID_COLUMN = re.compile(r"(.*[_ ])?(id|idx|index|key|uuid|row)|unnamed: ?\d+")
 # Texts longer than this are kept but flagged: the model only sees their first max_length tokens.
 LONG_TEXT_CHARS = 20_000
+_NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
 _DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)")
 
 
@@ -252,10 +253,14 @@ def detect_columns(frame: pd.DataFrame, text_column: Optional[str] = None,
         raise DataError(
             f"The table has one column ({_names(columns)}); it needs a text column and a label column."
         )
-    # Names first (for both roles), then content: a label column found by name is never taken as the text.
-    text = text_column or _by_name(columns, TEXT_COLUMN_NAMES, exclude=label_column)
+    # Names first (for both roles), then content: a label column found by name is never taken as the text. A
+    # column of numbers only is never guessed as the texts (it is a target, a score or an id).
+    numeric = _numbers_only_columns(frame)
+    text = text_column or _by_name([c for c in columns if c not in numeric], TEXT_COLUMN_NAMES, exclude=label_column)
     label = label_column or _by_name(columns, LABEL_COLUMN_NAMES, exclude=text)
-    text = text or _longest_text_column(frame, exclude=label)
+    if text is None and all(c in numeric for c in columns if c != label):
+        raise _no_text_column(columns, numeric)
+    text = text or _longest_text_column(frame, exclude=label, skip=numeric)
     label = label or _fewest_values_column(frame, exclude=text)
     if text == label:
         raise DataError(f"The text and label columns must differ; both are {text!r}.")
@@ -266,8 +271,33 @@ def detect_text_column(frame: pd.DataFrame, text_column: Optional[str] = None) -
     """The column of texts in a table that needs no labels: the given name (checked), the only column, or
     the text column :func:`detect_columns` would choose."""
     if frame.shape[1] == 1 and text_column in (None, frame.columns[0]):
+        if text_column is None and _numbers_only_columns(frame):
+            raise _no_text_column(list(frame.columns), _numbers_only_columns(frame))
         return str(frame.columns[0])
     return detect_columns(frame, text_column)[0]
+
+
+def is_numbers_only(values: pd.Series) -> bool:
+    """Whether every filled cell of a column is a number (``3``, ``-0.5``, ``"1e3"``; blank cells aside), and at
+    least one is filled: such a column is never taken as the texts unless named."""
+    filled = values[~(values.isna() | values.astype(str).str.strip().eq(""))]
+    if filled.empty:
+        return False
+    if pd.api.types.is_numeric_dtype(filled) and not pd.api.types.is_bool_dtype(filled):
+        return True
+    return bool(filled.astype(str).str.strip().str.fullmatch(_NUMBER).all())
+
+
+def _numbers_only_columns(frame: pd.DataFrame) -> List[str]:
+    return [c for c in frame.columns if is_numbers_only(frame[c])]
+
+
+def _no_text_column(columns: Sequence[Any], numeric: Sequence[Any]) -> DataError:
+    held = "holds" if len(numeric) == 1 else "hold"
+    return DataError(f"No column holds text: {_names(numeric)} {held} only numbers"
+                     f"{'' if len(numeric) == len(columns) else ' and the other is the label column'}. "
+                     "If the numbers are the texts to classify, name the text column (--text-column on the command "
+                     "line, text_column= in Python, the Text column in the app).")
 
 
 def _names(columns: Sequence[Any]) -> str:
@@ -279,8 +309,8 @@ def _by_name(columns: List[str], names: Sequence[str], exclude: Optional[str]) -
     return next((lowered[n] for n in names if n in lowered), None)
 
 
-def _longest_text_column(frame: pd.DataFrame, exclude: Optional[str]) -> str:
-    lengths = {c: frame[c].astype(str).str.len().mean() for c in frame.columns if c != exclude}
+def _longest_text_column(frame: pd.DataFrame, exclude: Optional[str], skip: Sequence[str] = ()) -> str:
+    lengths = {c: frame[c].astype(str).str.len().mean() for c in frame.columns if c != exclude and c not in skip}
     return max(lengths, key=lengths.get)
 
 

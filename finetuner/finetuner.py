@@ -22,9 +22,10 @@ import numpy as np
 from .autoselect import train_auto
 from .classifier import FORMAT_VERSION, METADATA_FILE, TextClassifier  # noqa: F401 - importable from here too
 from .config import TrainConfig
-from .data import LabelMap, validate_texts_and_labels
+from .data import LabelMap, normalize_labels, validate_texts_and_labels
 from .errors import ConfigError, DataError
 from .explain import Explanation
+from .imbalance import ImbalanceHandling, imbalance_handling
 from .method_choice import MethodChoice, choose_method, names_are_meaningful
 from .onnx_export import OnnxExport, attach_onnx, export_onnx
 from .methods import TrainingJob, registry
@@ -111,6 +112,8 @@ class LLMFinetuner:
         step (``self.stopped`` is then True).
         ``checkpoint_dir`` keeps a resumable checkpoint there every epoch; ``resume=True`` continues
         from the last one (the same data and config must be given).
+        When the classes are skewed (or ``config.class_weights`` says so) every method weighs its loss by class
+        (:mod:`finetuner.imbalance`); ``method_choice.imbalance`` says what was done and why.
         """
         config = config or self.config
         config.validate()
@@ -130,6 +133,7 @@ class LLMFinetuner:
         self.history = []
         label_ids = self.label_map.encode(labels)
         record = self._recorder(listener)
+        imbalance = self.imbalance_handling(labels, config)
         job = TrainingJob(
             model=self.model, tokenizer=self.tokenizer, label_map=self.label_map, texts=texts, label_ids=label_ids,
             train_dataset=tokenize_dataset(self.tokenizer, texts, label_ids, self.max_length),
@@ -137,11 +141,11 @@ class LLMFinetuner:
                                           self.max_length) if eval_texts else None,
             max_length=self.max_length, config=config, progress=ProgressCallback(record, stop_event),
             compute_metrics=self._compute_metrics, checkpoint_dir=checkpoint_dir, resume=resume,
-            label_names=self._meaningful_label_names())
+            label_names=self._meaningful_label_names(), class_weights=imbalance.weight_list(self.label_map.names))
         if config.method == registry.AUTO:
             outcome = train_auto(job, model_type=getattr(self.model.config, "model_type", ""),
                                  class_counts=Counter(map(str, labels)), trained_with=self.config.method,
-                                 deadline=deadline, notify=record)
+                                 deadline=deadline, notify=record, imbalance=imbalance)
             result, self.method_choice = outcome.result, outcome.choice
             if result.trainer is not None and job.eval_dataset is not None and not result.stopped:
                 job.progress.evaluate(result.trainer.evaluate(eval_dataset=job.eval_dataset))
@@ -236,9 +240,21 @@ class LLMFinetuner:
         (:func:`finetuner.method_choice.choose_method`): :meth:`fine_tune` tries it among other candidates on held-out
         rows and may keep another (its ``method_choice`` says which and why)."""
         config = config or self.config
+        imbalance = self.imbalance_handling(train_labels, config)
         if config.method != registry.AUTO:
-            return MethodChoice(config.method, "set in the training settings")
-        return choose_method(Counter(map(str, train_labels)), getattr(self.model.config, "model_type", ""))
+            weighted = f"; {imbalance.reason}" if imbalance.weighted else ""
+            return MethodChoice(config.method, f"set in the training settings{weighted}",
+                                imbalance=imbalance.as_dict())
+        choice = choose_method(Counter(map(str, train_labels)), getattr(self.model.config, "model_type", ""))
+        return dataclasses.replace(choice, imbalance=imbalance.as_dict())
+
+    def imbalance_handling(self, train_labels: Sequence[Any],
+                           config: Optional[TrainConfig] = None) -> ImbalanceHandling:
+        """Whether training weighs the classes of these labels, with which weights, and why
+        (:func:`finetuner.imbalance.imbalance_handling` of the class counts and ``config.class_weights``)."""
+        config = config or self.config
+        return imbalance_handling(Counter(str(label) for label in normalize_labels(train_labels)),
+                                  config.class_weights)
 
     # ------------------------------------------------------------------ internals
 

@@ -34,7 +34,8 @@ class MethodChoice:
     """The method that trains (or trained) and a sentence saying why; for ``auto``'s selection also the leaderboard
     of the candidates tried (:meth:`finetuner.selection.CandidateResult.as_dict`), the rows held out to score them,
     the temperature folded into the output layer (None: not calibrated) and whether the winner was trained again
-    on every row."""
+    on every row. ``imbalance`` is what training did about the class counts
+    (:meth:`finetuner.imbalance.ImbalanceHandling.as_dict`: class weights or none, the metric chosen by, why)."""
 
     method: str
     reason: str
@@ -42,18 +43,23 @@ class MethodChoice:
     held_out_rows: int = 0
     temperature: Optional[float] = None
     refit: bool = False
+    imbalance: Optional[Dict[str, Any]] = None
 
     def as_dict(self) -> Dict[str, Any]:
-        values = {"method": self.method, "reason": self.reason}
+        values: Dict[str, Any] = {"method": self.method, "reason": self.reason}
         if self.candidates:
             values.update(candidates=[dict(c) for c in self.candidates], held_out_rows=self.held_out_rows,
                           temperature=self.temperature, refit=self.refit)
+        if self.imbalance:
+            values["imbalance"] = dict(self.imbalance)
         return values
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "MethodChoice":
+        imbalance = values.get("imbalance")
         return cls(str(values["method"]), str(values["reason"]), tuple(values.get("candidates") or ()),
-                   int(values.get("held_out_rows") or 0), values.get("temperature"), bool(values.get("refit")))
+                   int(values.get("held_out_rows") or 0), values.get("temperature"), bool(values.get("refit")),
+                   dict(imbalance) if isinstance(imbalance, Mapping) else None)
 
 
 def is_encoder(model_type: str) -> bool:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .data import Split, detect_columns, normalize_labels, read_table, split_train_eval, table_to_labelled
 from .errors import DataError
+from .imbalance import class_balance_warnings
 
 _MAX_ROWS_LISTED = 5
 ERROR_MARK, WARNING_MARK, OK_MARK = "✗ Problem:", "⚠ Warning:", "✓"
@@ -100,8 +101,10 @@ def drop_blank_rows(frame: pd.DataFrame) -> Tuple[pd.DataFrame, int]:
 
 def prepare(frame: Optional[pd.DataFrame], text_column: Optional[str] = None, label_column: Optional[str] = None,
             *, eval_frame: Optional[pd.DataFrame] = None, eval_fraction: float = 0.2, seed: int = 42,
-            source: str = "") -> PreparedData:
-    """Check a table and split it (or use ``eval_frame``) for training; problems go to ``errors``, never raise."""
+            source: str = "", class_weights: str = "auto") -> PreparedData:
+    """Check a table and split it (or use ``eval_frame``) for training; problems go to ``errors``, never raise.
+    ``class_weights`` (``TrainConfig.class_weights``) is what the warnings about rare and skewed classes say
+    training will do about them."""
     result = PreparedData(source=source, eval_source="split" if eval_frame is None else "file",
                           eval_fraction=eval_fraction if eval_frame is None else None)
     if frame is None or frame.shape[0] == 0 or frame.shape[1] == 0:
@@ -129,7 +132,7 @@ def prepare(frame: Optional[pd.DataFrame], text_column: Optional[str] = None, la
         result.errors.append(str(exc))
         return result
     result.class_counts = labelled_texts.class_counts
-    result.warnings += labelled_texts.warnings
+    result.warnings += labelled_texts.warnings + class_balance_warnings(result.class_counts, class_weights)
     try:
         _split(result, labelled_texts.texts, labelled_texts.labels, eval_frame, eval_fraction, seed)
     except DataError as exc:

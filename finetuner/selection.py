@@ -5,9 +5,11 @@ Which candidates to try and in which order (:func:`candidate_methods`, from the 
 which training rows to hold out to score them (:func:`validation_split`), what each will cost
 (:func:`estimate_seconds`, from the encoder's measured speed), which one wins (:func:`pick`: the best validation
 score, where the prior's favourite keeps its place unless another beats it beyond noise) and whether the winner is
-trained again on every row (:func:`should_refit`). :mod:`finetuner.autoselect` carries them out.
+trained again on every row (:func:`should_refit`). :mod:`finetuner.autoselect` carries them out. The score is
+accuracy, or macro-F1 when the classes are skewed and the loss is weighted by class
+(:func:`imbalance_handling`, :mod:`finetuner.imbalance`).
 
-Measured: bench/results/auto.md.
+Measured: bench/results/auto.md, bench/results/imbalance.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .imbalance import ACCURACY, MACRO_F1, imbalance_handling, metric_name
 from .method_choice import (FEWSHOT_BELOW_EXAMPLES_PER_CLASS, FEWSHOT_MAX_CLASSES, FEWSHOT_MAX_ROWS,
                             is_encoder)
 from .methods import registry
@@ -59,8 +62,8 @@ class Candidate:
 @dataclass
 class CandidateResult:
     """How one candidate did on the held-out rows: ``status`` is ``trained``, ``skipped`` (over the budget; ``note``
-    says why), ``stopped`` or ``failed``; ``score`` is its validation accuracy; ``correct`` the held-out rows it got
-    right (not saved)."""
+    says why), ``stopped`` or ``failed``; ``score`` is its validation ``metric`` (``accuracy``, or ``macro_f1``
+    with class weights); ``correct`` the held-out rows it got right (not saved)."""
 
     method: str
     rank: int
@@ -71,21 +74,22 @@ class CandidateResult:
     note: str = ""
     settings: Dict[str, Any] = field(default_factory=dict)
     correct: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    metric: str = ACCURACY
 
     def as_dict(self) -> Dict[str, Any]:
         """What the run record and the saved model keep (``correct`` left out)."""
         values = {"method": self.method, "status": self.status, "score": self.score,
                   "seconds": round(self.seconds, 2), "estimated_seconds": self.estimated_seconds,
-                  "note": self.note}
+                  "note": self.note, "metric": self.metric}
         if self.settings:
             values["settings"] = dict(self.settings)
         return values
 
     def line(self) -> str:
-        """A leaderboard line: "head then fine-tuning: validation accuracy 0.812 (9.1 s)"."""
+        """A leaderboard line: "head then fine-tuning: validation accuracy 0.812 (9.1 s)" (or macro-F1)."""
         name = registry.METHOD_NAMES.get(self.method, self.method)
         if self.status == "trained":
-            return f"{name}: validation accuracy {self.score:.3f} ({self.seconds:.1f} s)"
+            return f"{name}: validation {metric_name(self.metric)} {self.score:.3f} ({self.seconds:.1f} s)"
         return f"{name}: {self.status}{' — ' + self.note if self.note else ''}"
 
 
@@ -106,20 +110,24 @@ def candidate_methods(class_counts: Mapping[str, int], model_type: str) -> List[
     return [Candidate(name, rank) for rank, name in enumerate(names)]
 
 
-def plan_line(labels: Sequence[Any], model_type: str, time_budget: Optional[float], seed: int) -> str:
-    """What ``auto`` is about to do with these training labels, in a sentence (shown before it starts)."""
+def plan_line(labels: Sequence[Any], model_type: str, time_budget: Optional[float], seed: int,
+              class_weights: str = "auto") -> str:
+    """What ``auto`` is about to do with these training labels, in a sentence (shown before it starts);
+    ``class_weights`` is ``TrainConfig.class_weights``."""
     counts = Counter(map(str, labels))
     candidates = candidate_methods(counts, model_type)
+    handling = imbalance_handling(counts, class_weights)
+    weighted = f"; {handling.reason}" if handling.weighted else ""
     if len(candidates) == 1:
-        return f"{registry.METHOD_NAMES[candidates[0].method]}, the only candidate for this model"
+        return f"{registry.METHOD_NAMES[candidates[0].method]}, the only candidate for this model{weighted}"
     ids = {name: i for i, name in enumerate(counts)}
     if validation_split([ids[label] for label in map(str, labels)], seed) is None:
         return (f"{registry.METHOD_NAMES[candidates[0].method]}, the method that leads at this size in the "
-                f"measurements: too few rows ({len(labels)}) to hold some out for choosing")
+                f"measurements: too few rows ({len(labels)}) to hold some out for choosing{weighted}")
     others = ", then ".join(registry.METHOD_NAMES[c.method] for c in candidates if c.method != "head")
     limit = f"within {time_budget:.0f} s" if time_budget else "without a time limit"
-    return (f"trying the embedding head, then {others}, {limit}; each scored on training rows held out from it, "
-            "never on the evaluation rows")
+    return (f"trying the embedding head, then {others}, {limit}; each scored ({metric_name(handling.metric)}) on "
+            f"training rows held out from it, never on the evaluation rows{weighted}")
 
 
 def validation_fraction(rows: int) -> float:
@@ -174,27 +182,58 @@ def affordable_pairs(rows: int, seconds_per_text: float, seconds_left: float) ->
     return fits if fits >= MIN_PAIRS else None
 
 
-def significantly_better(a: np.ndarray, b: np.ndarray, z: float = SIGNIFICANCE_Z) -> bool:
+def validation_score(predicted: Sequence[int], truth: Sequence[int], metric: str = ACCURACY) -> float:
+    """A candidate's score on the held-out rows: accuracy, or macro-F1 over the classes among them (a prediction
+    of any other class is a miss)."""
+    predicted, truth = np.asarray(predicted), np.asarray(truth)
+    if metric != MACRO_F1:
+        return float(np.mean(predicted == truth)) if len(truth) else 0.0
+    scores = []
+    for value in np.unique(truth):
+        hit = np.sum((predicted == value) & (truth == value))
+        scores.append(2 * hit / (np.sum(predicted == value) + np.sum(truth == value)))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def row_weights(truth: Sequence[int], metric: str = ACCURACY) -> Optional[np.ndarray]:
+    """How much each held-out row counts in the noise test of :func:`pick`: equally for accuracy; for macro-F1
+    one over its class's held-out rows (every class counts the same, as in macro-F1)."""
+    if metric != MACRO_F1:
+        return None
+    truth = np.asarray(truth)
+    values, counts = np.unique(truth, return_counts=True)
+    per_class = dict(zip(values.tolist(), counts.tolist()))
+    weights = np.asarray([1.0 / per_class[v] for v in truth.tolist()])
+    return weights * len(truth) / weights.sum()
+
+
+def significantly_better(a: np.ndarray, b: np.ndarray, z: float = SIGNIFICANCE_Z,
+                         weights: Optional[np.ndarray] = None) -> bool:
     """Whether the held-out rows that ``a`` gets right and ``b`` wrong outnumber the reverse by more than ``z``
-    standard deviations of that difference (a paired comparison on the same rows)."""
-    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    return only_a - only_b > z * math.sqrt(only_a + only_b)
+    standard deviations of that difference (a paired comparison on the same rows). With ``weights`` each row
+    counts its weight (the difference over the square root of the summed squared weights)."""
+    w = np.ones(len(a)) if weights is None else np.asarray(weights, dtype=float)
+    only_a, only_b = a & ~b, ~a & b
+    return float(w[only_a].sum() - w[only_b].sum()) > z * math.sqrt(float((w[only_a | only_b] ** 2).sum()))
 
 
-def pick(results: Sequence[CandidateResult]) -> Tuple[CandidateResult, str]:
-    """The winner among the trained candidates, and why: the most accurate on the held-out rows, unless a
+def pick(results: Sequence[CandidateResult],
+         weights: Optional[np.ndarray] = None) -> Tuple[CandidateResult, str]:
+    """The winner among the trained candidates, and why: the best score on the held-out rows, unless a
     candidate ranked higher by the measurements is not significantly worse (then that one: the held-out rows
-    alone cannot tell them apart)."""
+    alone cannot tell them apart). ``weights``: how much each held-out row counts in that test
+    (:func:`row_weights`)."""
     trained = [r for r in results if r.status == "trained" and r.correct is not None]
     if not trained:
         raise ValueError("no candidate was trained")
     best = max(trained, key=lambda r: (r.score, -r.rank))
+    metric = metric_name(best.metric)
     for result in sorted(trained, key=lambda r: r.rank):
         if result is best:
-            return best, f"best on the {len(best.correct)} held-out rows (accuracy {best.score:.3f})"
-        if not significantly_better(best.correct, result.correct):
+            return best, f"best on the {len(best.correct)} held-out rows ({metric} {best.score:.3f})"
+        if not significantly_better(best.correct, result.correct, weights=weights):
             other = registry.METHOD_NAMES.get(best.method, best.method)
-            return result, (f"accuracy {result.score:.3f} on the {len(result.correct)} held-out rows; {other} "
+            return result, (f"{metric} {result.score:.3f} on the {len(result.correct)} held-out rows; {other} "
                             f"({best.score:.3f}) is not better beyond noise, and {result.method} leads at this "
                             "size in the measurements")
     return best, f"best on the {len(best.correct)} held-out rows"

@@ -277,6 +277,7 @@ def test_predict_reports_empty_texts_with_file_row_numbers(trained, tmp_path):
     (["train", "--data", "{train}", "--resume", "--overwrite"], "exclude each other"),
     (["train"], "required: --data"),
     (["train", "--data", "{tmp}/table.docx"], "unsupported file type '.docx'"),
+    (["train", "--data", "{tmp}/numbers.csv"], "numbers.csv: No column holds text: 'a', 'b' hold only numbers"),
     (["evaluate", "--model", "{tmp}", "--data", "{train}"], "is not a trained finetuner model"),
     (["predict", "--data", "{train}"], "the following arguments are required: --model"),
     (["predict", "--model", "{tmp}/none", "--data", "{train}"], "no such model directory"),
@@ -285,12 +286,24 @@ def test_predict_reports_empty_texts_with_file_row_numbers(trained, tmp_path):
 def test_bad_input_exits_2_with_one_line(argv, message, tables, tmp_path):
     (tmp_path / "unknown.yaml").write_text("epoch: 3\n")
     (tmp_path / "bad-value.yaml").write_text("learning_rate: 7\n")
+    (tmp_path / "numbers.csv").write_text("a,b\n" + "0,0\n1,1\n" * 5)
     argv = [a.format(tmp=tmp_path, train=tables[0]) for a in argv]
     code, out, err = run_cli(*argv)
     assert code == 2
     assert out == ""
     assert len(err.strip().splitlines()) == 1, err
     assert "error:" in err and message in err and "Traceback" not in err
+
+
+def test_train_takes_numbers_as_texts_only_when_the_text_column_is_named(tiny_bert, tmp_path):
+    data = tmp_path / "numbers.csv"
+    data.write_text("a,b\n" + "".join(f"{i},{i % 2}\n" for i in range(24)))
+    code, _, err = run_cli("train", "--data", data, "--model", tiny_bert, "--output", tmp_path / "run", *FAST,
+                           "--epochs", "1")
+    assert code == 2 and "No column holds text" in err and "--text-column" in err
+    code, _, err = run_cli("train", "--data", data, "--model", tiny_bert, "--output", tmp_path / "run", *FAST,
+                           "--epochs", "1", "--text-column", "a", "--quiet")
+    assert code == 0, err
 
 
 def test_help_and_no_command():

@@ -62,6 +62,7 @@ OUT_OF_RANGE = [
     ("lora_target_modules", [], "lora_target_modules must be a list of module names"),
     ("time_budget", 0, "time_budget=0 is out of range"),
     ("time_budget", "1m", "time_budget must be a number"),
+    ("class_weights", "sqrt", "class_weights='sqrt' is not supported; use auto"),
 ]
 
 

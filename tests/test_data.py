@@ -327,6 +327,31 @@ def test_single_column_table(tmp_path):
     assert "data.csv" in message and "one column ('text')" in message and "label column" in message
 
 
+@pytest.mark.parametrize("content", ["a,b\n0,0\n1,1\n0,1\n", "text,label\n1.5,x\n2,y\n", "x,y,z\n1,2,3\n-4,5e3,.5\n"])
+def test_a_table_of_numbers_has_no_text_column(tmp_path, content):
+    path = write(tmp_path / "numbers.csv", content)
+    with pytest.raises(DataError) as info:
+        load_table(path)
+    message = str(info.value)
+    assert message.startswith("numbers.csv: No column holds text:") and "only numbers" in message
+    assert "--text-column" in message and "text_column=" in message
+
+
+def test_numbers_are_texts_when_the_column_is_named(tmp_path):
+    table = load_table(write(tmp_path / "numbers.csv", "a,b\n0,0\n1,1\n0,1\n"), text_column="a")
+    assert (table.text_column, table.label_column, table.texts) == ("a", "b", ["0", "1", "0"])
+
+
+def test_a_column_of_numbers_is_never_guessed_as_the_texts():
+    # Longer than the texts, and even named "text": the numbers are a score, the words the texts.
+    frame = pd.DataFrame({"text": ["123456789", "987654321"], "words": ["hi", "yo"], "label": ["a", "b"]})
+    assert detect_columns(frame) == ("words", "label")
+    with pytest.raises(DataError, match="No column holds text"):
+        detect_text_column(pd.DataFrame({"score": [0.5, 1.0, None]}))
+    assert detect_text_column(pd.DataFrame({"score": [0.5, 1.0]}), "score") == "score"
+    assert detect_text_column(pd.DataFrame({"notes": ["3 cats", "4"]})) == "notes"
+
+
 def test_same_column_for_text_and_label():
     with pytest.raises(DataError, match="must differ"):
         detect_columns(pd.DataFrame({"text": ["a"], "label": ["b"]}), text_column="text", label_column="text")

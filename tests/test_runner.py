@@ -68,7 +68,9 @@ def test_a_run_completes_with_model_metrics_and_evaluation_rows(runner, tiny_ber
     assert kinds[0] == "start" and "log" in kinds and "evaluate" in kinds and "end" in kinds
     assert any(isinstance(e, str) and "Completed" in e for e in events)
     assert runner.store.load_model(record.id).predict_labels(["great"])[0] in ("negative", "positive")
-    assert record.method_choice == {"method": "finetune", "reason": "set in the training settings"}
+    assert {k: record.method_choice[k] for k in ("method", "reason")} == {"method": "finetune",
+                                                                         "reason": "set in the training settings"}
+    assert record.method_choice["imbalance"]["weighted"] is False  # alternating classes: balanced
 
 
 def test_auto_says_the_method_it_chose_and_the_record_keeps_it(runner, tiny_bert):

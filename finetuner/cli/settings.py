@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ..config import PRESETS, REPORT_TO, TrainConfig
+from ..imbalance import CLASS_WEIGHTS
 from ..errors import ConfigError
 from ..files import write_text_atomic
 from ..methods import registry
@@ -55,6 +56,8 @@ _SETTING_HELP = {
     "precision": "auto (fp32: measured fastest for these models, GPU included), fp32, bf16 (CPU or GPU) or fp16 (GPU)",
     "report_to": "track losses and scores: none, tensorboard (event files in RUN/tracking/; tensorboard --logdir "
                  "RUNS) or trackio (local project 'finetuner'; trackio show --project finetuner); offline",
+    "class_weights": "weigh the loss by class: auto (when the largest class has 5x the rows of the smallest or "
+                     "more; auto then picks by macro-F1), balanced (always) or none",
     "gradient_checkpointing": "recompute activations in the backward pass: less memory, slower",
     "logging_steps": "report the training loss every N steps",
     "lora_r": "rank of the LoRA adapter matrices (--method lora)",
@@ -122,6 +125,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["choices"] = registry.names()
         elif field.name == "report_to":
             kwargs["choices"] = REPORT_TO
+        elif field.name == "class_weights":
+            kwargs["choices"] = CLASS_WEIGHTS
         group.add_argument(flag, **kwargs)
 
 

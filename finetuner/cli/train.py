@@ -9,12 +9,14 @@ import shlex
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from ..config import PRESETS, TrainConfig
 from ..data import LabelledTexts, Split, in_file, load_table, read_table, split_train_eval, table_to_labelled
 from ..errors import ConfigError, DataError
+from ..imbalance import class_balance_warnings
 from ..runs import (CHECKPOINT_DIR, CONFIG_FILE, EVALUATION_FILE, METRICS_FILE, MODEL_DIR, RECORD_FILE, RunRecord,
                     RunStore, default_runs_dir, is_run_id)
 from ..runs.pipeline import Notice, RunSpec, train_run
@@ -177,6 +179,8 @@ def _read_data(args: argparse.Namespace, record: Optional[RunRecord], config: Tr
         split = Split(train_texts, train_labels, eval_texts, eval_labels,
                       {**description, "eval_path": None, "eval_source": "split", "eval_fraction": config.eval_fraction})
         eval_source = f"{len(eval_texts)} held-out rows of {name}"
+    for message in class_balance_warnings(Counter(map(str, split.train_labels)), config.class_weights):
+        console.warn(message)  # about the rows it trains on, and what training will do about them
     split.description["fingerprints"] = {"train": _fingerprint(split.train_texts, split.train_labels),
                                          "eval": _fingerprint(split.eval_texts, split.eval_labels)}
     return split, eval_source

@@ -49,6 +49,8 @@ class TrainingJob:
     # methods that fit a head on them), and the contrastive pairs to draw (None: the method's default budget).
     embeddings: Optional[Any] = None
     pairs: Optional[int] = None
+    # A weight per class id for the training loss (None: unweighted; see finetuner.imbalance).
+    class_weights: Optional[List[float]] = None
 
 
 @dataclass

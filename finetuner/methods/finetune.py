@@ -22,7 +22,8 @@ def train(job: TrainingJob) -> TrainingResult:
 
     def run(output_dir: str, **checkpointing):
         return train_classifier(job.model, job.tokenizer, job.train_dataset, job.eval_dataset, config, output_dir,
-                                job.compute_metrics, [job.progress], **checkpointing)
+                                job.compute_metrics, [job.progress], class_weights=job.class_weights,
+                                **checkpointing)
 
     if job.checkpoint_dir is not None:
         trainer = run(str(job.checkpoint_dir), checkpoints=True, resume=job.resume)

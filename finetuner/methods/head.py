@@ -14,12 +14,14 @@ from .registry import register
 
 def fit_head(job: TrainingJob) -> None:
     """Fit ``job.model``'s head by logistic regression on its embeddings of the training texts (with a sentence
-    per class name when the names mean something)."""
+    per class name when the names mean something; each example weighed by its class's weight when the job has
+    class weights)."""
     from ..training import embedding_methods
 
     embedding_methods.fit_head(job.model, job.tokenizer, job.texts, job.label_ids, job.label_map.names,
                                job.max_length, use_label_names=job.label_names is not None, seed=job.config.seed,
-                               batch_size=job.config.eval_batch_size, features=job.embeddings)
+                               batch_size=job.config.eval_batch_size, features=job.embeddings,
+                               class_weights=job.class_weights)
 
 
 def train_on_embeddings(job: TrainingJob, steps: int = 1,

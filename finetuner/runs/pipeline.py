@@ -199,7 +199,8 @@ def _announce(spec: RunSpec, finetuner: Any, writer: "_Writer", say: Listener) -
     if spec.config.method == AUTO:
         model_type = getattr(finetuner.model.config, "model_type", "")
         values = {"method": AUTO, "reason": plan_line(labels, model_type, spec.config.time_budget,
-                                                      spec.config.seed)}
+                                                      spec.config.seed, spec.config.class_weights),
+                  "imbalance": finetuner.imbalance_handling(labels, spec.config).as_dict()}
     else:
         values = finetuner.choose_method(labels, spec.config).as_dict()
     writer.record.method_choice = values

@@ -46,19 +46,21 @@ def encode(model: SentenceClassifier, tokenizer, texts: Sequence[str], max_lengt
 
 def fit_head(model: SentenceClassifier, tokenizer, texts: Sequence[str], label_ids: Sequence[int],
              label_names: Sequence[str], max_length: int, *, use_label_names: bool, seed: int,
-             batch_size: int = 64, features: Optional[np.ndarray] = None) -> None:
+             batch_size: int = 64, features: Optional[np.ndarray] = None,
+             class_weights: Optional[Sequence[float]] = None) -> None:
     """Fit the head by logistic regression on the encoder's embeddings of ``texts``.
 
     With ``use_label_names`` a sentence that says each class name ("It is positive.") joins the training set with
     half the weight of one class's examples, so names like "positive"/"negative" steer the head when
     examples are few and matter less as they accumulate
     (measured: bench/results/method_choice.md#class-names-in-the-head). ``features``: the encoder's embeddings of
-    ``texts`` when already computed.
+    ``texts`` when already computed. ``class_weights`` (one per class id) weigh each example by its class, as
+    scikit-learn's ``class_weight`` would (the class-name sentences keep their weight).
     """
     if features is None:
         features = encode(model, tokenizer, texts, max_length, batch_size)
     targets = np.asarray(label_ids)
-    weights = np.ones(len(targets))
+    weights = np.ones(len(targets)) if class_weights is None else np.asarray(class_weights, dtype=float)[targets]
     num_labels = len(label_names)
     if use_label_names:
         name_texts, name_ids = label_sentences(label_names, LABEL_TEMPLATES[:1])

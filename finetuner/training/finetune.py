@@ -227,16 +227,31 @@ def training_arguments(config: TrainConfig, output_dir: str, has_eval: bool, n_t
     )
 
 
+def weighted_loss(model: torch.nn.Module, class_weights: Sequence[float]):
+    """A Trainer ``compute_loss_func``: cross-entropy with a weight per class (a weighted mean over the batch, as
+    ``torch.nn.functional.cross_entropy`` takes it) while ``model`` trains; the plain mean in evaluation, so that
+    evaluation losses compare across runs."""
+    weights = torch.tensor(list(class_weights), dtype=torch.float32)
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        logits = logits.float().view(-1, logits.shape[-1])
+        weight = weights.to(logits.device) if model.training else None
+        return torch.nn.functional.cross_entropy(logits, labels.view(-1).to(logits.device), weight=weight)
+    return loss
+
+
 def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_dataset: Dataset,
                      eval_dataset: Optional[Dataset], config: TrainConfig, output_dir: str,
                      compute_metrics: Callable[[object], Dict[str, float]],
                      callbacks: Optional[List[TrainerCallback]] = None, checkpoints: bool = False,
-                     resume: bool = False) -> Trainer:
+                     resume: bool = False, class_weights: Optional[Sequence[float]] = None) -> Trainer:
     """Train ``model`` in place with a Trainer and return the Trainer (for evaluation). ``config.learning_rate``
     must be set (the method's rule picks one when the user left it unset: :mod:`finetuner.methods`).
 
     ``checkpoints`` writes a resumable checkpoint (with optimizer state) to ``output_dir`` every epoch;
-    ``resume`` continues from the last checkpoint there.
+    ``resume`` continues from the last checkpoint there. ``class_weights`` (one per class id) weigh the training
+    loss by class (:func:`weighted_loss`).
     """
     callbacks = list(callbacks or [])
     if eval_dataset is not None and config.early_stopping_patience is not None:
@@ -252,6 +267,7 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
+        compute_loss_func=weighted_loss(model, class_weights) if class_weights is not None else None,
     )
     trainer._finetuner_group_by_length = config.group_by_length
     trainer.remove_callback(PrinterCallback)  # progress goes to our listeners, not stdout
