@@ -121,14 +121,15 @@ class TextClassifier:
         texts = validate_texts([texts] if isinstance(texts, str) else list(texts), what="input to predict")
         onnx = self.onnx  # read once: another thread may switch the backend meanwhile
         if onnx is not None:
-            logits = onnx(self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size)
+            logits = onnx(self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size, self.windows)
         else:
             logits = self.torch_logits(texts)
         return logits_to_probabilities(logits)
 
     def torch_logits(self, texts: Sequence[str]) -> np.ndarray:
         """Logits from the PyTorch model, whatever the backend (what an ONNX export is checked against)."""
-        return predict_logits(self.model, self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size)
+        return predict_logits(self.model, self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size,
+                              self.windows)
 
     def use_onnx(self, path: Union[str, Path, None], threads: Optional[int] = None) -> None:
         """Predict with the ONNX graph at ``path`` through ONNX Runtime (None: back to PyTorch), on ``threads``
@@ -151,6 +152,12 @@ class TextClassifier:
     def length_limit(self) -> int:
         """The truncation length: the trained one, else the longest input the model takes."""
         return self.max_length or model_length_limit(self.tokenizer, self.model)
+
+    @property
+    def windows(self) -> bool:
+        """Whether a text longer than :meth:`length_limit` is read in overlapping windows (``config.long_texts``)
+        rather than cut."""
+        return self.config.long_texts == "windows"
 
     def _predict_ids(self, texts: Sequence[str]) -> List[int]:
         return [int(i) for i in self.predict_proba_array(texts).argmax(axis=1)]
@@ -229,7 +236,8 @@ class TextClassifier:
         if int(meta.get("format_version") or 1) > FORMAT_VERSION:
             raise ModelLoadError(f"{directory} was saved by a newer finetuner (format {meta['format_version']}; this "
                                  f"one reads up to {FORMAT_VERSION}): upgrade finetuner to load it.")
-        config = TrainConfig.from_dict(meta["config"])
+        # Saved before long texts were read in windows: it keeps predicting as it did, from their first tokens.
+        config = TrainConfig.from_dict({"long_texts": "truncate", **meta["config"]})
         label_map = LabelMap(tuple(meta["labels"]))
         source = ResolvedModel(str(directory), str(directory.resolve()), "local")
         tokenizer = load_tokenizer(source)
