@@ -110,8 +110,8 @@ class LLMFinetuner:
         ``deadline`` (a ``time.monotonic()`` value); the evaluation rows are never used to choose.
         ``listener`` receives :class:`~finetuner.training.progress.ProgressEvent` objects (and auto's
         :class:`~finetuner.selection.CandidateResult` objects, and first a
-        :class:`~finetuner.training.windows.LongTexts` when some texts are longer than ``max_length``); setting ``stop_event`` stops training at the next
-        step (``self.stopped`` is then True).
+        :class:`~finetuner.training.windows.LongTexts` when some texts are longer than ``max_length``); setting
+        ``stop_event`` stops training at the next step (``self.stopped`` is then True).
         ``checkpoint_dir`` keeps a resumable checkpoint there every epoch; ``resume=True`` continues
         from the last one (the same data and config must be given).
         """

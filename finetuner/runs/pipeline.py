@@ -50,7 +50,8 @@ class RunSpec:
 @dataclass
 class Notice:
     """A stage of the pipeline: ``kind`` is one of baselines, loading, method, long_texts, candidate, training,
-    evaluating, saving, completed, stopped, failed; ``values`` hold its facts (e.g. method and reason; a candidate's score)."""
+    evaluating, saving, completed, stopped, failed; ``values`` hold its facts (e.g. method and reason; a
+    candidate's score)."""
 
     kind: str
     text: str
