@@ -31,9 +31,8 @@ from .methods import TrainingJob, registry
 from .metrics import full_report, logits_to_probabilities
 from .models import DEFAULT_MODEL
 from .training.checkpoints import drop_incomplete, last_complete_step
-from .training.finetune import choose_max_length, model_length_limit, tokenize_dataset
-from .training.windows import LongTexts, token_lengths
-from .training.windows import long_texts as long_texts_of
+from .training.finetune import model_length_limit, plan_windows, tokenize_dataset
+from .training.windows import LongTexts
 from .training.model_form import model_for_method
 from .training.progress import Listener, ProgressCallback, ProgressEvent
 
@@ -249,14 +248,8 @@ class LLMFinetuner:
     def _window_length(self, texts: Sequence[str], config: TrainConfig) -> Tuple[int, LongTexts]:
         """The tokens the model reads at once (``config.max_length`` within the model's limit, else chosen from the
         ``texts``) and how many texts are longer (read in windows or cut: ``config.long_texts``)."""
-        limit = model_length_limit(self.tokenizer, self.model)
-        lengths = None
-        if config.max_length is not None:
-            max_length = min(config.max_length, limit)
-        else:
-            lengths = token_lengths(self.tokenizer, texts, limit)
-            max_length = choose_max_length(self.tokenizer, texts, limit, lengths=lengths)
-        return max_length, long_texts_of(self.tokenizer, texts, max_length, config.long_texts == "windows", lengths)
+        return plan_windows(self.tokenizer, texts, model_length_limit(self.tokenizer, self.model), config.max_length,
+                            config.long_texts == "windows")
 
     def _recorder(self, listener: Optional[Listener]) -> Listener:
         """The run's history (plots, saved record), then the listener."""

@@ -259,3 +259,38 @@ def test_explanations_of_long_texts_find_the_late_word(windowed, late):
     assert time.perf_counter() - started < 20
     assert {word for word, _ in explanation.top(3)} & set(POSITIVE + NEGATIVE)  # class words, all past window 1
     assert explanation.probability == pytest.approx(windowed.predict_proba_array([text])[0].max(), abs=1e-6)
+
+
+def test_the_data_check_names_the_same_cap():
+    from finetuner import data
+
+    assert data._MAX_WINDOWS == MAX_WINDOWS
+
+
+def test_data_tab_says_what_training_will_do(tiny_bert_256, late):
+    import pandas as pd
+
+    from finetuner.training.finetune import plan_windows
+    from finetuner.ui import data_tab
+    from finetuner.ui.common import TableData
+
+    (texts, labels), _ = late
+    long_ones = [" ".join([text] * 8) for text in texts[:3]]  # ~180 words: past the floor of 128 tokens
+    short, short_labels = make_sentiment_data(197, seed=6)
+    frame = pd.DataFrame({"text": long_ones + short, "label": labels[:3] + short_labels})
+    note = data_tab._LongTextNote()
+    note.model = tiny_bert_256
+    tokenizer, limit = note._load(tiny_bert_256)
+    assert limit == 256
+    train = frame["text"].tolist()
+    exact = plan_windows(tokenizer, train, limit)
+    quick = plan_windows(tokenizer, train, limit, cache={}, quick=True)
+    assert exact == quick and exact[0] == 128 and exact[1].count == 3  # 1.5%: the 98th percentile is short
+    assert note(train) == f"ℹ Long texts: {exact[1]}" and note(short) == ""
+    previous = data_tab._LONG_TEXTS.model
+    data_tab._LONG_TEXTS.model = tiny_bert_256
+    try:
+        summary, _ = data_tab._checks(TableData(frame, "t.csv"), "text", "label", None, 0.2)
+    finally:
+        data_tab._LONG_TEXTS.model = previous
+    assert "texts are longer than 128 tokens: each is read in overlapping windows" in summary

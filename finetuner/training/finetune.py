@@ -10,7 +10,7 @@ import math
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,8 +20,8 @@ from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, EvalPr
                           TrainingArguments)
 
 from ..errors import ConfigError
-from .windows import (WINDOW_COLUMN, WindowPool, clip_texts, encode_windows, pool_predictions,  # noqa: F401
-                      token_lengths, window_batches)
+from .windows import (WINDOW_COLUMN, LongTexts, WindowPool, clip_texts, encode_windows,  # noqa: F401
+                      long_texts, may_be_longer, pool_predictions, token_lengths, window_batches)
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
@@ -56,6 +56,39 @@ def choose_max_length(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], 
     wanted = math.ceil(np.percentile(lengths, _MAX_LENGTH_PERCENTILE)) if len(lengths) else limit
     rounded = int(math.ceil(max(wanted, _MIN_MAX_LENGTH) / 8.0) * 8)
     return min(rounded, limit)
+
+
+def plan_windows(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], limit: int,
+                 max_length: Optional[int] = None, windows: bool = True, cache: Optional[Dict] = None,
+                 quick: bool = False) -> Tuple[int, LongTexts]:
+    """The tokens the model reads at once for training on ``texts`` (``max_length`` within the model's ``limit``;
+    None: :func:`choose_max_length`) and which texts are longer (:func:`~.windows.long_texts`: read in windows or
+    cut). What training does, and what the app's Data tab says it will do; ``cache``: see
+    :func:`~.windows.token_lengths`. ``quick`` (the Data tab, on every edit) counts the tokens of the texts that
+    may be longer than 128 only, when the others' counts cannot change the length chosen (see
+    :func:`_bounded_lengths`)."""
+    lengths = None
+    if max_length is not None:
+        max_length = min(max_length, limit)
+    else:
+        lengths = (_bounded_lengths(tokenizer, texts, limit, cache) if quick
+                   else token_lengths(tokenizer, texts, limit, cache))
+        max_length = choose_max_length(tokenizer, texts, limit, lengths=lengths)
+    return max_length, long_texts(tokenizer, texts, max_length, windows, lengths, cache)
+
+
+def _bounded_lengths(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], limit: int,
+                     cache: Optional[Dict]) -> List[int]:
+    """Token counts for :func:`choose_max_length` without tokenizing the texts that cannot be longer than its
+    floor of 128 (fewer UTF-8 bytes than that, see :func:`~.windows.may_be_longer`): they count 128 when the
+    98th percentile comes out the same with them at 0, else every text is counted."""
+    maybe = [i for i, text in enumerate(texts) if may_be_longer(tokenizer, text, _MIN_MAX_LENGTH)]
+    counted = token_lengths(tokenizer, [texts[i] for i in maybe], limit, cache)
+    low, high = np.zeros(len(texts), dtype=np.int64), np.full(len(texts), _MIN_MAX_LENGTH, dtype=np.int64)
+    low[maybe], high[maybe] = counted, counted
+    if choose_max_length(tokenizer, texts, limit, low) == choose_max_length(tokenizer, texts, limit, high):
+        return high.tolist()  # the percentile only grows with each count: every count in between gives the same
+    return token_lengths(tokenizer, texts, limit, cache)
 
 
 def tokenize_dataset(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], label_ids: Sequence[int],

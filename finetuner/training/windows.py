@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from transformers import BatchEncoding
@@ -178,12 +178,25 @@ def pool_predictions(predictions: np.ndarray, labels: np.ndarray, owners: Sequen
     return pool.result(), np.asarray(labels)[first]
 
 
-def token_lengths(tokenizer: Any, texts: Sequence[str], at_most: int) -> List[int]:
+def token_lengths(tokenizer: Any, texts: Sequence[str], at_most: int,
+                  cache: Optional[Dict[Tuple[int, str], int]] = None) -> List[int]:
     """The number of tokens of each text (special tokens included), exact up to ``at_most``; a longer text counts
-    at least ``at_most + 1``."""
-    if not texts:
-        return []
-    return [len(ids) for ids in tokenizer(clip_texts(texts, at_most + 1), truncation=False)["input_ids"]]
+    at least ``at_most + 1``. ``cache``: counts kept from earlier calls with this tokenizer (the app's Data tab
+    counts again after every edit), filled in here."""
+    if cache is None:
+        if not texts:
+            return []
+        return [len(ids) for ids in tokenizer(clip_texts(texts, at_most + 1), truncation=False)["input_ids"]]
+    missing = list(dict.fromkeys(text for text in texts if (at_most, text) not in cache))
+    cache.update(((at_most, text), length) for text, length in zip(missing, token_lengths(tokenizer, missing,
+                                                                                           at_most)))
+    return [cache[(at_most, text)] for text in texts]
+
+
+def may_be_longer(tokenizer: Any, text: str, tokens: int) -> bool:
+    """Whether ``text`` may be longer than ``tokens`` tokens: False when it has too few UTF-8 bytes for that."""
+    floor = tokens - _EXTRA_TOKENS - tokenizer.num_special_tokens_to_add()
+    return len(text) > floor // 4 and len(text.encode("utf-8")) > floor
 
 
 @dataclass(frozen=True)
@@ -217,17 +230,18 @@ class LongTexts:
 
 
 def long_texts(tokenizer: Any, texts: Sequence[str], max_length: int, windows: bool = True,
-               lengths: Optional[Sequence[int]] = None) -> LongTexts:
+               lengths: Optional[Sequence[int]] = None,
+               cache: Optional[Dict[Tuple[int, str], int]] = None) -> LongTexts:
     """Count the ``texts`` longer than ``max_length`` tokens (and, read in windows, those longer than the windows
     cover). ``lengths``: their token counts when known (e.g. :func:`token_lengths` up to at least
-    ``max_length``); else only the texts with more UTF-8 bytes than ``max_length`` are tokenized."""
+    ``max_length``); else only the texts with more UTF-8 bytes than ``max_length`` are tokenized. ``cache``: see
+    :func:`token_lengths`."""
     windows = windows and can_window(tokenizer)
     if lengths is not None:
         candidates = [text for text, length in zip(texts, lengths) if length > max_length]
     else:
-        floor = max_length - _EXTRA_TOKENS - tokenizer.num_special_tokens_to_add()
-        candidates = [text for text in texts if len(text) > floor // 4 and len(text.encode("utf-8")) > floor]
+        candidates = [text for text in texts if may_be_longer(tokenizer, text, max_length)]
     span = window_span(tokenizer, max_length) if windows else max_length
-    counted = token_lengths(tokenizer, candidates, span)
+    counted = token_lengths(tokenizer, candidates, span, cache)
     return LongTexts(count=sum(n > max_length for n in counted), total=len(texts), max_length=max_length,
                      windows=windows, beyond_windows=sum(n > span for n in counted) if windows else 0, span=span)
