@@ -12,7 +12,7 @@ import uuid
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from .models import (ResolvedModel, compute_device, ensure_pad_token, load_class
                      resolve_model)
 from .training import lora
 from .training.finetune import model_length_limit, predict_logits
+from .training.windows import window_spans
 from .training.onnx_graph import ONNX_FILE, REPORT_FILE, OnnxExportError, OnnxLogits
 from .training.sentence_classifier import SentenceClassifier, is_sentence_classifier_dir
 
@@ -152,6 +153,11 @@ class TextClassifier:
     def length_limit(self) -> int:
         """The truncation length: the trained one, else the longest input the model takes."""
         return self.max_length or model_length_limit(self.tokenizer, self.model)
+
+    def window_spans(self, text: str) -> List[Tuple[int, int]]:
+        """The (start, end) characters of ``text`` that each window the model reads of it covers (one span for a
+        text that fits): what :func:`finetuner.explain.explain` leaves words out of."""
+        return window_spans(self.tokenizer, text, self.length_limit(), self.windows)
 
     @property
     def windows(self) -> bool:

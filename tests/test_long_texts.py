@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 
 import numpy as np
@@ -251,14 +252,64 @@ def test_command_line_says_how_many_texts_are_long(tiny_bert, late, tmp_path, ca
     assert "96 of 96 texts are longer than 16 tokens: each is read in overlapping windows" in out.err + out.out
 
 
-def test_explanations_of_long_texts_find_the_late_word(windowed, late):
-    _, (test_texts, test_labels) = late
+class _WindowedCounter:
+    """A stand-in classifier that reads texts in windows of ``size`` words (stride 2) and pools them by the mean of
+    their logits; a window's logit for "positive" is its count of "good" minus its count of "bad"."""
+
+    labels = ["negative", "positive"]
+
+    def __init__(self, size: int = 6):
+        self.size = size
+
+    def window_spans(self, text):
+        words = [m.span() for m in re.finditer(r"\S+", text)]
+        starts = range(0, max(1, len(words) - 2), self.size - 2) if len(words) > self.size else [0]
+        return [(words[i][0], words[min(i + self.size, len(words)) - 1][1]) for i in starts]
+
+    def predict_proba_array(self, texts):
+        logits = []
+        for text in texts:
+            pieces = [text[a:b].split() for a, b in self.window_spans(text)]
+            logits.append(np.mean([w.count("good") - w.count("bad") for w in pieces]))
+        positive = 1 / (1 + np.exp(-np.asarray(logits, dtype=float)))
+        return np.stack([1 - positive, positive], axis=1)
+
+
+def test_a_long_text_is_explained_in_the_windows_that_read_each_word():
+    from finetuner.explain import explain, log_odds
+
+    model = _WindowedCounter()
+    text = "a b c d e f g good h i j k"  # windows of 6 words sharing 2: a-f, e-i (with good), h-k
+    spans = model.window_spans(text)
+    assert len(spans) == 3
+    result = explain(model, text)
+    scores = dict(zip(result.tokens, result.scores))
+    # "good" is read by one window of three: left out of it, the mean logit drops by 1/3.
+    assert scores["good"] == pytest.approx(float(log_odds(np.array([1 / (1 + np.exp(-1 / 3))]))[0]), abs=1e-6)
+    assert all(score == pytest.approx(0, abs=1e-9) for token, score in scores.items() if token != "good")
+    assert result.probability == pytest.approx(model.predict_proba_array([text])[0, 1])
+    assert "Read in 3 overlapping windows" in result.note
+
+
+def test_explanations_of_long_texts_are_bounded_and_exact(windowed, late):
+    _, (test_texts, _) = late
     text = test_texts[0]
+    classifier = windowed.classifier
     started = time.perf_counter()
-    explanation = windowed.explain(text)
+    explanation = classifier.explain(text)
     assert time.perf_counter() - started < 20
-    assert {word for word, _ in explanation.top(3)} & set(POSITIVE + NEGATIVE)  # class words, all past window 1
     assert explanation.probability == pytest.approx(windowed.predict_proba_array([text])[0].max(), abs=1e-6)
+    assert "Read in 2 overlapping windows" in explanation.note
+    # Each word is left out of the windows that read it: the windows, plus one or two per word, are classified.
+    seen = []
+    original = classifier.predict_proba_array
+    classifier.predict_proba_array = lambda texts: seen.append(len(texts)) or original(texts)
+    try:
+        again = classifier.explain(text)
+    finally:
+        del classifier.predict_proba_array
+    assert seen == [1 + 2 + len(explanation.tokens) + 3]  # 3 words are in both windows (the stride)
+    assert again.scores == explanation.scores
 
 
 def test_the_data_check_names_the_same_cap():

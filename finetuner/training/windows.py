@@ -92,6 +92,19 @@ def encode_windows(tokenizer: Any, texts: Sequence[str], max_length: int, *, win
     return encoded, owners
 
 
+def window_spans(tokenizer: Any, text: str, max_length: int, windows: bool = True) -> List[Tuple[int, int]]:
+    """The (start, end) characters of ``text`` that each of its windows reads (one span for a text that fits or
+    without windows)."""
+    if not windows or not can_window(tokenizer):
+        return [(0, len(text))]
+    encoded, _ = encode_windows(tokenizer, [text], max_length, return_offsets_mapping=True)
+    spans = []
+    for offsets in encoded["offset_mapping"]:
+        real = [(start, end) for start, end in offsets if end > start]  # special tokens have (0, 0)
+        spans.append((real[0][0], real[-1][1]) if real else (0, 0))
+    return spans
+
+
 def select_rows(encoded: BatchEncoding, rows: Sequence[int]) -> BatchEncoding:
     """The ``rows`` of a tokenizer's output (lists, numpy arrays or torch tensors)."""
     picked = {}
