@@ -345,3 +345,19 @@ def test_data_tab_says_what_training_will_do(tiny_bert_256, late):
     finally:
         data_tab._LONG_TEXTS.model = previous
     assert "texts are longer than 128 tokens: each is read in overlapping windows" in summary
+
+
+def test_a_decoder_with_lora_reads_windows(tiny_llama, late):
+    (texts, labels), _ = late
+    finetuner = LLMFinetuner(tiny_llama, config=WINDOWED.replace(method="lora", epochs=1, lora_r=4, lora_alpha=8.0))
+    finetuner.fine_tune(texts[:40], labels[:40], texts[40:50], labels[40:50])
+    tokenizer, model = finetuner.tokenizer, finetuner.model
+    text = texts[0]
+    encoded, owners = encode_windows(tokenizer, [text], MAX_LENGTH)
+    assert len(owners) == 2 and all(ids[0] == tokenizer.bos_token_id for ids in encoded["input_ids"])
+    with torch.no_grad():
+        each = [model(input_ids=torch.tensor([ids])).logits[0].numpy() for ids in encoded["input_ids"]]
+    mixed = [text, "good", texts[1]]  # padded in one batch: positions count from each window's start
+    got = finetuner.predict_proba_array(mixed)
+    np.testing.assert_allclose(got[0], logits_to_probabilities(np.mean(each, axis=0)), atol=1e-5)
+    np.testing.assert_allclose(got, np.vstack([finetuner.predict_proba_array([t]) for t in mixed]), atol=1e-5)
