@@ -23,7 +23,7 @@ from .imbalance import ImbalanceHandling, imbalance_handling
 from .method_choice import MethodChoice, choose_method
 from .methods import TrainingJob, TrainingResult, registry
 from .selection import Candidate, CandidateResult
-from .training.finetune import predict_logits
+from .training.finetune import predict_logits, select_texts
 from .training.model_form import model_for_method
 
 Notify = Callable[[Any], None]
@@ -123,14 +123,15 @@ class _Selection:
         model = model_for_method(job.model, job.config.replace(method="head"), len(job.label_map), adapter=False,
                                  sentence_classifier=True, trained_with=self.trained_with)
         started = time.monotonic()
-        embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size)
+        embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size,
+                            windows=job.config.long_texts == "windows")
         return embeddings, (time.monotonic() - started) / max(1, len(job.texts))
 
     def _part(self, rows: List[int], embeddings: Optional[np.ndarray]) -> TrainingJob:
         job = self.job
         return dataclasses.replace(job, texts=[job.texts[i] for i in rows],
                                    label_ids=[job.label_ids[i] for i in rows],
-                                   train_dataset=job.train_dataset.select(rows),
+                                   train_dataset=select_texts(job.train_dataset, rows),
                                    embeddings=None if embeddings is None else embeddings[rows])
 
     def _order(self) -> List[Candidate]:
@@ -170,7 +171,8 @@ class _Selection:
         keeps = method in _TRAINER_METHODS
         sub = _for(part, method, self.trained_with, pairs=pairs,
                    checkpoint_dir=self.job.checkpoint_dir if keeps else None, resume=self.job.resume and keeps,
-                   eval_dataset=self.job.train_dataset.select(self.held_rows) if early_stopping else None)
+                   eval_dataset=select_texts(self.job.train_dataset, self.held_rows) if early_stopping
+                   else None)
         trained = registry.get(method).train(sub)
         result.seconds = time.monotonic() - started
         if trained.stopped:
@@ -187,7 +189,8 @@ class _Selection:
 
     def _held_logits(self, model) -> np.ndarray:
         job = self.job
-        return predict_logits(model, job.tokenizer, self.held_texts, job.max_length, job.config.eval_batch_size)
+        return predict_logits(model, job.tokenizer, self.held_texts, job.max_length, job.config.eval_batch_size,
+                              job.config.long_texts == "windows")
 
     def _finish(self, winner: CandidateResult, why: str, embeddings: np.ndarray,
                 seconds_per_text: float) -> AutoOutcome:

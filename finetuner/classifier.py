@@ -12,7 +12,7 @@ import uuid
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from .models import (ResolvedModel, compute_device, ensure_pad_token, load_class
                      resolve_model)
 from .training import lora
 from .training.finetune import model_length_limit, predict_logits
+from .training.windows import window_spans
 from .training.onnx_graph import ONNX_FILE, REPORT_FILE, OnnxExportError, OnnxLogits
 from .training.sentence_classifier import SentenceClassifier, is_sentence_classifier_dir
 
@@ -121,14 +122,15 @@ class TextClassifier:
         texts = validate_texts([texts] if isinstance(texts, str) else list(texts), what="input to predict")
         onnx = self.onnx  # read once: another thread may switch the backend meanwhile
         if onnx is not None:
-            logits = onnx(self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size)
+            logits = onnx(self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size, self.windows)
         else:
             logits = self.torch_logits(texts)
         return logits_to_probabilities(logits)
 
     def torch_logits(self, texts: Sequence[str]) -> np.ndarray:
         """Logits from the PyTorch model, whatever the backend (what an ONNX export is checked against)."""
-        return predict_logits(self.model, self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size)
+        return predict_logits(self.model, self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size,
+                              self.windows)
 
     def use_onnx(self, path: Union[str, Path, None], threads: Optional[int] = None) -> None:
         """Predict with the ONNX graph at ``path`` through ONNX Runtime (None: back to PyTorch), on ``threads``
@@ -151,6 +153,17 @@ class TextClassifier:
     def length_limit(self) -> int:
         """The truncation length: the trained one, else the longest input the model takes."""
         return self.max_length or model_length_limit(self.tokenizer, self.model)
+
+    def window_spans(self, text: str) -> List[Tuple[int, int]]:
+        """The (start, end) characters of ``text`` that each window the model reads of it covers (one span for a
+        text that fits): what :func:`finetuner.explain.explain` leaves words out of."""
+        return window_spans(self.tokenizer, text, self.length_limit(), self.windows)
+
+    @property
+    def windows(self) -> bool:
+        """Whether a text longer than :meth:`length_limit` is read in overlapping windows (``config.long_texts``)
+        rather than cut."""
+        return self.config.long_texts == "windows"
 
     def _predict_ids(self, texts: Sequence[str]) -> List[int]:
         return [int(i) for i in self.predict_proba_array(texts).argmax(axis=1)]
@@ -229,7 +242,8 @@ class TextClassifier:
         if int(meta.get("format_version") or 1) > FORMAT_VERSION:
             raise ModelLoadError(f"{directory} was saved by a newer finetuner (format {meta['format_version']}; this "
                                  f"one reads up to {FORMAT_VERSION}): upgrade finetuner to load it.")
-        config = TrainConfig.from_dict(meta["config"])
+        # Saved before long texts were read in windows: it keeps predicting as it did, from their first tokens.
+        config = TrainConfig.from_dict({"long_texts": "truncate", **meta["config"]})
         label_map = LabelMap(tuple(meta["labels"]))
         source = ResolvedModel(str(directory), str(directory.resolve()), "local")
         tokenizer = load_tokenizer(source)

@@ -22,6 +22,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Experiment tracking of a run (finetuner.runs.tracking): off, TensorBoard event files in the run folder, or a
 # local Trackio project. Both work offline.
 REPORT_TO = ("none", "tensorboard", "trackio")
+# Texts longer than max_length tokens: read in overlapping windows (every window trains and predicts; the windows'
+# logits are averaged per text: finetuner.training.windows) or cut at max_length tokens.
+LONG_TEXTS = ("windows", "truncate")
 
 # Defaults that depend on the method (``epochs=None`` / ``batch_size=None`` take them): each method's ``defaults``.
 METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = registry.method_defaults()
@@ -59,6 +62,9 @@ class TrainConfig:
     ``class_weights`` weighs the training loss by class (see ``CLASS_WEIGHTS``): "auto" when the classes are
     skewed (the largest has 5× the rows of the smallest or more), "balanced" always, "none" never; with the
     weights on, ``auto`` chooses among its candidates by macro-F1 (:mod:`finetuner.imbalance`).
+    ``long_texts`` says what happens to a text longer than ``max_length`` tokens (see ``LONG_TEXTS``): "windows"
+    reads all of it (up to 16 windows) in overlapping windows of ``max_length`` tokens, in training and prediction;
+    "truncate" reads its first ``max_length`` tokens only.
     """
 
     method: str = "auto"
@@ -83,6 +89,7 @@ class TrainConfig:
     report_to: str = "none"
     time_budget: Optional[float] = None
     class_weights: str = "auto"
+    long_texts: str = "windows"
 
     def __post_init__(self) -> None:
         if self.method == registry.AUTO:  # epochs and batch size wait for the method that auto picks
@@ -108,6 +115,9 @@ class TrainConfig:
         """Raise :class:`ConfigError` naming the first setting that is out of range."""
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision={self.precision!r} is not supported; choose one of {', '.join(PRECISIONS)}.")
+        if self.long_texts not in LONG_TEXTS:
+            raise ConfigError(f"long_texts={self.long_texts!r} is not supported; choose 'windows' (a long text is "
+                              "read in overlapping windows) or 'truncate' (only its first max_length tokens).")
         if self.report_to not in REPORT_TO:
             raise ConfigError(f"report_to={self.report_to!r} is not supported; choose one of {', '.join(REPORT_TO)}.")
         if self.class_weights not in CLASS_WEIGHTS:

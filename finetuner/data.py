@@ -37,9 +37,10 @@ _SNIFF_BYTES = 65536  # the start of a streamed file that decides its encoding a
 _CSV_OPTIONS = {"dtype": str, "keep_default_na": False, "na_values": [""], "skipinitialspace": False}
 _MAX_ROWS_IN_MESSAGE = 5
 _ID_COLUMN = re.compile(r"(.*[_ ])?(id|idx|index|key|uuid|row)|unnamed: ?\d+")
-# Texts longer than this are kept but flagged: the model only sees their first max_length tokens.
+# Texts longer than this are kept but flagged: the model reads only their beginning (finetuner.training.windows).
 LONG_TEXT_CHARS = 20_000
 _NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
+_MAX_WINDOWS = 16  # finetuner.training.windows.MAX_WINDOWS (a layer above: tests/test_long_texts.py checks they agree)
 _DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)")
 
 
@@ -544,7 +545,8 @@ def _length_warnings(texts: List[str]) -> List[str]:
         return []
     longest = max(long_rows, key=lambda row: len(texts[row - 1]))
     return [f"{len(long_rows)} text(s) are longer than {LONG_TEXT_CHARS:,} characters (longest: row {longest}, "
-            f"{len(texts[longest - 1]):,} characters); only their first tokens (up to max_length) are used."]
+            f"{len(texts[longest - 1]):,} characters); a model reads at most {_MAX_WINDOWS} windows of max_length "
+            "tokens of a text, so the end of these may not be read."]
 
 
 def load_table(path: PathLike, text_column: Optional[str] = None, label_column: Optional[str] = None,

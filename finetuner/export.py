@@ -133,7 +133,9 @@ def _use_note(kind: str, max_length: Optional[int]) -> list:
     predictions, else why it refuses the folder and what to use instead."""
     if kind == CLASSIFIER:
         length = f", max_length={max_length}" if isinstance(max_length, int) else ""
-        return ["or with transformers alone (the same labels as finetuner, with its truncation):", "", "```python",
+        return ["or with transformers alone (the same labels as finetuner for a text that fits in max_length tokens; "
+                "a longer one is cut there, where finetuner reads it in overlapping windows and averages them):", "",
+                "```python",
                 "from transformers import pipeline", "",
                 'classifier = pipeline("text-classification", model="path/to/this/folder")',
                 f'classifier(["an example sentence"], truncation=True{length})', "```", ""]

@@ -32,7 +32,8 @@ from .methods import TrainingJob, registry
 from .metrics import full_report, logits_to_probabilities
 from .models import DEFAULT_MODEL
 from .training.checkpoints import drop_incomplete, last_complete_step
-from .training.finetune import choose_max_length, model_length_limit, tokenize_dataset
+from .training.finetune import model_length_limit, plan_windows, tokenize_dataset
+from .training.windows import LongTexts
 from .training.model_form import model_for_method
 from .training.progress import Listener, ProgressCallback, ProgressEvent
 
@@ -108,8 +109,9 @@ class LLMFinetuner:
         scored on the rest (:mod:`finetuner.autoselect`), within ``config.time_budget`` seconds from now or by
         ``deadline`` (a ``time.monotonic()`` value); the evaluation rows are never used to choose.
         ``listener`` receives :class:`~finetuner.training.progress.ProgressEvent` objects (and auto's
-        :class:`~finetuner.selection.CandidateResult` objects); setting ``stop_event`` stops training at the next
-        step (``self.stopped`` is then True).
+        :class:`~finetuner.selection.CandidateResult` objects, and first a
+        :class:`~finetuner.training.windows.LongTexts` when some texts are longer than ``max_length``); setting
+        ``stop_event`` stops training at the next step (``self.stopped`` is then True).
         ``checkpoint_dir`` keeps a resumable checkpoint there every epoch; ``resume=True`` continues
         from the last one (the same data and config must be given).
         When the classes are skewed (or ``config.class_weights`` says so) every method weighs its loss by class
@@ -127,18 +129,19 @@ class LLMFinetuner:
         missing = set(map(str, eval_labels)) - set(map(str, labels))
         if missing:
             warnings.warn(f"Evaluation labels never seen in training: {sorted(missing)}.", stacklevel=2)
-        limit = model_length_limit(self.tokenizer, self.model)
-        self.max_length = (min(config.max_length, limit) if config.max_length is not None
-                           else choose_max_length(self.tokenizer, texts, limit))
         self.history = []
-        label_ids = self.label_map.encode(labels)
         record = self._recorder(listener)
+        self.max_length, long_texts = self._window_length(texts, config)
+        if long_texts:
+            record(long_texts)
+        windows = config.long_texts == "windows"
+        label_ids = self.label_map.encode(labels)
         imbalance = self.imbalance_handling(labels, config)
         job = TrainingJob(
             model=self.model, tokenizer=self.tokenizer, label_map=self.label_map, texts=texts, label_ids=label_ids,
-            train_dataset=tokenize_dataset(self.tokenizer, texts, label_ids, self.max_length),
+            train_dataset=tokenize_dataset(self.tokenizer, texts, label_ids, self.max_length, windows),
             eval_dataset=tokenize_dataset(self.tokenizer, eval_texts, self.label_map.encode(eval_labels),
-                                          self.max_length) if eval_texts else None,
+                                          self.max_length, windows) if eval_texts else None,
             max_length=self.max_length, config=config, progress=ProgressCallback(record, stop_event),
             compute_metrics=self._compute_metrics, checkpoint_dir=checkpoint_dir, resume=resume,
             label_names=self._meaningful_label_names(), class_weights=imbalance.weight_list(self.label_map.names))
@@ -257,6 +260,12 @@ class LLMFinetuner:
                                   config.class_weights)
 
     # ------------------------------------------------------------------ internals
+
+    def _window_length(self, texts: Sequence[str], config: TrainConfig) -> Tuple[int, LongTexts]:
+        """The tokens the model reads at once (``config.max_length`` within the model's limit, else chosen from the
+        ``texts``) and how many texts are longer (read in windows or cut: ``config.long_texts``)."""
+        return plan_windows(self.tokenizer, texts, model_length_limit(self.tokenizer, self.model), config.max_length,
+                            config.long_texts == "windows")
 
     def _recorder(self, listener: Optional[Listener]) -> Listener:
         """The run's history (plots, saved record), then the listener."""

@@ -29,6 +29,7 @@ from .loading import quiet_loading
 from .metrics import logits_to_probabilities
 from .training import lora
 from .training.finetune import predict_logits
+from .training.windows import MAX_WINDOWS, window_stride
 from .training.onnx_graph import (ONNX_FILE, QUANTIZED_FILE, REPORT_FILE, OnnxExportError, OnnxLogits,
                                   export_graph, quantize_int8)
 from .training.sentence_classifier import SentenceClassifier
@@ -103,7 +104,7 @@ def export_onnx(classifier: TextClassifier, directory: Union[str, Path], *, quan
     max_length = classifier.length_limit()
     # Checked against the copy the graph is made of (fp32, CPU): a bf16 or GPU model differs from it by rounding.
     expected = logits_to_probabilities(predict_logits(model, classifier.tokenizer, texts, max_length,
-                                                      classifier.config.eval_batch_size))
+                                                      classifier.config.eval_batch_size, classifier.windows))
     with atomic_dir(target) as staging:
         inputs = export_graph(model, classifier.tokenizer, staging / ONNX_FILE)
         fp32 = _compare(_probabilities(staging / ONNX_FILE, classifier, texts, max_length), expected, "pytorch")
@@ -166,7 +167,7 @@ def _disagrees(check: ExportCheck, expected: np.ndarray) -> bool:
 
 def _probabilities(path: Path, classifier: TextClassifier, texts: List[str], max_length: int) -> np.ndarray:
     return logits_to_probabilities(OnnxLogits(path)(classifier.tokenizer, texts, max_length,
-                                                    classifier.config.eval_batch_size))
+                                                    classifier.config.eval_batch_size, classifier.windows))
 
 
 def _compare(got: np.ndarray, expected: np.ndarray, against: str) -> ExportCheck:
@@ -214,7 +215,11 @@ def _usage(classifier: TextClassifier, inputs: List[str]) -> str:
         f"Classes: {', '.join(f'`{name}`' for name in classifier.label_map.names)} (`labels.txt`, `config.json`).",
         f"`model.onnx` takes {', '.join(f'`{name}`' for name in inputs)} (int64, batch × tokens) and returns "
         "`logits` (batch × classes; softmax gives the probabilities, calibrated when finetuner fitted a "
-        f"temperature). Cut texts at {classifier.length_limit()} tokens, as in training. "
+        f"temperature). Cut texts at {classifier.length_limit()} tokens, as in training"
+        + (" (finetuner reads a longer text in overlapping windows of that many tokens, up to "
+           f"{MAX_WINDOWS}, and averages their logits: tokenize with `return_overflowing_tokens=True, "
+           f"stride={window_stride(classifier.tokenizer, classifier.length_limit())}` to do the same). "
+           if classifier.windows else ". ") +
         "`model_quantized.onnx`, where present, is a dynamic int8 copy (`onnx_export.json` says how both were "
         "checked against the PyTorch model).", "",
         "```python", "import numpy as np, onnxruntime as ort", "from transformers import AutoTokenizer", "",

@@ -11,8 +11,9 @@ in a single worker thread and hands every request its rows. There is one model c
 Limits, each answered with a 4xx and a message saying what is wrong and how to fix it (the server goes on
 serving): a body over ``max_body_bytes`` (413; refused from its Content-Length before it is read, and a body sent
 without one is cut off there), a body that is not JSON (400), ``texts`` missing, empty, not a list of non-blank
-strings (422) or longer than ``max_texts`` (422). There is no limit on a text's length: the tokenizer truncates
-every text to the model's input length (the body limit bounds what is sent). The API has no authentication:
+strings (422) or longer than ``max_texts`` (422). There is no limit on a text's length: a text longer than the
+model's input length is read in at most 16 overlapping windows (:mod:`finetuner.training.windows`; the body limit
+bounds what is sent). The API has no authentication:
 it listens on 127.0.0.1 unless told otherwise.
 """
 

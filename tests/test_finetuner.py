@@ -298,10 +298,11 @@ def test_short_texts_get_the_minimum_length(tiny_bert, tiny_bert_256):
 
 def test_explicit_max_length_is_respected(tiny_bert):
     texts, labels = make_sentiment_data(8, seed=1)
-    finetuner = LLMFinetuner(tiny_bert, config=FAST.replace(max_length=8))
+    finetuner = LLMFinetuner(tiny_bert, config=FAST.replace(max_length=8, long_texts="truncate"))
     finetuner.fine_tune(texts, labels)
     assert finetuner.max_length == 8
-    # Only the first 6 words fit ([CLS] + 6 + [SEP]): what follows cannot change the prediction.
+    # Only the first 6 words fit ([CLS] + 6 + [SEP]): cut there, what follows cannot change the prediction (read in
+    # windows, it does: tests/test_long_texts.py).
     head = "the movie was really very good"
     probabilities = finetuner.predict_proba_array([head, head + " bad awful terrible", head + " hate hate"])
     np.testing.assert_allclose(probabilities[1], probabilities[0], atol=1e-6)

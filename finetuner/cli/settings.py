@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-from ..config import PRESETS, REPORT_TO, TrainConfig
+from ..config import LONG_TEXTS, PRESETS, REPORT_TO, TrainConfig
 from ..imbalance import CLASS_WEIGHTS
 from ..errors import ConfigError
 from ..files import write_text_atomic
@@ -46,7 +46,10 @@ def _method_help() -> Dict[str, str]:
 _SETTING_HELP = {
     "learning_rate": "peak learning rate; 'auto' picks one from the model size",
     "eval_batch_size": "texts per evaluation/prediction batch",
-    "max_length": "truncate texts to this many tokens; 'auto' picks it from the training texts",
+    "max_length": "tokens the model reads at once (a longer text: see --long-texts); 'auto' picks it from the "
+                  "training texts",
+    "long_texts": "a text longer than --max-length: 'windows' reads all of it in overlapping windows (up to 16) "
+                  "for training and prediction, 'truncate' only its first --max-length tokens",
     "weight_decay": "AdamW weight decay",
     "warmup_ratio": "fraction of the steps with a linear learning-rate warm-up",
     "seed": "random seed (initialisation, shuffling, the evaluation split)",
@@ -127,6 +130,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["choices"] = REPORT_TO
         elif field.name == "class_weights":
             kwargs["choices"] = CLASS_WEIGHTS
+        elif field.name == "long_texts":
+            kwargs["choices"] = LONG_TEXTS
         group.add_argument(flag, **kwargs)
 
 

@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
                 console.info(f"Method: {item.values['method']} — {item.values['reason']}")
             elif item.kind == "candidate":
                 console.info(f"  {item.text}")
+            elif item.kind == "long_texts":
+                console.info(item.text)
         elif printer is not None:
             printer(item)
 

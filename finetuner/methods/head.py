@@ -21,7 +21,7 @@ def fit_head(job: TrainingJob) -> None:
     embedding_methods.fit_head(job.model, job.tokenizer, job.texts, job.label_ids, job.label_map.names,
                                job.max_length, use_label_names=job.label_names is not None, seed=job.config.seed,
                                batch_size=job.config.eval_batch_size, features=job.embeddings,
-                               class_weights=job.class_weights)
+                               class_weights=job.class_weights, windows=job.config.long_texts == "windows")
 
 
 def train_on_embeddings(job: TrainingJob, steps: int = 1,

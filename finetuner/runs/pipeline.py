@@ -8,6 +8,7 @@ trains, and :class:`Notice` objects for the stages around training (``str(notice
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
@@ -48,8 +49,9 @@ class RunSpec:
 
 @dataclass
 class Notice:
-    """A stage of the pipeline: ``kind`` is one of baselines, loading, method, candidate, training, evaluating,
-    saving, completed, stopped, failed; ``values`` hold its facts (e.g. method and reason; a candidate's score)."""
+    """A stage of the pipeline: ``kind`` is one of baselines, loading, method, long_texts, candidate, training,
+    evaluating, saving, completed, stopped, failed; ``values`` hold its facts (e.g. method and reason; a
+    candidate's score)."""
 
     kind: str
     text: str
@@ -209,12 +211,16 @@ def _announce(spec: RunSpec, finetuner: Any, writer: "_Writer", say: Listener) -
 
 
 def _candidates_as_notices(say: Listener) -> Listener:
-    """``say``, with auto's candidate results turned into ``candidate`` notices (a leaderboard line each)."""
+    """``say``, with auto's candidate results turned into ``candidate`` notices (a leaderboard line each) and the
+    count of texts longer than the model reads at once into a ``long_texts`` notice."""
     from ..selection import CandidateResult
+    from ..training.windows import LongTexts
 
     def listen(item: Any) -> None:
         if isinstance(item, CandidateResult):
             say(Notice("candidate", f"Candidate {item.line()}", item.as_dict()))
+        elif isinstance(item, LongTexts):
+            say(Notice("long_texts", str(item), dataclasses.asdict(item)))
         else:
             say(item)
     return listen

@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import save_model
 
 from ..loading import quiet_loading
-from .finetune import length_sorted_batches
 from .label_words import related_words
 from .linear_head import embedding_classifier, full_head
 from .sentence_classifier import LABEL_TEMPLATES, SentenceClassifier, label_sentences, spoken_name
+from .windows import WindowPool, window_batches
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
@@ -35,19 +35,23 @@ FEWSHOT_LEARNING_RATE = 5e-5
 
 @torch.inference_mode()
 def encode(model: SentenceClassifier, tokenizer, texts: Sequence[str], max_length: int,
-           batch_size: int = 64) -> np.ndarray:
-    """Unit-length sentence embeddings in input order (length-sorted batches)."""
+           batch_size: int = 64, windows: bool = True) -> np.ndarray:
+    """Sentence embeddings in input order (length-sorted batches), unit length. A text longer than ``max_length``
+    tokens gets the mean of its windows' unit-length embeddings (:mod:`.windows`; not scaled again), so that the
+    head's logits of it are the mean of its windows' logits: how a trained model predicts it (``windows=False``:
+    its first window's embedding)."""
     model.eval()
-    out = np.zeros((len(texts), model.head.in_features), dtype=np.float32)
-    for ids, batch in length_sorted_batches(tokenizer, texts, max_length, batch_size, model.head.weight.device):
-        out[ids] = model.embed(**batch).float().cpu().numpy()
-    return out
+    device = model.head.weight.device
+    pool = WindowPool(len(texts), model.head.in_features, "mean")
+    for rows, batch in window_batches(tokenizer, texts, max_length, batch_size, windows=windows):
+        pool.add(rows, model.embed(**batch.to(device)).float().cpu().numpy())
+    return pool.result()
 
 
 def fit_head(model: SentenceClassifier, tokenizer, texts: Sequence[str], label_ids: Sequence[int],
              label_names: Sequence[str], max_length: int, *, use_label_names: bool, seed: int,
              batch_size: int = 64, features: Optional[np.ndarray] = None,
-             class_weights: Optional[Sequence[float]] = None) -> None:
+             class_weights: Optional[Sequence[float]] = None, windows: bool = True) -> None:
     """Fit the head by logistic regression on the encoder's embeddings of ``texts``.
 
     With ``use_label_names`` a sentence that says each class name ("It is positive.") joins the training set with
@@ -55,10 +59,11 @@ def fit_head(model: SentenceClassifier, tokenizer, texts: Sequence[str], label_i
     examples are few and matter less as they accumulate
     (measured: bench/results/method_choice.md#class-names-in-the-head). ``features``: the encoder's embeddings of
     ``texts`` when already computed. ``class_weights`` (one per class id) weigh each example by its class, as
-    scikit-learn's ``class_weight`` would (the class-name sentences keep their weight).
+    scikit-learn's ``class_weight`` would (the class-name sentences keep their weight). ``windows``: long texts
+    read in windows (see :func:`encode`).
     """
     if features is None:
-        features = encode(model, tokenizer, texts, max_length, batch_size)
+        features = encode(model, tokenizer, texts, max_length, batch_size, windows=windows)
     targets = np.asarray(label_ids)
     weights = np.ones(len(targets)) if class_weights is None else np.asarray(class_weights, dtype=float)[targets]
     num_labels = len(label_names)

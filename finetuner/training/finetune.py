@@ -10,16 +10,18 @@ import math
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import (BatchEncoding, DataCollatorWithPadding, EarlyStoppingCallback, PreTrainedModel,
+from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, EvalPrediction, PreTrainedModel,
                           PreTrainedTokenizerBase, PrinterCallback, Trainer, TrainerCallback,
                           TrainingArguments)
 
 from ..errors import ConfigError
+from .windows import (WINDOW_COLUMN, LongTexts, WindowPool, clip_texts, encode_windows,  # noqa: F401
+                      long_texts, may_be_longer, pool_predictions, token_lengths, window_batches)
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
@@ -29,21 +31,12 @@ _MAX_LENGTH_PERCENTILE = 98
 # little about later ones (16 SST-2 rows gave 40 tokens, which cut 8.7% of the SST-2 test sentences). Batches are
 # padded to their longest text, so a higher limit costs time only on texts that are longer than the old one.
 _MIN_MAX_LENGTH = 128
-# No token spans more characters than this, so cutting a text at max_length * _CHARS_PER_TOKEN characters
-# changes nothing the model sees, while sparing the tokenizer megabytes it would truncate anyway.
-_CHARS_PER_TOKEN = 32
 # A batch this small (tokens = texts x padded length; one sentence is 10-60) runs on one CPU thread: splitting
 # so little work across cores costs more in hand-offs than it saves, and when other processes keep the cores
 # busy a descheduled second thread stalls every operator. Measured on the 2-core bench machine under load
 # (bench/README.md): one SST-2 sentence 15 ms on 1 thread vs 64-584 ms on 2; four sentences 35 vs 127 ms.
 _SINGLE_THREAD_MAX_TOKENS = 128
 _THREADS_LOCK = threading.Lock()
-
-
-def clip_texts(texts: Sequence[str], max_tokens: int) -> List[str]:
-    """Texts cut to what ``max_tokens`` tokens can cover (a 10 MB cell tokenizes in milliseconds)."""
-    limit = max_tokens * _CHARS_PER_TOKEN
-    return [text[:limit] for text in texts]
 
 
 def model_length_limit(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
@@ -53,22 +46,76 @@ def model_length_limit(tokenizer: PreTrainedTokenizerBase, model: PreTrainedMode
     return min(usable) if usable else 512
 
 
-def choose_max_length(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], limit: int) -> int:
-    """Truncation length from the texts: the 98th percentile of token counts, rounded up to a multiple of 8."""
-    lengths = [len(ids) for ids in tokenizer(clip_texts(texts, limit + 1), truncation=False)["input_ids"]]
-    wanted = math.ceil(np.percentile(lengths, _MAX_LENGTH_PERCENTILE)) if lengths else limit
+def choose_max_length(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], limit: int,
+                      lengths: Optional[Sequence[int]] = None) -> int:
+    """Window (truncation) length from the texts: the 98th percentile of token counts, rounded up to a multiple of
+    8, at least 128, at most ``limit``. ``lengths``: the texts' :func:`~.windows.token_lengths` up to ``limit``
+    when already counted."""
+    if lengths is None:
+        lengths = token_lengths(tokenizer, texts, limit)
+    wanted = math.ceil(np.percentile(lengths, _MAX_LENGTH_PERCENTILE)) if len(lengths) else limit
     rounded = int(math.ceil(max(wanted, _MIN_MAX_LENGTH) / 8.0) * 8)
     return min(rounded, limit)
 
 
+def plan_windows(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], limit: int,
+                 max_length: Optional[int] = None, windows: bool = True, cache: Optional[Dict] = None,
+                 quick: bool = False) -> Tuple[int, LongTexts]:
+    """The tokens the model reads at once for training on ``texts`` (``max_length`` within the model's ``limit``;
+    None: :func:`choose_max_length`) and which texts are longer (:func:`~.windows.long_texts`: read in windows or
+    cut). What training does, and what the app's Data tab says it will do; ``cache``: see
+    :func:`~.windows.token_lengths`. ``quick`` (the Data tab, on every edit) counts the tokens of the texts that
+    may be longer than 128 only, when the others' counts cannot change the length chosen (see
+    :func:`_bounded_lengths`)."""
+    lengths = None
+    if max_length is not None:
+        max_length = min(max_length, limit)
+    else:
+        lengths = (_bounded_lengths(tokenizer, texts, limit, cache) if quick
+                   else token_lengths(tokenizer, texts, limit, cache))
+        max_length = choose_max_length(tokenizer, texts, limit, lengths=lengths)
+    return max_length, long_texts(tokenizer, texts, max_length, windows, lengths, cache)
+
+
+def _bounded_lengths(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], limit: int,
+                     cache: Optional[Dict]) -> List[int]:
+    """Token counts for :func:`choose_max_length` without tokenizing the texts that cannot be longer than its
+    floor of 128 (fewer UTF-8 bytes than that, see :func:`~.windows.may_be_longer`): they count 128 when the
+    98th percentile comes out the same with them at 0, else every text is counted."""
+    maybe = [i for i, text in enumerate(texts) if may_be_longer(tokenizer, text, _MIN_MAX_LENGTH)]
+    counted = token_lengths(tokenizer, [texts[i] for i in maybe], limit, cache)
+    low, high = np.zeros(len(texts), dtype=np.int64), np.full(len(texts), _MIN_MAX_LENGTH, dtype=np.int64)
+    low[maybe], high[maybe] = counted, counted
+    if choose_max_length(tokenizer, texts, limit, low) == choose_max_length(tokenizer, texts, limit, high):
+        return high.tolist()  # the percentile only grows with each count: every count in between gives the same
+    return token_lengths(tokenizer, texts, limit, cache)
+
+
 def tokenize_dataset(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], label_ids: Sequence[int],
-                     max_length: int) -> Dataset:
-    """A tokenized ``datasets.Dataset`` (truncated, unpadded: the collator pads each batch)."""
-    encoded = tokenizer(clip_texts(texts, max_length), truncation=True, max_length=max_length)
+                     max_length: int, windows: bool = True) -> Dataset:
+    """A tokenized ``datasets.Dataset`` (unpadded: the collator pads each batch). A text longer than ``max_length``
+    tokens becomes one row per window (:func:`~.windows.encode_windows`), each labelled with the text's label,
+    and the column ``window_of`` says which text each row is of; ``windows=False`` truncates it to one row."""
+    encoded, owners = encode_windows(tokenizer, texts, max_length, windows=windows)
     columns = {name: encoded[name] for name in tokenizer.model_input_names if name in encoded}
-    columns["labels"] = list(label_ids)
+    columns["labels"] = [label_ids[i] for i in owners]
     columns["length"] = [len(ids) for ids in encoded["input_ids"]]
+    if len(owners) != len(texts):
+        columns[WINDOW_COLUMN] = owners
     return Dataset.from_dict(columns)
+
+
+def select_texts(dataset: Dataset, rows: Sequence[int]) -> Dataset:
+    """The rows of a :func:`tokenize_dataset` dataset that belong to its texts ``rows`` (every window of each), in
+    that order; ``window_of`` then counts the texts of the selection."""
+    if WINDOW_COLUMN not in dataset.column_names:
+        return dataset.select(rows)
+    windows: Dict[int, List[int]] = {}
+    for row, text in enumerate(dataset[WINDOW_COLUMN]):
+        windows.setdefault(text, []).append(row)
+    picked = [row for text in rows for row in windows[text]]
+    owners = [index for index, text in enumerate(rows) for _ in windows[text]]
+    return dataset.select(picked).remove_columns(WINDOW_COLUMN).add_column(WINDOW_COLUMN, owners)
 
 
 # Rows sorted by length together: at most this many batches' worth, and at most a quarter of the rows. SST-2, 2,000
@@ -158,8 +205,43 @@ class _Trainer(Trainer):
         # Evaluation in length order (less padding); metrics do not depend on the order of the rows.
         lengths = self._lengths(eval_dataset, None) if self.args.world_size <= 1 else None
         if lengths is not None:
-            return _FixedOrder(sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True))
+            order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+            self._finetuner_eval_order = order
+            return _FixedOrder(order)
+        self._finetuner_eval_order = None
         return super()._get_eval_sampler(eval_dataset)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        # Which text each row (window) is of, for evaluation_loop; the dataloader drops the column.
+        dataset = eval_dataset if eval_dataset is not None and not isinstance(eval_dataset, str) else (
+            self.eval_dataset[eval_dataset] if isinstance(eval_dataset, str) else self.eval_dataset)
+        self._finetuner_eval_owners = (list(dataset[WINDOW_COLUMN]) if isinstance(dataset, Dataset)
+                                       and WINDOW_COLUMN in dataset.column_names else None)
+        return super().get_eval_dataloader(eval_dataset)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        """The Trainer's, with the metrics of texts read in several windows computed per text (the windows' logits
+        pooled as predictions pool them); the loss stays the mean over windows."""
+        owners = getattr(self, "_finetuner_eval_owners", None)
+        compute = self.compute_metrics
+        if owners is None or compute is None or description != "Evaluation":
+            return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                           metric_key_prefix)
+        order = getattr(self, "_finetuner_eval_order", None)
+        in_order = [owners[row] for row in order] if order is not None else owners
+
+        def per_text(prediction):
+            logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+            pooled, labels = pool_predictions(np.asarray(logits), np.asarray(prediction.label_ids), in_order)
+            return compute(EvalPrediction(predictions=pooled, label_ids=labels))
+
+        self.compute_metrics = per_text
+        try:
+            return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                           metric_key_prefix)
+        finally:
+            self.compute_metrics = compute
 
 
 @functools.lru_cache(maxsize=1)
@@ -293,33 +375,25 @@ def _cpu_threads_for(device: torch.device, tokens: int):
             torch.set_num_threads(previous)
 
 
-def length_sorted_batches(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int,
-                          batch_size: int, device: torch.device) -> Iterator[Tuple[List[int], BatchEncoding]]:
-    """(row indices, tokenized batch on ``device``) for ``texts`` in batches of similar length, so padding stays
-    small; the caller puts each batch's outputs back at its row indices."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for start in range(0, len(order), batch_size):
-        ids = order[start:start + batch_size]
-        yield ids, tokenizer(clip_texts([texts[i] for i in ids], max_length), truncation=True,
-                             max_length=max_length, padding=True, return_tensors="pt").to(device)
-
-
 @torch.inference_mode()
 def predict_logits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
-                   max_length: int, batch_size: int = 64) -> np.ndarray:
-    """Logits for ``texts`` in input order; batches are length-sorted so padding stays small."""
+                   max_length: int, batch_size: int = 64, windows: bool = True) -> np.ndarray:
+    """Logits for ``texts`` in input order; batches are length-sorted so padding stays small. A text longer than
+    ``max_length`` tokens is read in windows whose logits are pooled (:mod:`.windows`); ``windows=False`` truncates
+    it."""
     model.eval()
     device = next(model.parameters()).device
-    logits = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    pool = WindowPool(len(texts), model.config.num_labels)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model's own model
     accepts_position_ids = "position_ids" in inspect.signature(base.forward).parameters
-    for batch_ids, encoded in length_sorted_batches(tokenizer, texts, max_length, batch_size, device):
+    for rows, encoded in window_batches(tokenizer, texts, max_length, batch_size, windows=windows):
+        encoded = encoded.to(device)
         if tokenizer.padding_side == "left" and accepts_position_ids:
             # Left padding shifts every position; count positions from each text's first real token instead.
             encoded["position_ids"] = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         with _cpu_threads_for(device, encoded["input_ids"].numel()):
-            logits[batch_ids] = model(**encoded).logits.float().cpu().numpy()
-    return logits
+            pool.add(rows, model(**encoded).logits.float().cpu().numpy())
+    return pool.result()
 
 
 def evaluation_trainer(model, tokenizer: PreTrainedTokenizerBase, eval_batch_size: int,
@@ -329,7 +403,7 @@ def evaluation_trainer(model, tokenizer: PreTrainedTokenizerBase, eval_batch_siz
     args = TrainingArguments(output_dir=output_dir, report_to="none", per_device_eval_batch_size=eval_batch_size,
                              disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
                              average_tokens_across_devices=False)
-    trainer = Trainer(model=model, args=args, processing_class=tokenizer,
+    trainer = _Trainer(model=model, args=args, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
     trainer.remove_callback(PrinterCallback)  # it would print the metrics dict to stdout
     return trainer

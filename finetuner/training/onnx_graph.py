@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import FinetunerError
-from .finetune import clip_texts
+from .windows import WindowPool, window_batches
 
 ONNX_FILE = "model.onnx"
 QUANTIZED_FILE = "model_quantized.onnx"  # the name optimum's quantizer gives its output
@@ -139,14 +139,13 @@ class OnnxLogits:
                                   f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}); export it "
                                   "again with python -m finetuner export.") from None
 
-    def __call__(self, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
-        """Logits for ``texts`` in input order (shape texts × classes)."""
-        logits = np.zeros((len(texts), self.num_labels), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            ids = order[start:start + batch_size]
-            encoded = tokenizer(clip_texts([texts[i] for i in ids], max_length), truncation=True,
-                                max_length=max_length, padding=True, return_tensors="np")
+    def __call__(self, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 64,
+                 windows: bool = True) -> np.ndarray:
+        """Logits for ``texts`` in input order (shape texts × classes); long texts are read in windows pooled
+        exactly as the PyTorch path pools them (the same :func:`~.windows.window_batches` and
+        :class:`~.windows.WindowPool`)."""
+        pool = WindowPool(len(texts), self.num_labels)
+        for rows, encoded in window_batches(tokenizer, texts, max_length, batch_size, windows=windows, tensors="np"):
             feed = {name: np.asarray(encoded[name], dtype=np.int64) for name in self.input_names}
-            logits[ids] = self.session.run(["logits"], feed)[0]
-        return logits
+            pool.add(rows, self.session.run(["logits"], feed)[0])
+        return pool.result()

@@ -83,6 +83,7 @@ class DataView:
 
 
 def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
+    _LONG_TEXTS.model = ctx.default_model
     view = layout(ctx, initial)
     follow = data_checks.build(view.table, view.page, view.text_column, view.label_column, view.eval_table,
                                view.eval_fraction, view.pick(*_EDITED_OUT), _edited, page_size=PAGE_SIZE, seed=_SEED)
@@ -118,7 +119,7 @@ def layout(ctx: AppContext, initial: Optional[TableData]) -> DataView:
         page_info = gr.Markdown(_page_info(frame, 1), elem_id="data-page-info")
     page, delete_spec, add_row, delete, clean = _row_tools()
     with gr.Row():
-        summary = gr.Markdown(checked.to_markdown(), elem_id="data-summary")
+        summary = gr.Markdown(_summary(checked), elem_id="data-summary")
         balance = gr.BarPlot(_balance(checked), x="class", y="rows", title="Class balance", height=260,
                              x_label_angle=-30, y_lim=[0, None])
     table = gr.State(initial or TableData(frame))
@@ -278,7 +279,70 @@ def _checks(data: TableData, text: Optional[str], label: Optional[str], eval_dat
             fraction: float) -> Tuple[str, pd.DataFrame]:
     checked = prepare(data.frame, text, label, eval_frame=eval_data.frame if eval_data else None,
                       eval_fraction=fraction, seed=_SEED, source=data.name)
-    return checked.to_markdown(), _balance(checked)
+    return _summary(checked), _balance(checked)
+
+
+def _summary(checked: PreparedData) -> str:
+    """The checks, and how many training texts are longer than the model reads at once."""
+    note = _LONG_TEXTS(checked.train_texts) if checked.ok else ""
+    return checked.to_markdown() + (f"\n\n{note}" if note else "")
+
+
+class _LongTextNote:
+    """The notice of training texts longer than the app's default model reads at once, with the Train tab's
+    defaults (max tokens chosen from the data, long texts read in windows): what the start of training will say
+    (:func:`finetuner.training.finetune.plan_windows`). The tokenizer is loaded once per model; token counts are
+    kept per text, so that an edit counts only the texts it changed. A model whose tokenizer cannot be had
+    offline at once (a GGUF file to convert, a Hub model not downloaded) gets no notice here."""
+
+    _KEPT_COUNTS = 500_000
+
+    def __init__(self) -> None:
+        self.model: Optional[str] = None
+        self._loaded: dict = {}
+        self._counts: dict = {}
+
+    def __call__(self, texts: List[str]) -> str:
+        loaded = self._load(self.model) if texts and self.model else None
+        if loaded is None:
+            return ""
+        from ..training.finetune import plan_windows
+
+        tokenizer, limit = loaded
+        counts = self._counts.setdefault(self.model, {})
+        if len(counts) > self._KEPT_COUNTS:
+            counts.clear()
+        _, note = plan_windows(tokenizer, texts, limit, cache=counts, quick=True)
+        return f"ℹ Long texts: {note}" if note else ""
+
+    def _load(self, name: str) -> Optional[Tuple[Any, int]]:
+        if name not in self._loaded:
+            self._loaded[name] = None
+            try:
+                self._loaded[name] = _tokenizer_and_limit(name)
+            except Exception:  # a notice, not a check: the Train tab says it when training starts
+                pass
+        return self._loaded[name]
+
+
+def _tokenizer_and_limit(name: str) -> Optional[Tuple[Any, int]]:
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig
+
+    from ..gguf_models import OFFLINE_LLMS, is_gguf_path
+    from ..models import load_tokenizer, resolve_model
+    from ..training.finetune import model_length_limit
+
+    if name.lower() in OFFLINE_LLMS or is_gguf_path(name):
+        return None
+    source = resolve_model(name)
+    tokenizer = load_tokenizer(source)
+    config = AutoConfig.from_pretrained(source.location, **source.load_kwargs)
+    return tokenizer, model_length_limit(tokenizer, SimpleNamespace(config=config))
+
+
+_LONG_TEXTS = _LongTextNote()  # its model: the app's default model (set when the tab is built)
 
 
 def _source(frame: pd.DataFrame, name: str) -> str:
