@@ -255,12 +255,16 @@ def detect_columns(frame: pd.DataFrame, text_column: Optional[str] = None,
             f"The table has one column ({_names(columns)}); it needs a text column and a label column."
         )
     # Names first (for both roles), then content: a label column found by name is never taken as the text. A
-    # column of numbers only is never guessed as the texts (it is a target, a score or an id).
+    # column of numbers only is never guessed as the texts (it is a target, a score or an id) while another column
+    # holds words; with nothing but numbers, only a column headed like a text column ("text") is taken.
     numeric = _numbers_only_columns(frame)
     text = text_column or _by_name([c for c in columns if c not in numeric], TEXT_COLUMN_NAMES, exclude=label_column)
     label = label_column or _by_name(columns, LABEL_COLUMN_NAMES, exclude=text)
     if text is None and all(c in numeric for c in columns if c != label):
-        raise _no_text_column(columns, numeric)
+        # Only numbers besides the labels: texts only under a header that says so ("text"), else refused.
+        text = _by_name(columns, TEXT_COLUMN_NAMES, exclude=label)
+        if text is None:
+            raise _no_text_column(columns, numeric)
     text = text or _longest_text_column(frame, exclude=label, skip=numeric)
     label = label or _fewest_values_column(frame, exclude=text)
     if text == label:
@@ -272,7 +276,8 @@ def detect_text_column(frame: pd.DataFrame, text_column: Optional[str] = None) -
     """The column of texts in a table that needs no labels: the given name (checked), the only column, or
     the text column :func:`detect_columns` would choose."""
     if frame.shape[1] == 1 and text_column in (None, frame.columns[0]):
-        if text_column is None and _numbers_only_columns(frame):
+        named = str(frame.columns[0]).lower() in TEXT_COLUMN_NAMES
+        if text_column is None and not named and _numbers_only_columns(frame):
             raise _no_text_column(list(frame.columns), _numbers_only_columns(frame))
         return str(frame.columns[0])
     return detect_columns(frame, text_column)[0]
