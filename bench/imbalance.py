@@ -113,7 +113,7 @@ def cli(args: argparse.Namespace) -> None:
                      "candidates": (record.get("method_choice") or {}).get("candidates"),
                      "macro_f1": metrics.get("f1_macro"), "accuracy": metrics.get("accuracy"),
                      "ece": metrics.get("ece"), "rare_recall": rare.get("recall"),
-                     "rare_precision": rare.get("precision"), "rare_f1": rare.get("f1"),
+                     "rare_precision": rare.get("precision"), "rare_f1": rare.get("f1-score"),
                      "wall_seconds": (record.get("training") or {}).get("wall_seconds"),
                      "stage_seconds": (record.get("training") or {}).get("stage_seconds")})
         print(json.dumps(rows[-1]))

@@ -90,10 +90,11 @@ def test_weighted_loss_is_the_weighted_cross_entropy_while_training_only():
     assert loss({"logits": logits}, labels).item() == pytest.approx(float(-log_p.mean()), rel=1e-6)
 
 
-@pytest.mark.parametrize("method", ["finetune", "head_finetune"])
-def test_the_trainer_trains_on_the_weighted_loss(tiny_bert, method):
+@pytest.mark.parametrize("method, model", [("finetune", "tiny_bert"), ("head_finetune", "tiny_bert"),
+                                           ("lora", "tiny_llama")])
+def test_the_trainer_trains_on_the_weighted_loss(request, method, model):
     texts, labels = skewed_sentiment(60, 10)
-    finetuner = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(method=method, epochs=1))
+    finetuner = LLMFinetuner(request.getfixturevalue(model), config=TINY_CONFIG.replace(method=method, epochs=1))
     finetuner.fine_tune(texts, labels)
     weights = finetuner.imbalance_handling(labels).weight_list(finetuner.label_map.names)
     assert finetuner.method_choice.imbalance["weighted"] and weights[finetuner.label_map.label2id["negative"]] > 1
