@@ -230,7 +230,7 @@ def test_notice_counts_long_texts_and_what_happens(windowed, late, tiny_bert):
     note = long_texts(tokenizer, texts[:5] + short + [huge], MAX_LENGTH)
     assert (note.count, note.total, note.beyond_windows) == (6, 10, 1)
     assert str(note).startswith("6 of 10 texts are longer than 16 tokens: each is read in overlapping windows")
-    assert "1 of them go beyond" in str(note)
+    assert "1 of them goes beyond what 16 windows cover: only its first" in str(note)
     assert not long_texts(tokenizer, short, MAX_LENGTH)
     assert "only the first 16 tokens" in str(long_texts(tokenizer, texts[:2], MAX_LENGTH, windows=False))
     heard = []
