@@ -64,14 +64,20 @@ def test_windows_read_what_truncation_cannot(tiny_bert, late, windowed):
     assert _accuracy(windowed, test_texts, test_labels) >= 0.85
     assert _accuracy(truncated, test_texts, test_labels) <= 0.7  # it never sees the word: chance
     # The evaluation during training scores texts (windows pooled), as the final evaluation does.
-    assert windowed.trainer.evaluate(tokenize_dataset(windowed.tokenizer, test_texts, windowed.label_map.encode(
-        test_labels), MAX_LENGTH))["eval_accuracy"] == windowed.evaluate_model(test_texts, test_labels)["accuracy"]
+    evaluated = windowed.trainer.evaluate(tokenize_dataset(windowed.tokenizer, test_texts, windowed.label_map.encode(
+        test_labels), MAX_LENGTH))
+    assert sum(map(sum, windowed.report["confusion_matrix"])) == len(test_texts)
+    assert evaluated["eval_accuracy"] == windowed.evaluate_model(test_texts, test_labels)["accuracy"]
 
 
 def test_the_embedding_head_reads_windows_too(tiny_bert, late):
-    (texts, labels), _ = late
+    (texts, labels), (test_texts, test_labels) = late
     finetuner = LLMFinetuner(tiny_bert, config=WINDOWED.replace(method="head"))
-    finetuner.fine_tune(texts, labels)
+    finetuner.fine_tune(texts, labels, test_texts, test_labels)
+    evaluated = finetuner.trainer.evaluate(tokenize_dataset(finetuner.tokenizer, test_texts,
+                                                            finetuner.label_map.encode(test_labels), MAX_LENGTH))
+    assert sum(map(sum, finetuner.report["confusion_matrix"])) == len(test_texts)  # texts scored, not windows
+    assert evaluated["eval_accuracy"] == finetuner.evaluate_model(test_texts, test_labels)["accuracy"]
     text = texts[0]
     encoded, owners = encode_windows(finetuner.tokenizer, [text], MAX_LENGTH, return_tensors="pt", padding=True)
     model = finetuner.model
@@ -230,7 +236,7 @@ def test_notice_counts_long_texts_and_what_happens(windowed, late, tiny_bert):
     note = long_texts(tokenizer, texts[:5] + short + [huge], MAX_LENGTH)
     assert (note.count, note.total, note.beyond_windows) == (6, 10, 1)
     assert str(note).startswith("6 of 10 texts are longer than 16 tokens: each is read in overlapping windows")
-    assert "1 of them go beyond" in str(note)
+    assert "1 of them goes beyond what 16 windows cover: only its first" in str(note)
     assert not long_texts(tokenizer, short, MAX_LENGTH)
     assert "only the first 16 tokens" in str(long_texts(tokenizer, texts[:2], MAX_LENGTH, windows=False))
     heard = []

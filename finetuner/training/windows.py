@@ -237,8 +237,9 @@ class LongTexts:
         text = head + (f"each is read in overlapping windows of {self.max_length} tokens (up to {MAX_WINDOWS} per "
                        "text), and its prediction averages them.")
         if self.beyond_windows:
-            text += (f" {self.beyond_windows:,} of them go beyond what {MAX_WINDOWS} windows cover: only their first "
-                     f"{self.span:,} tokens are read.")
+            one = self.beyond_windows == 1
+            text += (f" {self.beyond_windows:,} of them {'goes' if one else 'go'} beyond what {MAX_WINDOWS} windows "
+                     f"cover: only {'its' if one else 'their'} first {self.span:,} tokens are read.")
         return text
 
 
