@@ -107,14 +107,14 @@ def export_onnx(classifier: TextClassifier, directory: Union[str, Path], *, quan
                                                       classifier.config.eval_batch_size, classifier.windows))
     with atomic_dir(target) as staging:
         inputs = export_graph(model, classifier.tokenizer, staging / ONNX_FILE)
-        fp32 = _compare(_probabilities(staging / ONNX_FILE, classifier, texts, max_length), expected, "pytorch")
+        reference = _probabilities(staging / ONNX_FILE, classifier, texts, max_length)
+        fp32 = _compare(reference, expected, "pytorch")
         if _disagrees(fp32, expected):
             raise OnnxExportError(f"The ONNX graph does not predict what the model does ({fp32.line()}); nothing "
                                   "was written.")
         files, int8 = [ONNX_FILE], None
         if quantize == "int8":
             quantize_int8(staging / ONNX_FILE, staging / QUANTIZED_FILE)
-            reference = _probabilities(staging / ONNX_FILE, classifier, texts, max_length)
             quantized = _probabilities(staging / QUANTIZED_FILE, classifier, texts, max_length)
             int8 = _compare(quantized, reference, "the fp32 graph")
             _check_int8(quantized, reference, int8)

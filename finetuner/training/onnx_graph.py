@@ -74,8 +74,6 @@ def export_graph(model: nn.Module, tokenizer: Any, path: Union[str, Path]) -> Li
                               input_names=names, output_names=["logits"],
                               dynamic_axes={**dynamic, "logits": {0: "batch"}}, opset_version=OPSET,
                               do_constant_folding=True, dynamo=False)
-    except OnnxExportError:
-        raise
     except Exception as exc:  # tracing fails on some architectures: say which, keep the model usable
         raise OnnxExportError(f"This {type(model).__name__} could not be traced into an ONNX graph "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).") from exc
