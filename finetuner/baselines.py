@@ -11,17 +11,23 @@ from typing import Any, Callable, Dict, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from .data import LabelMap, validate_texts_and_labels
 from .embeddings import embed
-from .metrics import summary_metrics
+from .metrics import multi_label_report, regression_report, summary_metrics, tune_thresholds
+from .tasks import TaskChoice, detect_task
+from .training.targets import hold_out_for_thresholds
 from .models import DEFAULT_MODEL
 from .training.linear_head import embedding_classifier
 
 BASELINE_NAMES = {"tfidf_logreg": "TF-IDF + logistic regression",
-                  "embedding_logreg": "Sentence embeddings + logistic regression"}
+                  "embedding_logreg": "Sentence embeddings + logistic regression",
+                  "tfidf_ovr": "TF-IDF + one-vs-rest logistic regression (tuned thresholds)",
+                  "embedding_ovr": "Sentence embeddings + one-vs-rest logistic regression (tuned thresholds)",
+                  "tfidf_ridge": "TF-IDF + ridge regression",
+                  "embedding_ridge": "Sentence embeddings + ridge regression"}
 
 
 def tfidf_classifier(seed: int = 0) -> Pipeline:
@@ -32,12 +38,19 @@ def tfidf_classifier(seed: int = 0) -> Pipeline:
 
 def score_baselines(train_texts: Sequence[str], train_labels: Sequence[Any], eval_texts: Sequence[str],
                     eval_labels: Sequence[Any], *, model_name: str = DEFAULT_MODEL,
-                    seed: int = 0) -> Dict[str, Dict[str, float]]:
+                    seed: int = 0, task: str = "auto") -> Dict[str, Dict[str, float]]:
     """Train each baseline on the training rows and score it on the evaluation rows.
 
     Returns ``{name: summary_metrics + {"seconds": wall time of fit and scoring}}``; the embedding baseline's
     time includes embedding the texts. An evaluation label that never occurs in training counts as an error.
+    ``task`` (:data:`finetuner.tasks.TASKS`; "auto": read from the labels): several labels per text are scored by
+    one-vs-rest logistic regressions with thresholds tuned on a tenth of the training rows
+    (:func:`task_baselines`), numbers by ridge regressions.
     """
+    choice = detect_task(train_labels, task)
+    if choice.task != "single_label":
+        return task_baselines(train_texts, train_labels, eval_texts, eval_labels, choice, model_name=model_name,
+                              seed=seed)
     train_x, train_y = validate_texts_and_labels(train_texts, train_labels, what="training data")
     eval_x, eval_y = validate_texts_and_labels(eval_texts, eval_labels, min_classes=1, what="evaluation data")
     label_map = LabelMap.from_labels(list(train_y) + list(eval_y))
@@ -60,7 +73,62 @@ def score_baselines(train_texts: Sequence[str], train_labels: Sequence[Any], eva
     return scores
 
 
+def task_baselines(train_texts: Sequence[str], train_labels: Sequence[Any], eval_texts: Sequence[str],
+                   eval_labels: Sequence[Any], choice: TaskChoice, *, model_name: str = DEFAULT_MODEL,
+                   seed: int = 0) -> Dict[str, Dict[str, float]]:
+    """The baselines of several labels per text (TF-IDF / embeddings + a logistic regression per label, each
+    label's threshold tuned on held-out training rows as training tunes them) and of a number per text (TF-IDF /
+    embeddings + ridge regression): ``{name: metrics + {"seconds": …}}``."""
+    kinds = {"task": choice.task, "separator": choice.separator}
+    train_x, train_y = validate_texts_and_labels(train_texts, train_labels, what="training data", **kinds)
+    eval_x, eval_y = validate_texts_and_labels(eval_texts, eval_labels, min_classes=0, what="evaluation data",
+                                               **kinds)
+    label_map = LabelMap.from_labels(list(train_y) + list(eval_y), task=choice.task, separator=choice.separator)
+    y_train, y_eval = np.asarray(label_map.encode(train_y)), np.asarray(label_map.encode(eval_y))
+
+    def tfidf_features():
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(train_x)
+        return vectorizer.transform(train_x), vectorizer.transform(eval_x)
+
+    def embedding_features():
+        return embed(train_x, model_name), embed(eval_x, model_name)
+
+    def multi_label(features, c: float):
+        train_f, eval_f = features()
+        fit_rows, _, held = hold_out_for_thresholds(list(range(len(train_x))), list(y_train), seed, "multi_label")
+        probabilities = lambda model, rows: np.column_stack(  # noqa: E731
+            [m.predict_proba(rows)[:, 1] if m is not None else np.zeros(rows.shape[0]) for m in model])
+        models = [LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(train_f[fit_rows], column)
+                  if 0 < column.sum() < len(column) else None for column in y_train[fit_rows].T]
+        thresholds = (tune_thresholds(np.asarray(held[1]), probabilities(models, train_f[held[0]]))
+                      if held else None)
+        return multi_label_report(y_eval, probabilities(models, eval_f), label_map.names, thresholds)["summary"]
+
+    def regression(features, model):
+        train_f, eval_f = features()
+        return regression_report(y_eval, model.fit(train_f, y_train).predict(eval_f))["summary"]
+
+    alphas = np.logspace(-3, 3, 13)
+    baselines: Dict[str, Callable[[], Dict[str, float]]] = (
+        {"tfidf_ovr": lambda: multi_label(tfidf_features, 3.0),
+         "embedding_ovr": lambda: multi_label(embedding_features, 10.0)}
+        if choice.task == "multi_label" else
+        {"tfidf_ridge": lambda: regression(tfidf_features, RidgeCV(alphas=alphas)),
+         "embedding_ridge": lambda: regression(embedding_features, RidgeCV(alphas=alphas))})
+    scores = {}
+    for name, fit_and_score in baselines.items():
+        started = time.perf_counter()
+        scores[name] = {**fit_and_score(), "seconds": round(time.perf_counter() - started, 3)}
+    return scores
+
+
 def format_baselines(scores: Dict[str, Dict[str, float]]) -> str:
     """One line: each baseline's accuracy, macro F1 and time."""
-    return "; ".join(f"{BASELINE_NAMES.get(name, name)}: accuracy {values['accuracy']:.3f}, macro F1 "
-                     f"{values['f1_macro']:.3f} ({values['seconds']:.1f} s)" for name, values in scores.items())
+    def scores_of(values: Dict[str, float]) -> str:
+        if "pearson" in values:
+            return f"Pearson r {values['pearson']:.3f}, MAE {values['mae']:.3f}"
+        if "accuracy" not in values:
+            return f"macro F1 {values['f1_macro']:.3f}, micro F1 {values['f1_micro']:.3f}"
+        return f"accuracy {values['accuracy']:.3f}, macro F1 {values['f1_macro']:.3f}"
+    return "; ".join(f"{BASELINE_NAMES.get(name, name)}: {scores_of(values)} ({values['seconds']:.1f} s)"
+                     for name, values in scores.items())

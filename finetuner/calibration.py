@@ -103,6 +103,19 @@ def fold_temperature(model: Any, temperature: float) -> bool:
     return True
 
 
+def fold_scale(model: Any, scale: float, shift: float) -> bool:
+    """Make ``model``'s outputs ``scale × output + shift`` by changing its output layer (:func:`output_layer`) in
+    place (a regression model trained on a standardised target, put back in the target's units). True when done;
+    False, with nothing changed, when the model has no output layer this can change."""
+    layer = output_layer(model)
+    if layer is None or layer.bias is None:
+        return False
+    with torch.no_grad():
+        layer.weight.mul_(scale)
+        layer.bias.mul_(scale).add_(shift)
+    return True
+
+
 def output_layer(model: Any) -> Optional[nn.Linear]:
     """The linear layer that produces ``model``'s class logits: the last ``nn.Linear`` (in the order the modules
     were registered) whose ``out_features`` is ``model.config.num_labels``. That is ``head`` of a

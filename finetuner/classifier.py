@@ -24,7 +24,7 @@ from .explain import Explanation, explain
 from .files import atomic_dir, atomic_file
 from .loading import quiet_loading
 from .method_choice import MethodChoice
-from .metrics import logits_to_probabilities
+from .metrics import outputs_to_scores
 from .models import (ResolvedModel, compute_device, ensure_pad_token, load_classifier, load_tokenizer,
                      resolve_model)
 from .training import lora
@@ -60,7 +60,8 @@ class TextClassifier:
                  max_length: Optional[int] = None, base_model: str = "", source: Optional[ResolvedModel] = None,
                  metrics: Optional[Dict[str, float]] = None, report: Optional[Dict[str, Any]] = None,
                  history: Optional[List[Dict[str, Any]]] = None, method_choice: Optional[MethodChoice] = None,
-                 stopped: bool = False, model_id: Optional[str] = None):
+                 stopped: bool = False, model_id: Optional[str] = None,
+                 thresholds: Optional[Sequence[float]] = None):
         self.onnx: Optional[OnnxLogits] = None  # set by use_onnx(): predictions through ONNX Runtime
         self.model_id = model_id  # finetuner.json's id of the saved weights (an ONNX export names the one it is of)
         self.folder: Optional[Path] = None  # the folder it was loaded from or last saved to
@@ -76,6 +77,8 @@ class TextClassifier:
         self.history: List[Dict[str, Any]] = list(history or [])
         self.method_choice = method_choice
         self.stopped = stopped
+        # Several labels per text: each label's decision threshold, tuned on held-out rows (None: 0.5 each).
+        self.thresholds: Optional[List[float]] = list(thresholds) if thresholds is not None else None
 
     @classmethod
     def from_base(cls, model_name: str, label_map: LabelMap, config: TrainConfig) -> "TextClassifier":
@@ -101,22 +104,50 @@ class TextClassifier:
     def labels(self) -> List[str]:
         return self.label_map.names
 
+    @property
+    def task(self) -> str:
+        """"single_label", "multi_label" or "regression" (:data:`finetuner.tasks.TASKS`)."""
+        return self.label_map.task
+
     def predict(self, texts: Sequence[str]) -> List[Any]:
-        """Predicted class for each text: the label itself for integer labels, else the class index."""
+        """Predicted class for each text: the label itself for integer labels, else the class index. Several labels
+        per text: the list of labels above their thresholds; regression: the predicted number."""
+        if self.task != "single_label":
+            return self.predict_labels(texts)
         ids = self._predict_ids(texts)
         return [int(v) for v in self.label_map.decode(ids)] if self.label_map.is_int else ids
 
-    def predict_labels(self, texts: Sequence[str]) -> List[str]:
-        """Predicted class name for each text."""
-        return [self.label_map.names[i] for i in self._predict_ids(texts)]
+    def predict_labels(self, texts: Sequence[str]) -> List[Any]:
+        """Predicted class name for each text; several labels per text: the list of label names above their
+        thresholds (possibly empty); regression: the predicted number."""
+        scores = self.predict_proba_array(texts)
+        if self.task == "regression":
+            return [float(v) for v in scores[:, 0]]
+        if self.task == "multi_label":
+            return self.decide(scores)
+        return [self.label_map.names[i] for i in scores.argmax(axis=1)]
+
+    def decide(self, probabilities: np.ndarray) -> List[List[str]]:
+        """Several labels per text: the labels whose probability reaches their threshold, per row."""
+        limits = np.asarray(self.label_thresholds())
+        names = self.label_map.names
+        return [[names[j] for j in np.flatnonzero(row >= limits)] for row in np.asarray(probabilities)]
+
+    def label_thresholds(self) -> List[float]:
+        """Each label's decision threshold (several labels per text; 0.5 where none was tuned)."""
+        if self.thresholds is not None and len(self.thresholds) == len(self.label_map):
+            return list(self.thresholds)
+        return [0.5] * len(self.label_map)
 
     def predict_proba(self, texts: Sequence[str]) -> List[Dict[str, float]]:
-        """Class probabilities for each text, as ``{class name: probability}``."""
+        """Class probabilities for each text, as ``{class name: probability}`` (several labels per text: each
+        label's own probability; regression: ``{target name: predicted number}``)."""
         probabilities = self.predict_proba_array(texts)
         return [dict(zip(self.label_map.names, map(float, row))) for row in probabilities]
 
     def predict_proba_array(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities as an array of shape (texts, classes), columns in ``self.label_map`` order.
+        """Probabilities as an array of shape (texts, classes), columns in ``self.label_map`` order (several labels
+        per text: each label's sigmoid; regression: one column of predicted numbers).
 
         A single string counts as one text (every predict method accepts one)."""
         texts = validate_texts([texts] if isinstance(texts, str) else list(texts), what="input to predict")
@@ -125,7 +156,7 @@ class TextClassifier:
             logits = onnx(self.tokenizer, texts, self.length_limit(), self.config.eval_batch_size, self.windows)
         else:
             logits = self.torch_logits(texts)
-        return logits_to_probabilities(logits)
+        return outputs_to_scores(logits, self.task)
 
     def torch_logits(self, texts: Sequence[str]) -> np.ndarray:
         """Logits from the PyTorch model, whatever the backend (what an ONNX export is checked against)."""
@@ -175,12 +206,14 @@ class TextClassifier:
         changes, else the same one with the new class names."""
         if label_map == self.label_map:
             return
+        self.thresholds = None
         if len(label_map) != self.model.config.num_labels:
             if isinstance(self.model, SentenceClassifier):
                 self.model = SentenceClassifier(self.model.encoder, len(label_map))
             else:
                 self.model = _load_classifier(self.source, self.tokenizer, label_map, seed)
         self.model.config.id2label, self.model.config.label2id = label_map.id2label, label_map.label2id
+        self.model.config.problem_type = label_map.problem_type
         self.label_map = label_map
 
     # ------------------------------------------------------------------ on disk
@@ -244,7 +277,7 @@ class TextClassifier:
                                  f"one reads up to {FORMAT_VERSION}): upgrade finetuner to load it.")
         # Saved before long texts were read in windows: it keeps predicting as it did, from their first tokens.
         config = TrainConfig.from_dict({"long_texts": "truncate", **meta["config"]})
-        label_map = LabelMap(tuple(meta["labels"]))
+        label_map = LabelMap(tuple(meta["labels"]), meta.get("task", "single_label"), meta.get("separator", ";"))
         source = ResolvedModel(str(directory), str(directory.resolve()), "local")
         tokenizer = load_tokenizer(source)
         if meta.get("adapter"):  # LoRA adapter + head: rebuild the base model, then put them on it
@@ -256,13 +289,15 @@ class TextClassifier:
             ensure_pad_token(tokenizer, model)
         else:
             model = _load_classifier(source, tokenizer, label_map, config.seed)
+        model.config.problem_type = label_map.problem_type
         model.to(compute_device())
         choice = meta.get("method_choice")
         classifier = cls(model, tokenizer, label_map, config=config, max_length=meta.get("max_length"),
                          base_model=meta["base_model"], source=source, metrics=meta.get("metrics", {}),
                          report=meta.get("report"), history=meta.get("history", []),
                          method_choice=MethodChoice.from_dict(choice) if choice else None,
-                         stopped=bool(meta.get("stopped_early_by_user")), model_id=meta.get("model_id"))
+                         stopped=bool(meta.get("stopped_early_by_user")), model_id=meta.get("model_id"),
+                         thresholds=meta.get("thresholds"))
         if backend != "torch":
             try:
                 classifier.use_onnx(_matching_graph(directory, classifier.model_id))
@@ -284,6 +319,8 @@ class TextClassifier:
             "method": self.config.method,
             "method_choice": self.method_choice.as_dict() if self.method_choice else None,
             "labels": list(self.label_map.values),
+            **self.label_map.as_dict(),
+            "thresholds": self.thresholds,
             "max_length": self.max_length,
             "config": self.config.to_dict(),
             "metrics": self.metrics,

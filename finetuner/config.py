@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from .errors import ConfigError
 from .imbalance import CLASS_WEIGHTS
+from .tasks import TASKS
 from .methods import registry
 from .methods.base import size_learning_rate
 
@@ -65,6 +66,9 @@ class TrainConfig:
     ``long_texts`` says what happens to a text longer than ``max_length`` tokens (see ``LONG_TEXTS``): "windows"
     reads all of it (up to 16 windows) in overlapping windows of ``max_length`` tokens, in training and prediction;
     "truncate" reads its first ``max_length`` tokens only.
+    ``task`` says what the labels are (see :data:`finetuner.tasks.TASKS`): "auto" reads it from the label cells
+    (:func:`finetuner.tasks.detect_task`), "single_label" one class per text, "multi_label" any number of classes
+    per text (cells like ``joy;love``), "regression" a number per text.
     """
 
     method: str = "auto"
@@ -90,6 +94,7 @@ class TrainConfig:
     time_budget: Optional[float] = None
     class_weights: str = "auto"
     long_texts: str = "windows"
+    task: str = "auto"
 
     def __post_init__(self) -> None:
         if self.method == registry.AUTO:  # epochs and batch size wait for the method that auto picks
@@ -118,6 +123,9 @@ class TrainConfig:
         if self.long_texts not in LONG_TEXTS:
             raise ConfigError(f"long_texts={self.long_texts!r} is not supported; choose 'windows' (a long text is "
                               "read in overlapping windows) or 'truncate' (only its first max_length tokens).")
+        if self.task not in TASKS:
+            raise ConfigError(f"task={self.task!r} is not supported; use auto (read from the label column), "
+                              "single_label, multi_label (several labels per text) or regression (a number).")
         if self.report_to not in REPORT_TO:
             raise ConfigError(f"report_to={self.report_to!r} is not supported; choose one of {', '.join(REPORT_TO)}.")
         if self.class_weights not in CLASS_WEIGHTS:

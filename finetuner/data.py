@@ -23,6 +23,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .errors import DataError, first_line
+from .tasks import TaskChoice, detect_task, join_labels, parse_label_sets, parse_targets
 
 PathLike = Union[str, Path]
 
@@ -359,13 +360,26 @@ def normalize_label(value: Any) -> Union[int, str]:
 
 @dataclass(frozen=True)
 class LabelMap:
-    """The classes of a task, in id order. ``values`` are the labels as the user gave them."""
+    """The classes of a task, in id order. ``values`` are the labels as the user gave them.
+
+    ``task`` (:data:`finetuner.tasks.TASKS`): "single_label" (one class per text), "multi_label" (any number of the
+    classes per text; ``separator`` joins them in one cell) or "regression" (one number per text; ``values`` holds
+    the target's name)."""
 
     values: Tuple[Union[int, str], ...]
+    task: str = "single_label"
+    separator: str = ";"
 
     @classmethod
-    def from_labels(cls, labels: Iterable[Any], num_labels: Optional[int] = None) -> "LabelMap":
-        """Collect classes from labels: ints keep their order (0..n-1 when ``num_labels`` is given), names sort."""
+    def from_labels(cls, labels: Iterable[Any], num_labels: Optional[int] = None, task: str = "single_label",
+                    separator: Optional[str] = None, target: str = "value") -> "LabelMap":
+        """Collect classes from labels: ints keep their order (0..n-1 when ``num_labels`` is given), names sort.
+        Multi-label: the names in any of the label sets, sorted; regression: one output named ``target``."""
+        if task == "regression":
+            return cls((str(target),), task)
+        if task == "multi_label":
+            sets = normalize_task_labels(labels, task, separator)
+            return cls(tuple(sorted({name for names in sets for name in names})), task, separator or ";")
         normalized = normalize_labels(labels)
         distinct = set(normalized)
         if all(isinstance(v, int) for v in distinct):
@@ -395,8 +409,30 @@ class LabelMap:
     def label2id(self) -> Dict[str, int]:
         return {name: i for i, name in enumerate(self.names)}
 
-    def encode(self, labels: Iterable[Any]) -> List[int]:
-        """Class ids of ``labels``; an unknown label is a :class:`DataError` naming its row."""
+    @property
+    def problem_type(self) -> str:
+        """transformers' ``config.problem_type`` for this task (which loss its classifiers compute)."""
+        return {"multi_label": "multi_label_classification", "regression": "regression"}.get(
+            self.task, "single_label_classification")
+
+    def encode(self, labels: Iterable[Any]) -> List[Any]:
+        """What training takes for ``labels``: class ids; for multi-label a 0/1 float per class (a label outside
+        the classes is a :class:`DataError` naming its row); for regression the numbers."""
+        if self.task == "regression":
+            return normalize_task_labels(labels, self.task)
+        if self.task == "multi_label":
+            index = self.label2id
+            rows = []
+            for row, names in enumerate(normalize_task_labels(labels, self.task, self.separator), start=1):
+                unknown = [name for name in names if name not in index]
+                if unknown:
+                    raise DataError(f"Row {row}: label {unknown[0]!r} is not one of the model's classes "
+                                    f"({_names(self.names)}). Fix the label or train a model that has this class.")
+                hot = [0.0] * len(self.values)
+                for name in names:
+                    hot[index[name]] = 1.0
+                rows.append(hot)
+            return rows
         index = {str(v): i for i, v in enumerate(self.values)}
         ids = []
         for row, label in enumerate(normalize_labels(labels), start=1):
@@ -411,6 +447,22 @@ class LabelMap:
 
     def decode(self, ids: Iterable[int]) -> List[Union[int, str]]:
         return [self.values[int(i)] for i in ids]
+
+    def as_dict(self) -> Dict[str, Any]:
+        """What a saved model's finetuner.json keeps besides the labels."""
+        return {"task": self.task, "separator": self.separator}
+
+
+def normalize_task_labels(labels: Iterable[Any], task: str = "single_label",
+                          separator: Optional[str] = None) -> List[Any]:
+    """The labels as the task reads them: :func:`normalize_labels` (one class each), sorted tuples of names
+    (multi-label: :func:`finetuner.tasks.parse_label_sets`) or floats (regression)."""
+    labels = list(labels)
+    if task == "multi_label":
+        return parse_label_sets(labels, separator)
+    if task == "regression":
+        return parse_targets(labels)
+    return normalize_labels(labels)
 
 
 def normalize_labels(labels: Iterable[Any]) -> List[Union[int, str]]:
@@ -456,25 +508,31 @@ class LabelledTexts:
     """Validated texts and labels, with where they came from and any warnings about them."""
 
     texts: List[str]
-    labels: List[Union[int, str]]
+    labels: List[Any]
     text_column: str = "text"
     label_column: str = "label"
     warnings: List[str] = field(default_factory=list)
+    # What the labels are (finetuner.tasks.detect_task): several per text are kept as one cell each, joined by the
+    # separator ("joy;love"); numbers as floats.
+    task: TaskChoice = field(default_factory=lambda: TaskChoice("single_label", "one label per text"))
 
     def __len__(self) -> int:
         return len(self.texts)
 
     @property
     def class_counts(self) -> Dict[str, int]:
-        return dict(sorted(Counter(str(label) for label in self.labels).items()))
+        """Rows per class (several labels per text: rows per label; numbers: none)."""
+        return label_counts(self.labels, self.task)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({self.text_column: self.texts, self.label_column: self.labels})
 
 
 def validate_texts_and_labels(texts: Sequence[Any], labels: Sequence[Any], *, min_classes: int = 2,
-                              what: str = "training data") -> Tuple[List[str], List[Union[int, str]]]:
-    """Check lengths, empty texts, labels and class count; return clean lists."""
+                              what: str = "training data", task: str = "single_label",
+                              separator: Optional[str] = None) -> Tuple[List[str], List[Any]]:
+    """Check lengths, empty texts, labels and class count; return clean lists (labels as the ``task`` reads them:
+    :func:`normalize_task_labels`)."""
     if texts is None or labels is None:
         raise DataError(f"The {what} is missing: give both texts and labels.")
     texts, labels = list(texts), list(labels)
@@ -483,6 +541,14 @@ def validate_texts_and_labels(texts: Sequence[Any], labels: Sequence[Any], *, mi
     if len(texts) != len(labels):
         raise DataError(f"The {what} has {len(texts)} texts but {len(labels)} labels; give one label per text.")
     clean_texts = validate_texts(texts, what=what)
+    if task != "single_label":
+        clean = normalize_task_labels(labels, task, separator)
+        distinct = set(clean) if task == "regression" else {name for names in clean for name in names}
+        if len(distinct) < min_classes:
+            kind = "target value" if task == "regression" else "label"
+            raise DataError(f"The {what} has {len(distinct)} distinct {kind}(s); at least {min_classes} are needed "
+                            "to learn anything. Add rows with other values.")
+        return clean_texts, clean
     clean_labels = normalize_labels(labels)
     classes = set(clean_labels)
     if len(classes) < min_classes:
@@ -514,20 +580,43 @@ def _is_blank(value: Any) -> bool:
 
 
 def table_to_labelled(frame: pd.DataFrame, text_column: Optional[str] = None,
-                      label_column: Optional[str] = None) -> LabelledTexts:
-    """Validate a DataFrame (e.g. an edited grid) into :class:`LabelledTexts`."""
+                      label_column: Optional[str] = None, task: str = "auto",
+                      separator: Optional[str] = None) -> LabelledTexts:
+    """Validate a DataFrame (e.g. an edited grid) into :class:`LabelledTexts`; ``task`` ("auto": read from the
+    label cells, :func:`finetuner.tasks.detect_task`) says what the labels are (``separator``: how a cell joins
+    several labels, when already known)."""
     if frame is None or frame.shape[0] == 0:
         raise DataError("The table has no rows. Add labelled texts.")
     text_col, label_col = detect_columns(frame, text_column, label_column)
+    cells = frame[label_col].tolist()
+    choice = detect_task(cells, task)
+    if separator and choice.task == "multi_label":
+        choice = TaskChoice(choice.task, choice.reason, separator)
     texts, labels = validate_texts_and_labels(
-        frame[text_col].tolist(), frame[label_col].tolist(), what=f"table (column {text_col!r} / {label_col!r})"
-    )
-    result = LabelledTexts(texts, labels, text_col, label_col, warnings=list(frame.attrs.get("warnings", [])))
-    result.warnings.extend(_label_warnings(labels, label_col) + _length_warnings(texts))
+        frame[text_col].tolist(), cells, what=f"table (column {text_col!r} / {label_col!r})", task=choice.task,
+        separator=choice.separator)
+    if choice.task == "multi_label":
+        labels = [join_labels(names, choice.separator or ";") for names in labels]
+    result = LabelledTexts(texts, labels, text_col, label_col, warnings=list(frame.attrs.get("warnings", [])),
+                           task=choice)
+    result.warnings.extend(_label_warnings(labels, label_col, choice.task) + _length_warnings(texts))
     return result
 
 
-def _label_warnings(labels: List[Union[int, str]], label_col: str) -> List[str]:
+def label_counts(labels: Sequence[Any], task: TaskChoice) -> Dict[str, int]:
+    """Rows per class: per label for several labels per text (cells joined by ``task.separator``), none for
+    numbers."""
+    if task.task == "regression":
+        return {}
+    if task.task == "multi_label":
+        sets = parse_label_sets(list(labels), task.separator)
+        return dict(sorted(Counter(name for names in sets for name in names).items()))
+    return dict(sorted(Counter(str(label) for label in labels).items()))
+
+
+def _label_warnings(labels: List[Any], label_col: str, task: str = "single_label") -> List[str]:
+    if task != "single_label":
+        return []
     warnings = []
     classes = set(labels)
     if len(classes) > max(50, len(labels) // 2) or (len(labels) >= 5 and len(classes) == len(labels)):
@@ -555,11 +644,12 @@ def _length_warnings(texts: List[str]) -> List[str]:
 
 
 def load_table(path: PathLike, text_column: Optional[str] = None, label_column: Optional[str] = None,
-               sheet: Optional[Union[str, int]] = None, limits: Optional[Limits] = None) -> LabelledTexts:
-    """Read and validate a labelled table file."""
+               sheet: Optional[Union[str, int]] = None, limits: Optional[Limits] = None,
+               task: str = "auto") -> LabelledTexts:
+    """Read and validate a labelled table file (``task``: see :func:`table_to_labelled`)."""
     frame = read_table(path, sheet=sheet, limits=limits)
     with in_file(path):
-        return table_to_labelled(frame, text_column, label_column)
+        return table_to_labelled(frame, text_column, label_column, task=task)
 
 
 @contextlib.contextmanager
@@ -576,14 +666,23 @@ def in_file(path: PathLike) -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------
 
 def split_train_eval(texts: Sequence[str], labels: Sequence[Any], eval_fraction: float = 0.2,
-                     seed: int = 42) -> Tuple[List[str], List[Any], List[str], List[Any], List[str]]:
+                     seed: int = 42, stratify: bool = True
+                     ) -> Tuple[List[str], List[Any], List[str], List[Any], List[str]]:
     """Stratified train/eval split.
 
     Classes with a single example stay in training; when the evaluation share is too small to hold
-    every class, the split falls back to a random one. Returns
-    ``(train_texts, train_labels, eval_texts, eval_labels, warnings)``.
+    every class, the split falls back to a random one. ``stratify=False`` (several labels per text, numbers):
+    a random split. Returns ``(train_texts, train_labels, eval_texts, eval_labels, warnings)``.
     """
     texts, labels = list(texts), list(labels)
+    if not stratify:
+        if len(texts) < 2:
+            raise DataError("Too few rows to hold some out for evaluation: add at least two rows.")
+        n_eval = max(1, int(round(len(texts) * eval_fraction)))
+        train_idx, eval_idx = train_test_split(list(range(len(texts))), test_size=n_eval, random_state=seed)
+        train_idx, eval_idx = sorted(train_idx), sorted(eval_idx)
+        return ([texts[i] for i in train_idx], [labels[i] for i in train_idx],
+                [texts[i] for i in eval_idx], [labels[i] for i in eval_idx], [])
     keys = [str(label) for label in labels]
     counts = Counter(keys)
     warnings: List[str] = []

@@ -26,10 +26,15 @@ from .data import LabelMap, normalize_labels, validate_texts_and_labels
 from .errors import ConfigError, DataError
 from .explain import Explanation
 from .imbalance import ImbalanceHandling, imbalance_handling
-from .method_choice import MethodChoice, choose_method, names_are_meaningful
+from .method_choice import (SINGLE_LABEL_ONLY, MethodChoice, choose_method, choose_task_method,
+                            names_are_meaningful)
 from .onnx_export import OnnxExport, attach_onnx, export_onnx
 from .methods import TrainingJob, registry
-from .metrics import full_report, logits_to_probabilities
+from .calibration import fold_scale, output_layer
+from .metrics import (full_report, logits_to_probabilities, multi_label_report, regression_report, sigmoid,
+                      tune_thresholds)
+from .tasks import TASK_NAMES, TaskChoice, detect_task
+from .training.targets import MIN_THRESHOLD_ROWS, TargetScale, hold_out_for_thresholds, threshold_rows
 from .models import DEFAULT_MODEL
 from .training.checkpoints import drop_incomplete, last_complete_step
 from .training.finetune import model_length_limit, plan_windows, tokenize_dataset
@@ -119,14 +124,17 @@ class LLMFinetuner:
         """
         config = config or self.config
         config.validate()
+        task = self.task_of(train_labels, config)
+        config = config.replace(task=task.task)
         self.classifier.onnx = None  # training changes the weights (in place, for some methods): back to PyTorch
         if deadline is None and config.time_budget is not None:
             deadline = time.monotonic() + config.time_budget
         if resume:
             _check_resumable(checkpoint_dir)
-        texts, labels, eval_texts, eval_labels = _validated(train_texts, train_labels, eval_texts, eval_labels)
-        self._fit_label_map(labels + eval_labels, config.seed)
-        missing = set(map(str, eval_labels)) - set(map(str, labels))
+        texts, labels, eval_texts, eval_labels = _validated(train_texts, train_labels, eval_texts, eval_labels,
+                                                            task)
+        self._fit_label_map(labels + eval_labels, config.seed, task)
+        missing = set(map(str, eval_labels)) - set(map(str, labels)) if task.task == "single_label" else ()
         if missing:
             warnings.warn(f"Evaluation labels never seen in training: {sorted(missing)}.", stacklevel=2)
         self.history = []
@@ -135,17 +143,24 @@ class LLMFinetuner:
         if long_texts:
             record(long_texts)
         windows = config.long_texts == "windows"
-        label_ids = self.label_map.encode(labels)
+        label_ids, eval_ids = self.label_map.encode(labels), self.label_map.encode(eval_labels)
+        # Several labels per text: rows held out to tune each label's threshold. A number: trained standardised.
+        texts, label_ids, held = hold_out_for_thresholds(texts, label_ids, config.seed, task.task)
+        # (A model whose output layer has no bias, e.g. a decoder's score layer, learns the raw numbers.)
+        layer = output_layer(self.model) if task.task == "regression" else None
+        self._scale = TargetScale.of(label_ids) if layer is not None and layer.bias is not None else None
+        if self._scale is not None:
+            label_ids, eval_ids = self._scale.standardize(label_ids), self._scale.standardize(eval_ids)
         imbalance = self.imbalance_handling(labels, config)
         job = TrainingJob(
             model=self.model, tokenizer=self.tokenizer, label_map=self.label_map, texts=texts, label_ids=label_ids,
             train_dataset=tokenize_dataset(self.tokenizer, texts, label_ids, self.max_length, windows),
-            eval_dataset=tokenize_dataset(self.tokenizer, eval_texts, self.label_map.encode(eval_labels),
+            eval_dataset=tokenize_dataset(self.tokenizer, eval_texts, eval_ids,
                                           self.max_length, windows) if eval_texts else None,
             max_length=self.max_length, config=config, progress=ProgressCallback(record, stop_event),
             compute_metrics=self._compute_metrics, checkpoint_dir=checkpoint_dir, resume=resume,
             label_names=self._meaningful_label_names(), class_weights=imbalance.weight_list(self.label_map.names))
-        if config.method == registry.AUTO:
+        if config.method == registry.AUTO and task.task == "single_label":
             outcome = train_auto(job, model_type=getattr(self.model.config, "model_type", ""),
                                  class_counts=Counter(map(str, labels)), trained_with=self.config.method,
                                  deadline=deadline, notify=record, imbalance=imbalance)
@@ -160,6 +175,7 @@ class LLMFinetuner:
                                      sentence_classifier=method.sentence_classifier, trained_with=self.config.method)
             result = method.train(dataclasses.replace(job, model=model, config=config))
         self.model, self.trainer, self.stopped = result.model, result.trainer, result.stopped
+        self._finish_task(held)
         self.config = result.config  # the settings as used: a learning rate left to choose becomes the one chosen
         self.trained = self.trained or result.trainer is not None or not result.stopped
 
@@ -244,6 +260,9 @@ class LLMFinetuner:
         rows and may keep another (its ``method_choice`` says which and why)."""
         config = config or self.config
         imbalance = self.imbalance_handling(train_labels, config)
+        task = self.task_of(train_labels, config).task
+        if task != "single_label":
+            return self._choose_task_method(task, len(train_labels), config)
         if config.method != registry.AUTO:
             weighted = f"; {imbalance.reason}" if imbalance.weighted else ""
             return MethodChoice(config.method, f"set in the training settings{weighted}",
@@ -256,10 +275,47 @@ class LLMFinetuner:
         """Whether training weighs the classes of these labels, with which weights, and why
         (:func:`finetuner.imbalance.imbalance_handling` of the class counts and ``config.class_weights``)."""
         config = config or self.config
+        task = self.task_of(train_labels, config).task
+        if task != "single_label":
+            return ImbalanceHandling(None, f"{TASK_NAMES[task]}: no class weights", setting=config.class_weights)
         return imbalance_handling(Counter(str(label) for label in normalize_labels(train_labels)),
                                   config.class_weights)
 
+    def task_of(self, train_labels: Sequence[Any], config: Optional[TrainConfig] = None) -> TaskChoice:
+        """What these labels are (``config.task``; "auto": read from the label cells,
+        :func:`finetuner.tasks.detect_task`): one class per text, several, or a number."""
+        config = config or self.config
+        return detect_task(train_labels, config.task)
+
     # ------------------------------------------------------------------ internals
+
+    def _choose_task_method(self, task: str, num_rows: int, config: TrainConfig) -> MethodChoice:
+        if config.method == registry.AUTO:
+            choice = choose_task_method(task, num_rows, getattr(self.model.config, "model_type", ""))
+        elif config.method in SINGLE_LABEL_ONLY:
+            raise ConfigError(f"method={config.method!r} needs one class per text; for {TASK_NAMES[task]} choose "
+                              "auto, head, head_finetune, finetune or lora.")
+        else:
+            choice = MethodChoice(config.method, "set in the training settings")
+        if task == "multi_label":
+            held = threshold_rows(num_rows)
+            tuned = (f"each label's threshold tuned on {held} held-out training rows" if held else
+                     f"thresholds 0.5 (under {2 * MIN_THRESHOLD_ROWS} rows: none held out to tune them)")
+            choice = dataclasses.replace(choice, reason=f"{choice.reason}; {tuned}")
+        return choice
+
+    def _finish_task(self, held: Optional[Tuple[List[str], List[Any]]]) -> None:
+        """After training: a regression model's output layer put back into the target's units (training saw it
+        standardised); a multi-label model's thresholds tuned on the held-out rows."""
+        if self._scale is not None:
+            if not fold_scale(self.model, self._scale.std, self._scale.mean):
+                raise ConfigError("This model has no single output layer to put the predicted numbers back into "
+                                  "their units; train it with method finetune or head_finetune.")
+            self._scale = None
+        if self.label_map.task == "multi_label":
+            self.classifier.thresholds = (tune_thresholds(np.asarray(held[1]), self.predict_proba_array(held[0]))
+                                          if held else None)
+
 
     def _window_length(self, texts: Sequence[str], config: TrainConfig) -> Tuple[int, LongTexts]:
         """The tokens the model reads at once (``config.max_length`` within the model's limit, else chosen from the
@@ -283,10 +339,11 @@ class LLMFinetuner:
         names = self.label_map.names
         return None if self.label_map.is_int or not names_are_meaningful(names) else list(names)
 
-    def _fit_label_map(self, labels: List[Any], seed: int) -> None:
+    def _fit_label_map(self, labels: List[Any], seed: int, task: Optional[TaskChoice] = None) -> None:
         """Make the classifier head match the classes in the data (or check it against ``num_labels``)."""
-        given = len(self.label_map) if self._num_labels_given else None
-        label_map = LabelMap.from_labels(labels, num_labels=given)
+        task = task or TaskChoice("single_label", "")
+        given = len(self.label_map) if self._num_labels_given and task.task != "regression" else None
+        label_map = LabelMap.from_labels(labels, num_labels=given, task=task.task, separator=task.separator)
         if given is not None and len(label_map) != given:
             raise DataError(
                 f"num_labels={given}, but the data has {len(label_map)} classes "
@@ -298,6 +355,14 @@ class LLMFinetuner:
     def _compute_metrics(self, eval_prediction) -> Dict[str, float]:
         logits = eval_prediction.predictions
         logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float64)
+        truth = np.asarray(eval_prediction.label_ids)
+        if self.label_map.task == "regression":  # in training the targets are standardised
+            scale = getattr(self, "_scale", None) or TargetScale(0.0, 1.0)
+            self.report = regression_report(scale.restore(truth), scale.restore(logits[:, 0]))
+            return self.report["summary"]
+        if self.label_map.task == "multi_label":
+            self.report = multi_label_report(truth, sigmoid(logits), self.label_map.names)
+            return self.report["summary"]
         self.report = full_report(np.asarray(eval_prediction.label_ids), logits.argmax(axis=-1), self.label_map.names,
                                   probabilities=logits_to_probabilities(logits))
         return self.report["summary"]
@@ -311,10 +376,12 @@ def _check_resumable(checkpoint_dir: Optional[Union[str, Path]]) -> None:
 
 
 def _validated(train_texts: List[str], train_labels: List[Any], eval_texts: Optional[List[str]],
-               eval_labels: Optional[List[Any]]) -> Tuple[List[str], List[Any], List[str], List[Any]]:
+               eval_labels: Optional[List[Any]],
+               task: TaskChoice) -> Tuple[List[str], List[Any], List[str], List[Any]]:
     """The training and evaluation rows, checked (no evaluation set: two empty lists)."""
-    texts, labels = validate_texts_and_labels(train_texts, train_labels, what="training data")
+    kinds = {"task": task.task, "separator": task.separator}
+    texts, labels = validate_texts_and_labels(train_texts, train_labels, what="training data", **kinds)
     if eval_texts is None or len(eval_texts) == 0:
         return texts, labels, [], []
-    return (texts, labels, *validate_texts_and_labels(eval_texts, eval_labels, min_classes=1,
-                                                      what="evaluation data"))
+    return (texts, labels, *validate_texts_and_labels(eval_texts, eval_labels, what="evaluation data",
+                                                      min_classes=0 if task.task != "single_label" else 1, **kinds))

@@ -100,3 +100,25 @@ def choose_method(class_counts: Mapping[str, int], model_type: str) -> MethodCho
 
 def _choice(method: str, reason: str) -> MethodChoice:
     return MethodChoice(registry.get(method).name, reason)  # a ConfigError if the method is not registered
+
+
+# Several labels per text or a number per text: up to this many training rows the head on frozen embeddings alone
+# (end-to-end training has too little to learn from), from there every weight fine-tuned from that head (measured:
+# bench/results/tasks.md).
+TASK_HEAD_ONLY_BELOW_ROWS = 200
+# Methods that need one class per text (contrastive pairs are "same class" / "different class").
+SINGLE_LABEL_ONLY = ("fewshot",)
+
+
+def choose_task_method(task: str, num_rows: int, model_type: str) -> MethodChoice:
+    """``auto``'s method for several labels per text (``multi_label``) or a number per text (``regression``): a
+    LoRA adapter on a decoder; the embedding head below :data:`TASK_HEAD_ONLY_BELOW_ROWS` rows; else the head, then
+    full fine-tuning."""
+    what = "several labels per text" if task == "multi_label" else "a number per text"
+    if model_type and not is_encoder(model_type):
+        return _choice("lora", f"{what}, a decoder model ({model_type}): a LoRA adapter")
+    if num_rows < TASK_HEAD_ONLY_BELOW_ROWS:
+        return _choice("head", f"{what}, {num_rows} training rows (under {TASK_HEAD_ONLY_BELOW_ROWS}): a head on "
+                               "frozen sentence embeddings")
+    return _choice("head_finetune", f"{what}, {num_rows} training rows: every weight fine-tuned, starting from a "
+                                    "head fitted on sentence embeddings")

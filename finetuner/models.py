@@ -216,7 +216,8 @@ def load_classifier(resolved: ResolvedModel, label_map: "LabelMap", seed: int):
             torch.manual_seed(seed)
             return AutoModelForSequenceClassification.from_pretrained(
                 resolved.location, num_labels=len(label_map), id2label=label_map.id2label,
-                label2id=label_map.label2id, ignore_mismatched_sizes=True, use_safetensors=True,
+                label2id=label_map.label2id, problem_type=label_map.problem_type, ignore_mismatched_sizes=True,
+                use_safetensors=True,
                 **resolved.load_kwargs)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"Could not load model {resolved.name!r}: {first_line(exc, None)}") from exc

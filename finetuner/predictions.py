@@ -42,10 +42,22 @@ def write_csv(frame: pd.DataFrame, path: Union[str, Path]) -> Path:
 def predictions_table(finetuner: "LLMFinetuner", texts: Sequence[str],
                       probabilities: Optional[np.ndarray] = None) -> pd.DataFrame:
     """One row per text: the text, the predicted label, its probability and every class's probability
-    (``probabilities``: the model's for ``texts`` when already computed)."""
+    (``probabilities``: the model's for ``texts`` when already computed). Several labels per text:
+    ``predicted_labels`` (joined by the label separator, ``;``) and each label's probability; a number per text:
+    ``predicted_value``."""
     if probabilities is None:
         probabilities = finetuner.predict_proba_array(texts)
-    names = finetuner.label_map.names
+    label_map = finetuner.label_map
+    if label_map.task == "regression":
+        return pd.DataFrame({"text": list(texts), "predicted_value": probabilities[:, 0].round(6)})
+    names = label_map.names
+    if label_map.task == "multi_label":
+        chosen = getattr(finetuner, "classifier", finetuner).decide(probabilities)
+        table = pd.DataFrame({"text": list(texts),
+                              "predicted_labels": [label_map.separator.join(row) for row in chosen]})
+        for column, name in enumerate(names):
+            table[f"p_{name}"] = probabilities[:, column].round(6)
+        return table
     best = probabilities.argmax(axis=1)
     table = pd.DataFrame({
         "text": list(texts),

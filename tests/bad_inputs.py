@@ -123,7 +123,10 @@ CASES: List[Case] = [
      _ok(lambda t: t.labels == ["good", "good", "bad"])),
     ("labels differing only by case", _text("case.csv", "text,label\na,Good\nb,good\nc,bad\n"),
      _ok(lambda t: any("case" in w for w in t.warnings))),
-    ("decimal labels", _text("decimal.csv", "text,label\na,0.5\nb,1.5\n"), _error("regression")),
+    ("numbers with text in them", _text("target.csv", "text,label\n" + "".join(
+        f"t{i},{i / 4}\n" for i in range(12)) + "u,oops\n"), _error("row 13", "oops", "not numbers")),
+    ("mixed label separators", _text("mixed.csv", "text,label\na,joy;love\nb,joy\nc,love|joy\nd,love\n"),
+     _error("row 3", "mixes")),
     ("a 10 MB cell", _huge_cell, _ok(lambda t: len(t.texts[0]) == 10_000_000 and any("long" in w for w in t.warnings))),
     ("200k rows", _big_rows, _ok(lambda t: len(t) == 200_000)),
     ("formula-looking cells", _text("formula.csv", 'text,label\n"=1+2",good\n"@SUM(A1)",bad\n"+cmd",good\n"-x",bad\n'),

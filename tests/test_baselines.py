@@ -29,7 +29,7 @@ def news_scores():
 
 
 def test_both_baselines_score_well_above_chance_on_real_news(news_scores):
-    assert set(news_scores) == set(BASELINE_NAMES) == {"tfidf_logreg", "embedding_logreg"}
+    assert set(news_scores) == {"tfidf_logreg", "embedding_logreg"} < set(BASELINE_NAMES)
     for name, scores in news_scores.items():
         assert set(scores) == set(SUMMARY_KEYS) | {"seconds"}
         assert all(0.0 <= scores[key] <= 1.0 for key in SUMMARY_KEYS)
@@ -73,7 +73,7 @@ def test_a_run_scores_the_baselines_before_training_and_records_them(tmp_path, t
     job = runner.submit(_spec(tiny_bert, tiny_config))
     assert job.done.wait(180) and job.status == "completed", job.error
     record = runner.store.get(job.record.id)
-    assert set(record.baselines) == set(BASELINE_NAMES)
+    assert set(record.baselines) == {"tfidf_logreg", "embedding_logreg"}
     assert record.baselines["embedding_logreg"]["accuracy"] > 0.8 and "seconds" in record.baselines["tfidf_logreg"]
     lines = _events(job)
     first_baseline = next(i for i, line in enumerate(lines) if line.startswith("Baselines: "))

@@ -63,6 +63,7 @@ OUT_OF_RANGE = [
     ("time_budget", 0, "time_budget=0 is out of range"),
     ("time_budget", "1m", "time_budget must be a number"),
     ("class_weights", "sqrt", "class_weights='sqrt' is not supported; use auto"),
+    ("task", "numbers", "task='numbers' is not supported; use auto"),
 ]
 
 

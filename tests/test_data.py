@@ -437,9 +437,13 @@ def test_decimal_labels(labels):
     assert "row 1" in message and "not a class label" in message and "regression" in message
 
 
-def test_decimal_labels_from_csv(tmp_path):
+def test_decimal_labels_from_csv_are_a_regression_target_unless_classes_are_asked_for(tmp_path):
+    path = write(tmp_path / "data.csv", "text,label\na,0.5\nb,1.5\nc,1\n")
+    table = load_table(path)
+    assert table.task.task == "regression" and "fractions" in table.task.reason
+    assert table.labels == [0.5, 1.5, 1.0] and table.class_counts == {}
     with pytest.raises(DataError, match=r"row 1 \(0\.5 is not a class label"):
-        load_table(write(tmp_path / "data.csv", "text,label\na,0.5\nb,1.5\nc,1\n"))
+        load_table(path, task="single_label")
 
 
 def test_whole_number_floats_are_integer_labels(tmp_path):

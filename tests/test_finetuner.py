@@ -215,7 +215,7 @@ def test_evaluate_with_an_unknown_label_names_the_row(trained):
     (["good", "bad"], ["positive"], "2 texts but 1 labels"),
     (["good", "bad"], ["positive", "positive"], "single class"),
     (["good", "bad"], ["positive", None], r"row 2 \(missing label\)"),
-    (["good", "bad"], [0.5, 1], "not a class label"),
+    (["good", "bad"], [0.5, "x"], "not a class label"),
     ([], [], "is empty"),
 ])
 def test_fine_tune_rejects_bad_data_before_training(tiny_bert, texts, labels, expected):

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ..config import LONG_TEXTS, PRESETS, REPORT_TO, TrainConfig
 from ..imbalance import CLASS_WEIGHTS
+from ..tasks import TASKS
 from ..errors import ConfigError
 from ..files import write_text_atomic
 from ..methods import registry
@@ -61,6 +62,8 @@ _SETTING_HELP = {
                  "RUNS) or trackio (local project 'finetuner'; trackio show --project finetuner); offline",
     "class_weights": "weigh the loss by class: auto (when the largest class has 5x the rows of the smallest or "
                      "more; auto then picks by macro-F1), balanced (always) or none",
+    "task": "what the labels are: auto (read from the label column), single_label (one class per text), "
+            "multi_label (several per text, cells like 'joy;love' or a JSON list) or regression (a number)",
     "gradient_checkpointing": "recompute activations in the backward pass: less memory, slower",
     "logging_steps": "report the training loss every N steps",
     "lora_r": "rank of the LoRA adapter matrices (--method lora)",
@@ -132,6 +135,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["choices"] = CLASS_WEIGHTS
         elif field.name == "long_texts":
             kwargs["choices"] = LONG_TEXTS
+        elif field.name == "task":
+            kwargs["choices"] = TASKS
         group.add_argument(flag, **kwargs)
 
 

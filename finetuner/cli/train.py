@@ -10,11 +10,14 @@ import shutil
 import sys
 import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from ..config import PRESETS, TrainConfig
-from ..data import LabelledTexts, Split, in_file, load_table, read_table, split_train_eval, table_to_labelled
+from ..data import (LabelledTexts, Split, in_file, label_counts, load_table, read_table, split_train_eval,
+                    table_to_labelled)
+from ..tasks import TASK_NAMES, TaskChoice
 from ..errors import ConfigError, DataError
 from ..imbalance import class_balance_warnings
 from ..runs import (CHECKPOINT_DIR, CONFIG_FILE, EVALUATION_FILE, METRICS_FILE, MODEL_DIR, RECORD_FILE, RunRecord,
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if saved_config is not None:
         _same_as_run(config, TrainConfig.from_dict(saved_config), output)
     data, eval_source = _read_data(args, record, config, console, output)
+    task = TaskChoice(**data.description["task"])
     if record is not None and record.data.get("fingerprints") not in (None, data.description["fingerprints"]):
         raise DataError("The training or evaluation data differ from the interrupted run's; resume with the same "
                         "files (or leave out --data/--eval to use them), or start again with --overwrite.")
@@ -101,8 +105,11 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(item, Notice):
             if item.kind == "method" and not headed:
                 headed.append(True)
-                console.info(f"Fine-tuning {model_name} on {len(data.train_texts)} rows, "
-                             f"{len(set(map(str, data.train_labels)))} classes{where} -> {output}")
+                classes = {"regression": "a number per text",
+                           "multi_label": f"{len(label_counts(data.train_labels, task))} labels, several per text"
+                           }.get(task.task, f"{len(set(map(str, data.train_labels)))} classes")
+                console.info(f"Fine-tuning {model_name} on {len(data.train_texts)} rows, {classes}{where} -> "
+                             f"{output}")
             if item.kind == "method":
                 console.info(f"Method: {item.values['method']} — {item.values['reason']}")
             elif item.kind == "candidate":
@@ -112,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         elif printer is not None:
             printer(item)
 
-    spec = RunSpec(_base_model(model_name), config, data, origin="cli",
+    # The task read from the training file (the settings file keeps "auto", so --resume compares equal).
+    spec = RunSpec(_base_model(model_name), config.replace(task=task.task), data, origin="cli",
                    command="python -m finetuner " + shlex.join(args.argv))
     try:
         record = train_run(spec, store, run_id=output.name, resume=args.resume, listener=listen,
@@ -157,12 +165,14 @@ def _read_data(args: argparse.Namespace, record: Optional[RunRecord], config: Tr
                          "finetuner train")
     eval_path = args.eval or (saved.get("eval_path") if args.resume else None)
     train = load_table(train_path, args.text_column or saved.get("text_column"),
-                       args.label_column or saved.get("label_column"))
+                       args.label_column or saved.get("label_column"), task=config.task)
     for message in train.warnings:
         console.warn(message)
+    if train.task.task != "single_label":
+        console.info(f"Task: {TASK_NAMES[train.task.task]} — {train.task.reason}.")
     name = Path(train_path).name
     description = {"source": name, "train_path": str(Path(train_path).resolve()), "rows": len(train),
-                   "text_column": train.text_column, "label_column": train.label_column}
+                   "text_column": train.text_column, "label_column": train.label_column, "task": asdict(train.task)}
     if eval_path:
         evaluation = _read_like(eval_path, args.text_column, args.label_column, train)
         for message in evaluation.warnings:
@@ -171,18 +181,20 @@ def _read_data(args: argparse.Namespace, record: Optional[RunRecord], config: Tr
                       {**description, "eval_path": str(Path(eval_path).resolve()), "eval_source": "file"})
         eval_source = f"{len(evaluation)} rows of {Path(eval_path).name}"
     else:
+        stratify = train.task.task == "single_label"
         train_texts, train_labels, eval_texts, eval_labels, notes = split_train_eval(
-            train.texts, train.labels, config.eval_fraction, config.seed)
+            train.texts, train.labels, config.eval_fraction, config.seed, stratify=stratify)
         for message in notes:
             console.warn(message)
-        console.info(f"No --eval file: holding out {config.eval_fraction:.0%} of {name} for evaluation (stratified "
-                     f"split, seed {config.seed}): {len(train_texts)} training rows, {len(eval_texts)} evaluation "
-                     "rows.")
+        console.info(f"No --eval file: holding out {config.eval_fraction:.0%} of {name} for evaluation "
+                     f"({'stratified' if stratify else 'random'} split, seed {config.seed}): {len(train_texts)} "
+                     f"training rows, {len(eval_texts)} evaluation rows.")
         split = Split(train_texts, train_labels, eval_texts, eval_labels,
                       {**description, "eval_path": None, "eval_source": "split", "eval_fraction": config.eval_fraction})
         eval_source = f"{len(eval_texts)} held-out rows of {name}"
-    for message in class_balance_warnings(Counter(map(str, split.train_labels)), config.class_weights):
-        console.warn(message)  # about the rows it trains on, and what training will do about them
+    if train.task.task == "single_label":
+        for message in class_balance_warnings(Counter(map(str, split.train_labels)), config.class_weights):
+            console.warn(message)  # about the rows it trains on, and what training will do about them
     split.description["fingerprints"] = {"train": _fingerprint(split.train_texts, split.train_labels),
                                          "eval": _fingerprint(split.eval_texts, split.eval_labels)}
     return split, eval_source
@@ -196,7 +208,8 @@ def _read_like(path: str, text_column: Optional[str], label_column: Optional[str
     label_column = label_column or (like.label_column if like.label_column in frame.columns
                                     and like.label_column != text_column else None)
     with in_file(path):
-        return table_to_labelled(frame, text_column, label_column)
+        return table_to_labelled(frame, text_column, label_column, task=like.task.task,
+                                 separator=like.task.separator)
 
 
 def _resumable_run(store: RunStore, output: Path, checkpoints: Path
@@ -263,9 +276,10 @@ def _interrupted(output: Path, checkpoints: Path) -> None:
 
 
 def _summary(metrics: Dict[str, float], source: str, output: Path, seconds: float) -> str:
-    from ..metrics import CALIBRATION_KEYS, SUMMARY_KEYS
+    from ..metrics import CALIBRATION_KEYS, MULTI_LABEL_KEYS, REGRESSION_KEYS, SUMMARY_KEYS
     lines = [f"Final model on {source}:"]
-    lines += [f"  {key:<20}{metrics[key]:.4f}" for key in (*SUMMARY_KEYS, *CALIBRATION_KEYS, "loss") if key in metrics]
+    keys = dict.fromkeys((*SUMMARY_KEYS, *MULTI_LABEL_KEYS, *REGRESSION_KEYS, *CALIBRATION_KEYS, "loss"))
+    lines += [f"  {key:<20}{metrics[key]:.4f}" for key in keys if key in metrics]
     lines.append(f"Model saved to {output / MODEL_DIR} ({METRICS_FILE}, {CONFIG_FILE} and {RECORD_FILE} in "
                  f"{output}); {duration(seconds)} in all.")
     return "\n".join(lines)

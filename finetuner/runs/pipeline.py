@@ -184,7 +184,7 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
             write_json_atomic(folder / METRICS_FILE, result.metrics)
     lap("save")
     if result is not None:
-        record.training["eval_examples_scored"] = int(sum(map(sum, result.report.get("confusion_matrix", []))))
+        record.training["eval_examples_scored"] = len(result.rows)
     record.training["wall_seconds"] = round(time.monotonic() - started, 2)
     writer.finish("completed", config=used_settings(finetuner, spec.config),
                   metrics=result.metrics if result else {}, report=result.report if result else None,
@@ -198,7 +198,7 @@ def _announce(spec: RunSpec, finetuner: Any, writer: "_Writer", say: Listener) -
     from ..selection import plan_line
 
     labels = spec.data.train_labels
-    if spec.config.method == AUTO:
+    if spec.config.method == AUTO and finetuner.task_of(labels, spec.config).task == "single_label":
         model_type = getattr(finetuner.model.config, "model_type", "")
         values = {"method": AUTO, "reason": plan_line(labels, model_type, spec.config.time_budget,
                                                       spec.config.seed, spec.config.class_weights),
@@ -234,7 +234,7 @@ def _score_baselines(spec: RunSpec, writer: "_Writer", say: Listener) -> None:
     say(Notice("baselines", f"Scoring quick baselines on {len(data.train_texts)} training rows…"))
     try:
         writer.record.baselines = score_baselines(data.train_texts, data.train_labels, data.eval_texts,
-                                                  data.eval_labels, seed=spec.config.seed)
+                                                  data.eval_labels, seed=spec.config.seed, task=spec.config.task)
         writer.save()  # shown while the model trains
     except Exception as exc:  # a baseline is a reference point: training goes on without it
         logger.warning("baselines of run %s failed", writer.record.id, exc_info=True)

@@ -14,7 +14,7 @@ from safetensors.torch import save_model
 
 from ..loading import quiet_loading
 from .label_words import related_words
-from .linear_head import embedding_classifier, full_head
+from .linear_head import embedding_classifier, full_head, multi_label_head, regression_head
 from .sentence_classifier import LABEL_TEMPLATES, SentenceClassifier, label_sentences, spoken_name
 from .windows import WindowPool, window_batches
 
@@ -65,6 +65,11 @@ def fit_head(model: SentenceClassifier, tokenizer, texts: Sequence[str], label_i
     if features is None:
         features = encode(model, tokenizer, texts, max_length, batch_size, windows=windows)
     targets = np.asarray(label_ids)
+    problem_type = getattr(model.config, "problem_type", None)
+    if problem_type in ("multi_label_classification", "regression"):  # rows × labels of 0/1, or numbers
+        fit = multi_label_head(features, targets, seed) if targets.ndim == 2 else regression_head(features, targets)
+        model.set_head(*fit)
+        return
     weights = np.ones(len(targets)) if class_weights is None else np.asarray(class_weights, dtype=float)[targets]
     num_labels = len(label_names)
     if use_label_names:

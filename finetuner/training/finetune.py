@@ -289,8 +289,9 @@ def training_arguments(config: TrainConfig, output_dir: str, has_eval: bool, n_t
         save_strategy="epoch" if early_stopping or checkpoints else "no",
         save_total_limit=1 if early_stopping or checkpoints else None,
         load_best_model_at_end=early_stopping,
-        metric_for_best_model="f1_macro" if early_stopping else None,
-        greater_is_better=True if early_stopping else None,
+        # A number per text: the smallest error; classes: the best macro F1.
+        metric_for_best_model=("rmse" if config.task == "regression" else "f1_macro") if early_stopping else None,
+        greater_is_better=(config.task != "regression") if early_stopping else None,
         save_only_model=not checkpoints,
         logging_strategy="steps",
         logging_steps=max(1, min(config.logging_steps, steps // 20)),

@@ -27,3 +27,34 @@ def full_head(classifier: LogisticRegression, num_labels: int, dim: int):
     else:
         weight[seen], bias[seen] = classifier.coef_, classifier.intercept_
     return weight, bias
+
+
+# A label that is always absent (or always present) in the training rows gets this fixed logit instead of a fit.
+_CONSTANT_LOGIT = 10.0
+
+
+def multi_label_head(features: np.ndarray, targets: np.ndarray, seed: int = 0,
+                     sample_weight: np.ndarray = None):
+    """One-vs-rest heads for several labels per text: a logistic regression per label (the embedding
+    classifier's settings) on ``targets`` (rows × labels, 0/1); returns (weight, bias), one row per label."""
+    targets = np.asarray(targets) > 0.5
+    weight = np.zeros((targets.shape[1], features.shape[1]), dtype=np.float32)
+    bias = np.zeros(targets.shape[1], dtype=np.float32)
+    for label in range(targets.shape[1]):
+        column = targets[:, label]
+        if column.all() or not column.any():
+            bias[label] = _CONSTANT_LOGIT if column.all() else -_CONSTANT_LOGIT
+            continue
+        fitted = embedding_classifier(seed).fit(features, column.astype(int), sample_weight=sample_weight)
+        weight[label], bias[label] = fitted.coef_[0], fitted.intercept_[0]
+    return weight, bias
+
+
+def regression_head(features: np.ndarray, targets: np.ndarray, sample_weight: np.ndarray = None):
+    """A ridge regression of ``targets`` on the embeddings, its penalty chosen by efficient leave-one-out
+    cross-validation; returns (weight, bias) of one output."""
+    from sklearn.linear_model import RidgeCV
+
+    fitted = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(features, np.asarray(targets, dtype=float),
+                                                        sample_weight=sample_weight)
+    return fitted.coef_.reshape(1, -1).astype(np.float32), np.asarray([fitted.intercept_], dtype=np.float32)

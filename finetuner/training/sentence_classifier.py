@@ -45,7 +45,7 @@ class SentenceClassifier(nn.Module):
                 labels: Optional[torch.Tensor] = None, **inputs: Any) -> SequenceClassifierOutput:
         embeddings = self.embed(input_ids=input_ids, attention_mask=attention_mask, **inputs)
         logits = self.head(embeddings)
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        loss = task_loss(logits, labels, self.config.problem_type) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: Any) -> torch.Tensor:
@@ -93,6 +93,16 @@ class SentenceClassifier(nn.Module):
         model = cls(encoder, int(head["weight"].shape[0]))
         model.head.load_state_dict(head)
         return model
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: Optional[str]) -> torch.Tensor:
+    """The loss transformers' classifiers compute for ``config.problem_type``: binary cross-entropy per label
+    (several labels per text), mean squared error (a number per text), else cross-entropy."""
+    if problem_type == "multi_label_classification":
+        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    if problem_type == "regression":
+        return nn.functional.mse_loss(logits.float().view(-1), labels.float().view(-1))
+    return nn.functional.cross_entropy(logits, labels)
 
 
 def _encoder_dir(directory: Path) -> Path:
