@@ -240,3 +240,32 @@ def _sentence(text: str) -> str:
 def _name(method: str) -> str:
     name = registry.METHOD_NAMES.get(method, method)
     return name[:1].upper() + name[1:]
+
+
+def fit_task_budget(job: TrainingJob, choice: MethodChoice, deadline: Optional[float],
+                    trained_with: str) -> "tuple[TrainingJob, MethodChoice]":
+    """Several labels per text or a number per text: ``auto``'s method (:func:`finetuner.method_choice.
+    choose_task_method`) within the time budget. Head-then-fine-tuning embeds the training texts first (timed; the
+    head fit reuses them); when the Trainer's epochs would then run past ``deadline`` by the cost model
+    (:func:`finetuner.selection.estimate_seconds`), the head alone trains instead, and the choice says why."""
+    if deadline is None or choice.method != "head_finetune":
+        return job, choice
+    from .training.embedding_methods import encode
+
+    model = model_for_method(job.model, job.config.replace(method="head"), len(job.label_map), adapter=False,
+                             sentence_classifier=True, trained_with=trained_with)
+    started = time.monotonic()
+    embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size,
+                        windows=job.config.long_texts == "windows")
+    per_text = (time.monotonic() - started) / max(1, len(job.texts))
+    epochs = job.config.epochs or registry.get("head_finetune").epochs
+    needed = selection.estimate_seconds("head_finetune", len(job.texts), epochs, per_text) - len(job.texts) * per_text
+    left = deadline - time.monotonic()
+    job = dataclasses.replace(job, embeddings=embeddings)
+    if needed <= left:
+        return job, choice
+    what, _, _ = choice.reason.partition(":")
+    _, _, rest = choice.reason.partition("; ")
+    why = (f"{what}: fine-tuning every weight would take about {needed:.0f} s, more than the {max(0.0, left):.0f} s "
+           "left of the time budget, so a head on frozen sentence embeddings")
+    return job, dataclasses.replace(choice, method="head", reason=f"{why}; {rest}" if rest else why)

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .autoselect import train_auto
+from .autoselect import fit_task_budget, train_auto
 from .classifier import FORMAT_VERSION, METADATA_FILE, TextClassifier  # noqa: F401 - importable from here too
 from .config import TrainConfig
 from .data import LabelMap, normalize_labels, validate_texts_and_labels
@@ -169,6 +169,8 @@ class LLMFinetuner:
                 job.progress.evaluate(result.trainer.evaluate(eval_dataset=job.eval_dataset))
         else:
             self.method_choice = self.choose_method(labels, config)
+            if config.method == registry.AUTO:  # several labels per text or numbers: within the time budget
+                job, self.method_choice = fit_task_budget(job, self.method_choice, deadline, self.config.method)
             config = config.replace(method=self.method_choice.method)
             method = registry.get(config.method)
             model = model_for_method(self.model, config, len(self.label_map), adapter=method.adapter,

@@ -96,8 +96,8 @@ class ProgressPrinter:
                            f"loss {event.loss:.4f}  elapsed {duration(event.elapsed_seconds)}  "
                            f"eta {duration(event.eta_seconds)}")
         elif event.kind == "evaluate":
-            shown = "  ".join(f"{key} {event.metrics[key]:.4f}" for key in ("accuracy", "f1_macro", "loss")
-                              if key in event.metrics)
+            keys = ("accuracy", "f1_macro", "f1_micro", "pearson", "mae", "loss")  # what the task reports
+            shown = "  ".join(f"{key} {event.metrics[key]:.4f}" for key in keys if key in event.metrics)
             self._line(f"epoch {event.epoch:.2f}  evaluation: {shown}")
         elif event.kind == "end":
             if self._bar is not None:
