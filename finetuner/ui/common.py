@@ -154,6 +154,12 @@ def from_page() -> bool:
     return headers.get("x-gradio-user") == "app"
 
 
+def page_update(component: Callable[..., Any], value: Any, **props: Any) -> Any:
+    """``value`` with other ``props`` (a title, column widths) on the page, and as the value alone for API clients,
+    which would otherwise get the update's properties instead of the value."""
+    return component(value, **props) if from_page() else value
+
+
 def status_line(message: str) -> str:
     """A persistent status line for a user error (markdown; the message is escaped)."""
     return f"**Problem:** {html.escape(message)}"

@@ -17,7 +17,7 @@ from ..errors import DataError
 from ..prepare import PreparedData, clean_table, prepare
 from . import data_checks
 from .common import (MAX_CELL_CHARS, TABLE_FILE_TYPES, AppContext, TableData, column_widths, kept_outputs,
-                     shown, shown_table, status_line, user_errors)
+                     page_update, shown, shown_table, status_line, user_errors)
 from .uploads import UploadBox
 
 PAGE_SIZE = 50
@@ -279,7 +279,7 @@ def _checks(data: TableData, text: Optional[str], label: Optional[str], eval_dat
             fraction: float) -> Tuple[str, Any]:
     checked = prepare(data.frame, text, label, eval_frame=eval_data.frame if eval_data else None,
                       eval_fraction=fraction, seed=_SEED, source=data.name)
-    return _summary(checked), gr.BarPlot(_balance(checked), title=_balance_title(checked))
+    return _summary(checked), page_update(gr.BarPlot, _balance(checked), title=_balance_title(checked))
 
 
 def _summary(checked: PreparedData) -> str:

@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..evaluation import (MISCLASSIFIED_COLUMNS, evaluate, metric_name, metrics_table, misclassified,
                           per_class_table)
 from .common import (MAIN_METRIC_WORDS, TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, main_metric,
-                     shown_table, status_line, user_errors)
+                     page_update, shown_table, status_line, user_errors)
 from .task_results import MISTAKES_TITLES, NONE_WRONG, mistakes, scatter_html
 from .uploads import UploadBox
 
@@ -222,8 +222,8 @@ def _task_views(title: str, metrics: Dict[str, float], report: Dict[str, Any], r
 
 def _errors(table: pd.DataFrame, task: str) -> Any:
     """The mistakes table, titled for its task."""
-    return gr.Dataframe(table, label=MISTAKES_TITLES[task].format(shown=_SHOWN_ERRORS),
-                        column_widths=column_widths(list(table.columns), "text"))
+    return page_update(gr.Dataframe, table, label=MISTAKES_TITLES[task].format(shown=_SHOWN_ERRORS),
+                       column_widths=column_widths(list(table.columns), "text"))
 
 
 def confusion_html(report: Dict[str, Any]) -> str:

@@ -16,7 +16,8 @@ from ..errors import DataError, FinetunerError, first_line
 from ..explain import explain
 from ..predictions import predictions_table, write_csv
 from ..prepare import read_texts_table
-from .common import TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, shown_table, status_line, user_errors
+from .common import (TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, page_update, shown_table,
+                     status_line, user_errors)
 from .task_results import predicted_labels_line, predicted_number_line, preview_columns
 from .uploads import UploadBox
 
@@ -112,7 +113,7 @@ class PredictHandlers:
         task = model.label_map.task
         value: Any = round(next(iter(scores.values())), 4) if task == "regression" else scores
         # One label per text: the most probable is the prediction, as the heading says; several: the line under it.
-        return gr.Label(value, label=_LABEL_TITLES[task], show_heading=task != "multi_label")
+        return page_update(gr.Label, value, label=_LABEL_TITLES[task], show_heading=task != "multi_label")
 
     def chosen_labels(self, sentence: str, run_id: Optional[str], request: gr.Request) -> str:
         """The line under the prediction: the labels predicted for the text (several labels per text: each whose
@@ -226,4 +227,4 @@ def _preview(table: pd.DataFrame, text_column: str, first_added: int) -> Any:
         if not str(column).startswith("predicted_label"):  # the confidence or the predicted number
             shown[column] = pd.to_numeric(shown[column], errors="coerce").round(_PREVIEW_DECIMALS)
     columns = list(shown.columns)
-    return gr.Dataframe(shown_table(shown), column_widths=column_widths(columns, columns[0]))
+    return page_update(gr.Dataframe, shown_table(shown), column_widths=column_widths(columns, columns[0]))
