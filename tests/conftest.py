@@ -94,6 +94,13 @@ def make_sentiment_data(n: int, seed: int = 0, classes: Tuple[str, ...] = ("posi
     return texts, labels
 
 
+def make_multi_label_data(n: int, seed: int = 0) -> Tuple[List[str], List[str]]:
+    """Short texts with one or two labels each: ``praise;recommend`` for a positive word, ``complaint`` for a
+    negative one. (The tiny models learn one direction well; two independent labels would need a real model.)"""
+    texts, labels = make_sentiment_data(n, seed)
+    return texts, ["praise;recommend" if label == "positive" else "complaint" for label in labels]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from conftest import make_sentiment_data
@@ -96,3 +98,66 @@ def test_texts_to_predict_from_txt_and_tables(tmp_path):
     (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
     with pytest.raises(DataError, match="no texts"):
         read_texts_table(tmp_path / "empty.txt")
+
+
+def _emotions(n: int = 40) -> pd.DataFrame:
+    """Texts with one or two of three labels, a third of them with two."""
+    cells = ["joy", "anger", "joy;love", "love", "anger;joy", "love"]
+    return pd.DataFrame({"text": [f"comment number {i}" for i in range(n)],
+                         "labels": [cells[i % len(cells)] for i in range(n)]})
+
+
+def test_several_labels_per_text_are_counted_per_label_and_split_at_random():
+    checked = prepare(_emotions(42), eval_fraction=0.25, seed=0)
+    assert checked.ok and checked.task.task == "multi_label" and checked.task.separator == ";"
+    assert checked.class_counts == {"anger": 14, "joy": 21, "love": 21}
+    assert checked.several_labels_rows == 14
+    assert len(checked.eval_texts) == 10 and all(";" in v or v in {"joy", "anger", "love"} for v in checked.eval_labels)
+    summary = checked.summary()
+    assert summary["task"] == {"task": "multi_label", "reason": checked.task.reason, "separator": ";"}
+    json.dumps(summary)  # stored with the run
+    text = checked.to_markdown()
+    assert "**several labels per text** (3 labels; 33% of rows have 2+" in text and "Why:" in text
+    assert "Rows per label: anger: 14, joy: 21, love: 21" in text and "`a;b`" in text
+    assert "a random split of 25%; not stratified" in text and "Class balance" not in text
+
+
+def test_several_labels_per_text_warn_about_no_class_balance_and_allow_empty_cells():
+    frame = _emotions(60)
+    frame.loc[:19, "labels"] = "joy"  # skewed: would warn for one label per text
+    frame.loc[25, "labels"] = ""
+    checked = prepare(frame)
+    assert checked.ok and not any("balanc" in w or "weight" in w for w in checked.warnings)
+    assert "1 text(s) with none of the labels (row 26)" in checked.to_markdown()
+
+
+def test_evaluation_labels_are_checked_per_label_name():
+    evaluation = pd.DataFrame({"text": ["one", "two"], "labels": ["joy;love", "joy;surprise"]})
+    checked = prepare(_emotions(30), eval_frame=evaluation)
+    assert not checked.ok and "surprise" in checked.errors[0] and "joy" not in checked.errors[0]
+    known = prepare(_emotions(30), eval_frame=evaluation.iloc[:1])
+    assert known.ok and known.eval_labels == ["joy;love"]
+
+
+def test_a_number_per_text_gets_its_range_and_no_classes():
+    frame = pd.DataFrame({"text": [f"sentence {i}" for i in range(50)], "score": [1 + i * 0.08 for i in range(50)]})
+    checked = prepare(frame, eval_fraction=0.2, seed=1)
+    assert checked.ok and checked.task.task == "regression" and checked.class_counts == {}
+    assert checked.target_stats == pytest.approx({"min": 1.0, "max": 4.92, "mean": 2.96})
+    assert all(isinstance(v, float) for v in checked.train_labels) and len(checked.eval_texts) == 10
+    text = checked.to_markdown()
+    assert "**a number per text (regression)**: from 1 to 4.92, mean 2.96" in text
+    assert "a random split of 20%" in text and "Class balance" not in text and "classes**" not in text
+    evaluation = pd.DataFrame({"text": ["new one", "old one"], "score": [9.5, 2.0]})  # values unseen in training
+    assert prepare(frame, eval_frame=evaluation).ok
+
+
+def test_the_task_asked_for_overrides_detection_and_says_what_does_not_fit():
+    stars = pd.DataFrame({"text": [f"review {i}" for i in range(30)], "label": [1 + i % 5 for i in range(30)]})
+    assert prepare(stars).task.task == "single_label"  # a few whole numbers: class codes
+    as_numbers = prepare(stars, task="regression")
+    assert as_numbers.ok and as_numbers.task.task == "regression" and "set in the training settings" in \
+        as_numbers.to_markdown()
+    words = prepare(_emotions(20), task="regression")
+    assert not words.ok and "not numbers" in words.errors[0] and "row 1 ('joy')" in words.errors[0]
+    assert not prepare(_emotions(20), task="sometimes").ok

@@ -22,7 +22,7 @@ from ..models import DEFAULT_MODEL
 from ..runner import Runner
 from ..runs import METHOD_NAMES, RunError, RunStore
 from . import data_tab, evaluate_tab, export_tab, predict_tab, train_tab
-from .common import AppContext, SessionOwners
+from .common import AppContext, SessionOwners, main_score
 
 DEFAULT_SAMPLE = "movie_reviews_sst2.csv"
 _REPO_SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
@@ -95,7 +95,7 @@ def _describe(ctx: AppContext, run_id: Optional[str], owner: str) -> str:
         record = ctx.store.get(run_id, owner)
     except RunError:  # deleted meanwhile
         return f"**Active model:** run {run_id} (no longer available)."
-    accuracy = record.metrics.get("accuracy")
-    score = f", accuracy {accuracy:.3f} on held-out rows" if accuracy is not None else ""
+    score = main_score(record.metrics)
+    score = f", {score} on held-out rows" if score else ""
     method = f" ({METHOD_NAMES[record.method]})" if record.method in METHOD_NAMES else ""
     return f"**Active model:** run `{run_id}` — {record.base_model}{method}{score}."

@@ -154,6 +154,12 @@ def from_page() -> bool:
     return headers.get("x-gradio-user") == "app"
 
 
+def page_update(component: Callable[..., Any], value: Any, **props: Any) -> Any:
+    """``value`` with other ``props`` (a title, column widths) on the page, and as the value alone for API clients,
+    which would otherwise get the update's properties instead of the value."""
+    return component(value, **props) if from_page() else value
+
+
 def status_line(message: str) -> str:
     """A persistent status line for a user error (markdown; the message is escaped)."""
     return f"**Problem:** {html.escape(message)}"
@@ -220,8 +226,25 @@ def column_widths(columns: List[Any], text_column: Optional[str]) -> Optional[Li
     return [f"{text_share}%" if name == text_column else other for name in names]
 
 
-def short_run_label(run_id: str, model: str, accuracy: Optional[float]) -> str:
-    """How a run is named in choice lists: id, model (folder name for local paths) and accuracy."""
+# The score a run is named by, per task: accuracy (one label per text), macro F1 (several labels per text: there is
+# no accuracy), Pearson's r (a number per text). The first of these a run's metrics hold.
+MAIN_METRICS = ("accuracy", "f1_macro", "pearson")
+MAIN_METRIC_WORDS = {"accuracy": "accuracy", "f1_macro": "macro F1", "pearson": "Pearson r"}
+
+
+def main_metric(metrics: Optional[Dict[str, Any]]) -> Optional[str]:
+    """The key of the score a run's ``metrics`` are summed up by (see :data:`MAIN_METRICS`), None without one."""
+    return next((key for key in MAIN_METRICS if isinstance((metrics or {}).get(key), (int, float))), None)
+
+
+def main_score(metrics: Optional[Dict[str, Any]]) -> str:
+    """E.g. "accuracy 0.912", "macro F1 0.480" or "Pearson r 0.731"; empty without a score."""
+    key = main_metric(metrics)
+    return f"{MAIN_METRIC_WORDS[key]} {float(metrics[key]):.3f}" if key else ""
+
+
+def short_run_label(run_id: str, model: str, metrics: Optional[Dict[str, Any]]) -> str:
+    """How a run is named in choice lists: id, model (folder name for local paths) and its main score."""
     name = Path(model).name if "/" in model and Path(model).is_absolute() else model
-    score = f" · accuracy {accuracy:.3f}" if accuracy is not None else ""
-    return f"{run_id} · {name}{score}"
+    score = main_score(metrics)
+    return f"{run_id} · {name}{' · ' + score if score else ''}"

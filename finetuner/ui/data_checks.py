@@ -19,6 +19,7 @@ from ..duplicates import find_duplicates
 from ..errors import DataError
 from ..label_issues import ISSUE_COLUMNS, find_label_issues
 from ..prepare import blank_cells, prepare
+from ..tasks import TASK_NAMES, detect_task
 from .common import TableData, column_widths, kept_outputs, shown_table, status_line, user_errors
 
 ACCEPT, KEEP, DELETE = "accept", "keep", "delete"
@@ -62,6 +63,18 @@ def flag_rows(frame: pd.DataFrame, text_column: str, label_column: str, source: 
     issues = find_label_issues(frame.iloc[positions].reset_index(drop=True), text_column, label_column)
     issues["row"] = positions[issues["row"].to_numpy(dtype=int)]
     return LabelCheck(issues.reset_index(drop=True), len(positions), len(issues), source)
+
+
+def label_check_not_applicable(frame: pd.DataFrame, label_column: str) -> str:
+    """Why the label check does not apply to a table (empty when it does): it finds rows whose one class looks
+    wrong, and a table with several labels per text or a number per text has none."""
+    if label_column not in frame.columns:
+        return ""
+    task = detect_task(frame[label_column].tolist()).task
+    if task == "single_label":
+        return ""
+    return (f"ℹ Check labels does not apply here: it looks for rows whose one class looks wrong, and this table "
+            f"has {TASK_NAMES[task]}. Find duplicates & leakage works for every table.")
 
 
 def reconcile(check: LabelCheck, frame: pd.DataFrame, text_column: str, label_column: str) -> LabelCheck:
@@ -224,7 +237,8 @@ class ChecksHandlers:
     @staticmethod
     @user_errors(keep=lambda message: kept_outputs(_ISSUE_OUT_COUNT, {_ISSUE_STATUS: status_line(message)}))
     def check_labels(data: TableData, text: str, label: str) -> List[Any]:
-        return _listed(flag_rows(data.frame, text, label, data.name))
+        skipped = label_check_not_applicable(data.frame, label)
+        return _listed(None, skipped) if skipped else _listed(flag_rows(data.frame, text, label, data.name))
 
     @staticmethod
     def pick(check: Optional[LabelCheck], event: gr.SelectData) -> List[Any]:

@@ -17,7 +17,7 @@ from ..errors import DataError
 from ..prepare import PreparedData, clean_table, prepare
 from . import data_checks
 from .common import (MAX_CELL_CHARS, TABLE_FILE_TYPES, AppContext, TableData, column_widths, kept_outputs,
-                     shown, shown_table, status_line, user_errors)
+                     page_update, shown, shown_table, status_line, user_errors)
 from .uploads import UploadBox
 
 PAGE_SIZE = 50
@@ -120,7 +120,7 @@ def layout(ctx: AppContext, initial: Optional[TableData]) -> DataView:
     page, delete_spec, add_row, delete, clean = _row_tools()
     with gr.Row():
         summary = gr.Markdown(_summary(checked), elem_id="data-summary")
-        balance = gr.BarPlot(_balance(checked), x="class", y="rows", title="Class balance", height=260,
+        balance = gr.BarPlot(_balance(checked), x="class", y="rows", title=_balance_title(checked), height=260,
                              x_label_angle=-30, y_lim=[0, None])
     table = gr.State(initial or TableData(frame))
     eval_table = gr.State(None)
@@ -276,10 +276,10 @@ def _edited(data: TableData, number: Any, text: str, label: str, eval_data: Opti
 
 
 def _checks(data: TableData, text: Optional[str], label: Optional[str], eval_data: Optional[TableData],
-            fraction: float) -> Tuple[str, pd.DataFrame]:
+            fraction: float) -> Tuple[str, Any]:
     checked = prepare(data.frame, text, label, eval_frame=eval_data.frame if eval_data else None,
                       eval_fraction=fraction, seed=_SEED, source=data.name)
-    return _summary(checked), _balance(checked)
+    return _summary(checked), page_update(gr.BarPlot, _balance(checked), title=_balance_title(checked))
 
 
 def _summary(checked: PreparedData) -> str:
@@ -354,8 +354,23 @@ def _source(frame: pd.DataFrame, name: str) -> str:
 _LOADED_HINT = "Pick a bundled sample or upload another file."
 
 
+_TARGET_BINS = 10
+
+
 def _balance(checked: PreparedData) -> pd.DataFrame:
+    """Rows per class (several labels per text: per label); for a number per text, rows per range of the target."""
+    if checked.task_name == "regression" and checked.train_labels:
+        values = pd.Series([float(v) for v in checked.train_labels + checked.eval_labels])
+        bins = pd.cut(values, min(_TARGET_BINS, values.nunique()))
+        counts = bins.value_counts(sort=False)
+        return pd.DataFrame({"class": [f"{b.left:.3g}–{b.right:.3g}" for b in counts.index],
+                             "rows": counts.to_numpy()})
     return pd.DataFrame({"class": list(checked.class_counts), "rows": list(checked.class_counts.values())})
+
+
+def _balance_title(checked: PreparedData) -> str:
+    return {"multi_label": "Rows per label", "regression": "Rows per range of the target"}.get(
+        checked.task_name, "Class balance")
 
 
 def _columns(frame: pd.DataFrame) -> Tuple[Optional[str], Optional[str]]:

@@ -1,5 +1,6 @@
 """Evaluate tab: metrics (beside the run's quick baselines), per-class report, confusion matrix, reliability diagram
-and misclassified rows of the active model."""
+and misclassified rows of the active model; for several labels per text the per-label table with its thresholds and
+the rows with another label set, for a number per text the predicted-vs-true scatter plot and the largest errors."""
 
 from __future__ import annotations
 
@@ -17,11 +18,16 @@ from ..data import detect_columns, read_table, table_to_labelled
 from ..errors import DataError
 from ..evaluation import (MISCLASSIFIED_COLUMNS, evaluate, metric_name, metrics_table, misclassified,
                           per_class_table)
-from .common import TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, shown_table, status_line, user_errors
+from .common import (MAIN_METRIC_WORDS, TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, main_metric,
+                     page_update, shown_table, status_line, user_errors)
+from .task_results import MISTAKES_TITLES, NONE_WRONG, mistakes, scatter_html
 from .uploads import UploadBox
 
 _SHOWN_ERRORS = 500
-_COMPARED = ("accuracy", "f1_macro")
+# The scores set beside the baselines', by the run's main score (common.MAIN_METRICS): one label per text, several
+# (macro F1: there is no accuracy), a number (Pearson r).
+_COMPARED = {"accuracy": ("accuracy", "f1_macro"), "f1_macro": ("f1_macro", "f1_micro", "f1_samples"),
+             "pearson": ("pearson", "spearman", "mae", "rmse")}
 FINE_TUNED = "Fine-tuned model"
 
 
@@ -77,8 +83,7 @@ def layout() -> EvaluateView:
         with gr.Column():
             reliability = gr.HTML(label="Reliability diagram", elem_id="evaluate-reliability")
     errors = gr.Dataframe(misclassified(None), interactive=False, wrap=True, max_height=400, elem_id="evaluate-errors",
-                          label=f"Misclassified rows, most confident first (up to {_SHOWN_ERRORS}); p_label is the "
-                                "probability the model gave the true label",
+                          label=MISTAKES_TITLES["single_label"].format(shown=_SHOWN_ERRORS),
                           column_widths=column_widths(list(MISCLASSIFIED_COLUMNS), "text"))
     return EvaluateView(test_file, run_button, status, metrics, per_class, baselines_box, comparison, reading,
                         confusion, errors, reliability)
@@ -109,7 +114,8 @@ class EvaluateHandlers:
             where = f"{len(rows)} held-out rows" if rows is not None else "no held-out rows"
             source = record.data.get("source") or "the table"
             title = f"Run **{run_id}** ({record.base_model}) on {where} of `{source}`."
-        return _views(title, record.metrics, record.report or {}, rows)
+        task = record.data.get("task") if isinstance(record.data.get("task"), dict) else {}
+        return _views(title, record.metrics, record.report or {}, rows, task.get("separator") or ";")
 
     @user_errors(keep=_failed)
     def run_evaluation(self, path: Optional[str], run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
@@ -124,10 +130,12 @@ class EvaluateHandlers:
         columns = set(frame.columns)
         text, label = detect_columns(frame, *(c if c in columns else None for c in
                                               (record.data.get("text_column"), record.data.get("label_column"))))
-        table = table_to_labelled(frame, text, label)
-        result = evaluate(self.ctx.store.load_model(run_id, owner), table.texts, table.labels)
+        model = self.ctx.store.load_model(run_id, owner)
+        label_map = model.label_map  # the test file's labels are read as the model's task
+        table = table_to_labelled(frame, text, label, task=label_map.task, separator=label_map.separator)
+        result = evaluate(model, table.texts, table.labels)
         return _views(f"Run **{run_id}** on `{Path(path).name}` ({len(table)} rows).", result.metrics, result.report,
-                      result.rows)
+                      result.rows, label_map.separator)
 
     def show_baselines(self, path: Optional[str], run_id: Optional[str], request: gr.Request) -> Tuple[Any, ...]:
         """The run's metrics beside its baselines: only for its held-out rows (where the baselines were scored)."""
@@ -149,30 +157,39 @@ def wire(handlers: EvaluateHandlers, view: EvaluateView, ctx: AppContext) -> Non
 
 
 def baseline_table(metrics: Dict[str, float], baselines: Dict[str, Dict[str, float]]) -> pd.DataFrame:
-    """Accuracy and macro F1 of the fine-tuned model and of each baseline, side by side (one column each)."""
+    """The main scores of the fine-tuned model and of each baseline, side by side (one column each): accuracy and
+    macro F1; for several labels per text macro, micro and per-text F1; for a number per text the correlations and
+    errors."""
+    compared = _COMPARED[main_metric(metrics) or "accuracy"]
     columns = {FINE_TUNED: metrics, **{BASELINE_NAMES.get(name, name): values for name, values in baselines.items()}}
-    table = pd.DataFrame({"metric": [metric_name(key) for key in _COMPARED]})
+    table = pd.DataFrame({"metric": [metric_name(key) for key in compared]})
     for name, values in columns.items():
-        table[name] = [round(float(values[key]), 4) if key in values else None for key in _COMPARED]
+        table[name] = [round(float(values[key]), 4) if key in values else None for key in compared]
     return table
 
 
 def baseline_reading(metrics: Dict[str, float], baselines: Dict[str, Dict[str, float]]) -> str:
-    """One line: how many accuracy points fine-tuning gains (or loses) over the best baseline."""
-    scored = {name: values["accuracy"] for name, values in baselines.items() if "accuracy" in values}
-    if "accuracy" not in metrics or not scored:
+    """One line: how many points of the main score (accuracy; macro F1 for several labels per text, Pearson r × 100
+    for a number) fine-tuning gains (or loses) over the best baseline."""
+    key = main_metric(metrics)
+    scored = {name: values[key] for name, values in baselines.items() if key in values}
+    if key is None or not scored:
         return ""
     best = max(scored, key=scored.get)
-    points = 100 * (metrics["accuracy"] - scored[best])
-    name = BASELINE_NAMES.get(best, best)
+    points = 100 * (metrics[key] - scored[best])
+    name, words = BASELINE_NAMES.get(best, best), MAIN_METRIC_WORDS[key]
     if abs(points) < 0.05:
-        return f"Fine-tuning: the same accuracy as the best baseline ({name})."
+        return f"Fine-tuning: the same {words} as the best baseline ({name})."
     verdict = "" if points > 0 else " — the quick baseline does better on these rows"
-    return f"Fine-tuning: **{points:+.1f} points** accuracy over the best baseline ({name}){verdict}."
+    return f"Fine-tuning: **{points:+.1f} points** {words} over the best baseline ({name}){verdict}."
 
 
-def _views(title: str, metrics: Dict[str, float], report: Dict[str, Any],
-           rows: Optional[pd.DataFrame]) -> Tuple[Any, ...]:
+def _views(title: str, metrics: Dict[str, float], report: Dict[str, Any], rows: Optional[pd.DataFrame],
+           separator: str = ";") -> Tuple[Any, ...]:
+    """What an evaluation shows (:attr:`EvaluateView.outputs`), for the task its report is of."""
+    task = report.get("task") or "single_label"
+    if task != "single_label":
+        return _task_views(title, metrics, report, rows, task, separator)
     wrong = misclassified(rows) if rows is not None else None
     note = f" {len(wrong)} misclassified." if wrong is not None else ""
     if wrong is None:
@@ -182,8 +199,31 @@ def _views(title: str, metrics: Dict[str, float], report: Dict[str, Any],
                               + [""] * (len(MISCLASSIFIED_COLUMNS) - 1)], columns=list(MISCLASSIFIED_COLUMNS))
     else:
         shown = shown_table(wrong.head(_SHOWN_ERRORS))  # very long texts cut, as in the Data tab's grid
-    return (title + note, metrics_table(metrics), per_class_table(report), confusion_html(report), shown,
-            reliability_html(report, metrics))
+    return (title + note, metrics_table(metrics), per_class_table(report), confusion_html(report),
+            _errors(shown, "single_label"), reliability_html(report, metrics))
+
+
+def _task_views(title: str, metrics: Dict[str, float], report: Dict[str, Any], rows: Optional[pd.DataFrame],
+                task: str, separator: str) -> Tuple[Any, ...]:
+    """:func:`_views` for several labels per text (the per-label table with thresholds; no confusion matrix or
+    reliability diagram: each label is a yes/no decision of its own) and for a number per text (the scatter plot
+    in the confusion matrix's place)."""
+    wrong = mistakes(rows, task, separator) if rows is not None else None
+    note = ""
+    if wrong is not None:
+        note = (f" {len(wrong)} row(s) with another label set." if task == "multi_label"
+                else f" Mean absolute error {metrics['mae']:.3g}." if "mae" in metrics else "")
+    if wrong is not None and wrong.empty:
+        wrong = pd.DataFrame([[NONE_WRONG[task]] + [""] * (wrong.shape[1] - 1)], columns=list(wrong.columns))
+    shown = shown_table(wrong.head(_SHOWN_ERRORS)) if wrong is not None else mistakes(None, task)
+    plot = scatter_html(report, metrics) if task == "regression" else ""
+    return title + note, metrics_table(metrics), per_class_table(report), plot, _errors(shown, task), ""
+
+
+def _errors(table: pd.DataFrame, task: str) -> Any:
+    """The mistakes table, titled for its task."""
+    return page_update(gr.Dataframe, table, label=MISTAKES_TITLES[task].format(shown=_SHOWN_ERRORS),
+                       column_widths=column_widths(list(table.columns), "text"))
 
 
 def confusion_html(report: Dict[str, Any]) -> str:

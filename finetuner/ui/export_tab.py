@@ -278,7 +278,7 @@ def wire(handlers: ExportHandlers, view: ExportView, ctx: AppContext, tab: gr.Ta
 def _finished_choices(records: List[RunRecord]) -> List[Tuple[str, str]]:
     """(label, run id) of the finished runs, completed ones first (then newest first, as listed)."""
     finished = sorted((r for r in records if r.status != "running"), key=lambda r: r.status != "completed")
-    return [(short_run_label(r.id, r.base_model, r.metrics.get("accuracy"))
+    return [(short_run_label(r.id, r.base_model, r.metrics)
              + ("" if r.status == "completed" else f" · {r.status}"), r.id) for r in finished]
 
 

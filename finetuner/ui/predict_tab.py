@@ -6,17 +6,19 @@ import html
 import tempfile
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import gradio as gr
 import pandas as pd
 
 from ..data import detect_text_column
-from ..errors import DataError
+from ..errors import DataError, FinetunerError, first_line
 from ..explain import explain
 from ..predictions import predictions_table, write_csv
 from ..prepare import read_texts_table
-from .common import TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, shown_table, status_line, user_errors
+from .common import (TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, page_update, shown_table,
+                     status_line, user_errors)
+from .task_results import predicted_labels_line, predicted_number_line, preview_columns
 from .uploads import UploadBox
 
 _CHUNK = 256
@@ -26,6 +28,10 @@ _PREVIEW_DECIMALS = 3
 # A word named as support changes the label's log-odds by more than this (about 1 point of probability at p = 0.5).
 _NOTABLE = 0.05
 _NO_MODEL = "No model yet: train one on the Train tab, or pick a run on the Export tab."
+# The prediction's title, per task.
+_LABEL_TITLES = {"single_label": "Prediction (class probabilities)",
+                 "multi_label": "Each label's probability (several labels per text)",
+                 "regression": "Predicted number"}
 
 
 @dataclass
@@ -35,6 +41,7 @@ class PredictView:
     text: gr.Textbox
     submit: gr.Button
     label: gr.Label
+    chosen: gr.Markdown
     why: gr.Button
     reason: gr.Markdown
     highlighted: gr.HighlightedText
@@ -59,8 +66,9 @@ def layout() -> PredictView:
             text = gr.Textbox(label="Text", placeholder="Type a sentence and press Enter", lines=1, max_lines=6,
                               elem_id="predict-text")
             submit = gr.Button("Predict", variant="primary", elem_id="predict-run")
-        label = gr.Label(label="Prediction (class probabilities)", num_top_classes=10, scale=2,
-                         elem_id="predict-label")
+        with gr.Column(scale=2):
+            label = gr.Label(label=_LABEL_TITLES["single_label"], num_top_classes=10, elem_id="predict-label")
+            chosen = gr.Markdown(elem_id="predict-chosen")  # several labels per text: those predicted
     # On a button, not with every prediction: it classifies the text once more per word. Measured with the bundled
     # model on a busy 2-core CPU: a prediction takes ~0.05 s, an explanation 0.05 s (9 words) to ~2 s (50 words).
     why = gr.Button("Why this label?", size="sm", elem_id="predict-explain")
@@ -82,7 +90,7 @@ def layout() -> PredictView:
     preview = gr.Dataframe(pd.DataFrame(columns=list(_PREVIEW_COLUMNS)), label=f"First {_PREVIEW_ROWS} predictions",
                            interactive=False, wrap=True, max_height=360,
                            column_widths=column_widths(list(_PREVIEW_COLUMNS), "text"))
-    return PredictView(text, submit, label, why, reason, highlighted, batch_file, batch_button, batch_csv,
+    return PredictView(text, submit, label, chosen, why, reason, highlighted, batch_file, batch_button, batch_csv,
                        batch_status, preview)
 
 
@@ -93,13 +101,35 @@ class PredictHandlers:
         self.ctx = ctx
 
     @user_errors
-    def predict(self, sentence: str, run_id: Optional[str], request: gr.Request) -> Dict[str, float]:
-        """Class probabilities of one text from the active model."""
+    def predict(self, sentence: str, run_id: Optional[str], request: gr.Request) -> Any:
+        """Class probabilities of one text from the active model (several labels per text: each label's
+        probability; a number per text: the number)."""
         if not run_id:
             raise DataError(_NO_MODEL)
         if not (sentence or "").strip():
             raise DataError("Type a text to classify.")
-        return self.ctx.store.load_model(run_id, self.ctx.owner(request)).predict_proba([sentence])[0]
+        model = self.ctx.store.load_model(run_id, self.ctx.owner(request))
+        scores = model.predict_proba([sentence])[0]
+        task = model.label_map.task
+        value: Any = round(next(iter(scores.values())), 4) if task == "regression" else scores
+        # One label per text: the most probable is the prediction, as the heading says; several: the line under it.
+        return page_update(gr.Label, value, label=_LABEL_TITLES[task], show_heading=task != "multi_label")
+
+    def chosen_labels(self, sentence: str, run_id: Optional[str], request: gr.Request) -> str:
+        """The line under the prediction: the labels predicted for the text (several labels per text: each whose
+        probability reaches its threshold, also beyond the ten listed) or the number; empty for one label per text
+        (the heading names it)."""
+        if not run_id or not (sentence or "").strip():
+            return ""
+        model = self.ctx.store.load_model(run_id, self.ctx.owner(request))
+        task = model.label_map.task
+        if task == "single_label":
+            return ""
+        scores = model.predict_proba([sentence])[0]
+        if task == "regression":
+            return predicted_number_line(next(iter(scores.values())), model.label_map.names[0])
+        thresholds = dict(zip(model.label_map.names, getattr(model, "classifier", model).label_thresholds()))
+        return predicted_labels_line(scores, thresholds)
 
     @user_errors
     def explain_text(self, sentence: str, run_id: Optional[str], request: gr.Request
@@ -111,9 +141,18 @@ class PredictHandlers:
             raise DataError(_NO_MODEL)
         if not (sentence or "").strip():
             raise DataError("Type a text to explain.")
-        result = explain(self.ctx.store.load_model(run_id, self.ctx.owner(request)), sentence)
+        model = self.ctx.store.load_model(run_id, self.ctx.owner(request))
+        try:
+            result = explain(model, sentence)
+        except FinetunerError:
+            raise
+        except Exception as exc:  # an explanation is an aid: its failure for a task is said, not a crash
+            raise DataError(f"No explanation for this model ({model.label_map.task.replace('_', ' ')}): "
+                            f"{first_line(exc)}") from None
         support = ", ".join(f"“{html.escape(token)}”" for token, _ in result.top(3, _NOTABLE)) or "no single word"
-        line = (f"**{html.escape(result.label)}** ({result.probability:.0%}): most supported by {support}. "
+        value = (f"{result.probability:.4g}" if model.label_map.task == "regression"
+                 else f"{result.probability:.0%}")
+        line = (f"**{html.escape(result.label)}** ({value}): most supported by {support}. "
                 f"{html.escape(result.note)}")
         return result.highlighted(), line.strip()
 
@@ -153,11 +192,13 @@ class PredictHandlers:
 
 def wire(handlers: PredictHandlers, view: PredictView, ctx: AppContext) -> None:
     gr.on([view.submit.click, view.text.submit], handlers.predict, [view.text, ctx.active_run], view.label,
-          api_name="predict", concurrency_limit=4)
+          api_name="predict", concurrency_limit=4).then(
+        user_errors(handlers.chosen_labels), [view.text, ctx.active_run], view.chosen, api_visibility="private")
     view.why.click(handlers.explain_text, [view.text, ctx.active_run], [view.highlighted, view.reason],
                    api_name="explain", concurrency_limit=4)
-    view.text.input(lambda: (None, ""), None, [view.highlighted, view.reason], show_progress="hidden",
-                    api_visibility="private")  # an explanation of an earlier text is not left beside a new one
+    # An explanation (or the labels) of an earlier text is not left beside a new one.
+    view.text.input(lambda: (None, "", ""), None, [view.highlighted, view.reason, view.chosen],
+                    show_progress="hidden", api_visibility="private")
     view.batch_button.click(handlers.predict_file, [view.batch_file, ctx.active_run], view.batch_outputs,
                             api_name="predict_file")
 
@@ -177,9 +218,13 @@ def with_predictions(frame: pd.DataFrame, rows: List[int], predictions: pd.DataF
     return result
 
 
-def _preview(table: pd.DataFrame, text_column: str, first_added: int) -> pd.DataFrame:
-    """The first rows for the page: the text, predicted label and confidence (3 decimals), long texts cut."""
-    label, confidence = table.columns[first_added:first_added + 2]
-    shown = table.head(_PREVIEW_ROWS)[[text_column, label, confidence]].copy()
-    shown[confidence] = pd.to_numeric(shown[confidence], errors="coerce").round(_PREVIEW_DECIMALS)
-    return shown_table(shown)  # the same three columns as the preview's widths: text first
+def _preview(table: pd.DataFrame, text_column: str, first_added: int) -> Any:
+    """The first rows for the page: the text, predicted label and confidence (several labels per text: the
+    predicted labels; a number per text: the number) with numbers to 3 decimals, long texts cut."""
+    added = preview_columns(table, first_added)
+    shown = table.head(_PREVIEW_ROWS)[[text_column, *added]].copy()
+    for column in added:
+        if not str(column).startswith("predicted_label"):  # the confidence or the predicted number
+            shown[column] = pd.to_numeric(shown[column], errors="coerce").round(_PREVIEW_DECIMALS)
+    columns = list(shown.columns)
+    return page_update(gr.Dataframe, shown_table(shown), column_widths=column_widths(columns, columns[0]))

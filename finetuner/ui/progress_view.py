@@ -25,7 +25,14 @@ UPDATE_INTERVAL_S = 0.3  # at most about three UI updates a second
 _LOG_LINES = 200
 _COLORS = {"queued": "#9ca3af", "running": "#4f46e5", "completed": "#16a34a", "stopped": "#d97706",
            "failed": "#dc2626", "idle": "#9ca3af"}
-_EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "f1_macro")
+# The columns of the per-epoch table, per task: the scores training reports after each epoch (finetuner.metrics).
+_EPOCH_COLUMNS = {"single_label": ("epoch", "loss", "accuracy", "f1_macro"),
+                  "multi_label": ("epoch", "loss", "f1_macro", "f1_micro"),
+                  "regression": ("epoch", "loss", "pearson", "mae")}
+# What the completed line says, per task: (metric, as named in the line).
+_FINAL_SCORES = {"single_label": (("accuracy", "accuracy"), ("f1_macro", "F1 (macro)")),
+                 "multi_label": (("f1_macro", "F1 (macro)"), ("f1_micro", "F1 (micro)")),
+                 "regression": (("pearson", "Pearson r"), ("mae", "mean absolute error"))}
 
 
 def trains_in_epochs(method: Optional[str]) -> bool:
@@ -37,8 +44,10 @@ def trains_in_epochs(method: Optional[str]) -> bool:
 class ProgressView:
     """Accumulates a job's events into what the tab shows."""
 
-    def __init__(self, config: TrainConfig):
-        self.config = config
+    def __init__(self, config: TrainConfig, task_line: str = ""):
+        self.config = config  # its task: the one the labels were read as (not "auto")
+        self.task = config.task if config.task in _EPOCH_COLUMNS else "single_label"
+        self.columns = _EPOCH_COLUMNS[self.task]
         self.event: Optional["ProgressEvent"] = None
         self.status = "Preparing…"
         self.losses: List[Dict[str, Any]] = []
@@ -48,10 +57,12 @@ class ProgressView:
         self.offset = 0  # steps of the trainings before this one (auto trains a model per candidate)
         self._last_steps = 0
         self.started = time.monotonic()
+        if task_line:
+            self._log(task_line)
 
     @staticmethod
-    def empty_epochs() -> pd.DataFrame:
-        return pd.DataFrame(columns=[metric_name(c) for c in _EPOCH_COLUMNS])
+    def empty_epochs(task: str = "single_label") -> pd.DataFrame:
+        return pd.DataFrame(columns=[metric_name(c) for c in _EPOCH_COLUMNS.get(task, _EPOCH_COLUMNS["single_label"])])
 
     def drain(self, events: "queue.Queue[Any]") -> None:
         """Take every waiting event (waiting a moment for the first)."""
@@ -83,9 +94,9 @@ class ProgressView:
                 self.losses.append({"step": self.offset + event.step, "loss": metrics["loss"],
                                     "series": "evaluation"})
             self.evaluations[round(event.epoch, 2)] = {
-                "epoch": round(event.epoch, 2), **{k: round(metrics[k], 4) for k in _EPOCH_COLUMNS[1:] if k in metrics}}
+                "epoch": round(event.epoch, 2), **{k: round(metrics[k], 4) for k in self.columns[1:] if k in metrics}}
             self._log(f"evaluation at epoch {event.epoch:.2f}: "
-                      + ", ".join(f"{k} {metrics[k]:.4f}" for k in _EPOCH_COLUMNS[1:] if k in metrics))
+                      + ", ".join(f"{k} {metrics[k]:.4f}" for k in self.columns[1:] if k in metrics))
         elif event.kind == "end":
             self.ended, self._last_steps = True, max(event.step, event.max_steps)
 
@@ -93,7 +104,7 @@ class ProgressView:
         running = not job.finished
         run_id = job.record.id if not running and job.status == "completed" and job.record else gr.skip()
         epochs = (pd.DataFrame(list(self.evaluations.values())).rename(columns=metric_name) if self.evaluations
-                  else self.empty_epochs())
+                  else self.empty_epochs(self.task))
         log = "\n".join(reversed(self.lines[-_LOG_LINES:]))
         return (self._html(job, position, running), loss_chart(self.losses), epochs, log,
                 gr.Button(interactive=not running), gr.Button(interactive=running), run_id)
@@ -124,8 +135,8 @@ class ProgressView:
         seconds = _clock(time.monotonic() - self.started)
         if status == "completed":
             metrics = job.record.metrics if job.record else {}
-            scores = ", ".join(f"{name} {metrics[key]:.3f}" for key, name in
-                               (("accuracy", "accuracy"), ("f1_macro", "F1 (macro)")) if key in metrics)
+            scores = ", ".join(f"{name} {metrics[key]:.3f}" for key, name in _FINAL_SCORES[self.task]
+                               if key in metrics)
             run_id = job.record.id if job.record else ""
             return _bar(1.0, f"Completed in {seconds}{' — ' + scores if scores else ''}. Run {run_id} is now the "
                              "active model: see Evaluate and Predict.", "completed", method)

@@ -17,6 +17,7 @@ from ..gguf_models import OFFLINE_LLMS, is_gguf_path, pulled_gguf
 from ..models import DEFAULT_MODEL, KNOWN_HUB_DECODERS, KNOWN_HUB_MODELS, resolve_model
 from ..prepare import prepare
 from ..runner import Job, TrainSpec
+from ..tasks import TASK_NAMES
 from .common import (AppContext, TableData, check_model_name, from_page, kept_outputs, local_models_allowed,
                      user_errors, warn)
 from .data_tab import DataTab
@@ -48,8 +49,15 @@ _HYPER_FIELDS = (
 PRESET_INFO = ("Automatic tries the cheapest methods first and keeps the best on rows held out from training. "
                "fast: about 1 minute on 2 CPU cores for up to ~1,000 short texts · balanced: about 10 minutes · "
                "best: no time limit, up to 6 epochs with early stopping. A GPU fits more into the same time.")
+# The task choices (TrainConfig.task): (label, value); "auto" reads it from the label column, as the Data tab shows.
+TASK_CHOICES = [("Detect from the label column", "auto"), ("One label per text", "single_label"),
+                ("Several labels per text (cells like a;b)", "multi_label"),
+                ("A number per text (regression)", "regression")]
+_TASK_INFO = ("What the labels are. Detect reads it from the label column (the Data tab's checks say what it found "
+              "and why); choose another to override it, e.g. numbers 1-5 as classes rather than as a score.")
 # The API's /train parameters after the Data tab's are the form's fields by name (TrainView.settings): model_name,
-# preset_name, the hyperparameters (_FIELDS), method, then these. Names and order are public: clients use them.
+# preset_name, the hyperparameters (_FIELDS), method, then these, then task. Names and order are public: clients use
+# them.
 _LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 
 
@@ -96,6 +104,7 @@ def layout(ctx: AppContext) -> TrainView:
     method = gr.Radio(METHOD_CHOICES, value=initial_method, label="Method", elem_id="train-method",
                       info=_METHOD_INFO)
     lora_box, lora = _lora_fields(shows_lora_settings(initial_method))
+    task = gr.Dropdown(TASK_CHOICES, value="auto", label="Task", info=_TASK_INFO, elem_id="train-task")
     hyper = _hyper_fields(dict(zip(_FIELDS, _form("fast", initial_method))))
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
@@ -112,7 +121,7 @@ def layout(ctx: AppContext) -> TrainView:
         epoch_table = gr.Dataframe(ProgressView.empty_epochs(), label="Evaluation after each epoch", interactive=False,
                                    scale=2, elem_id="train-epochs")
     log = gr.Textbox(label="Log (newest first)", lines=6, max_lines=6, interactive=False, elem_id="train-log")
-    settings = {"model_name": model, "preset_name": preset, **hyper, "method": method, **lora}
+    settings = {"model_name": model, "preset_name": preset, **hyper, "method": method, **lora, "task": task}
     return TrainView(model, preset, method, lora_box, settings, start, stop, progress, loss_plot, epoch_table, log)
 
 
@@ -163,7 +172,8 @@ class TrainHandlers:
             named = preset_settings(settings["preset_name"], named, method, self.initial_method)
         method_settings = lora_settings(method, *(settings.get(name) for name in _LORA_SETTINGS))
         budget = PRESETS.get(settings.get("preset_name"), {}).get("time_budget")  # the preset's, not a field
-        return _config(named, eval_fraction, method_settings, budget), method_settings
+        task = settings.get("task") or "auto"
+        return _config(named, eval_fraction, {**method_settings, "task": task}, budget), method_settings
 
     def model_name(self, name: Optional[str]) -> str:
         """The model to train: checked now (not after waiting in the queue), the app's default when empty."""
@@ -180,18 +190,23 @@ class TrainHandlers:
         ``settings`` are the form's fields by name: ``model_name``, ``preset_name`` (fast, balanced, best: a
         hyperparameter given with another value than the form's default overrides the preset's), the
         hyperparameters, ``method`` (one of :data:`~finetuner.config.METHODS`; "auto" is chosen from the data and
-        the model, shown when training starts) and the ``lora_*`` settings (empty: the defaults)."""
+        the model, shown when training starts), the ``lora_*`` settings (empty: the defaults) and ``task`` (one of
+        :data:`~finetuner.tasks.TASKS`; "auto", the default, reads it from the label column)."""
         config, method_settings = self.config(settings, eval_fraction)
         model_name = self.model_name(settings.get("model_name"))
         preset_name = settings["preset_name"]
         checked = prepare(table.frame, text_column, label_column, eval_frame=eval_table.frame if eval_table else None,
-                          eval_fraction=eval_fraction, seed=config.seed, source=table.name)
+                          eval_fraction=eval_fraction, seed=config.seed, source=table.name, task=config.task)
         as_preset = config == TrainConfig.from_preset(preset_name, eval_fraction=eval_fraction, **method_settings)
+        task_line = ""
+        if checked.task is not None:  # trained as the task the labels were read as, as the command line does
+            config = config.replace(task=checked.task.task)
+            task_line = f"Task: {TASK_NAMES[checked.task.task]} ({checked.task.reason})."
         job = self.ctx.runner.submit(TrainSpec(model_name, config, checked,
                                                preset_name if as_preset else f"{preset_name} (edited)",
                                                run_owner=self.ctx.owner(request)),
                                      owner=getattr(request, "session_hash", None) or "")  # who may stop it
-        yield from self.follow(job, ProgressView(config))
+        yield from self.follow(job, ProgressView(config, task_line))
 
     def follow(self, job: Job, view: "ProgressView") -> Iterator[Tuple[Any, ...]]:
         """Stream a job's progress a few times a second until it ends; a page gone away stops it."""
@@ -328,7 +343,7 @@ def preset_settings(preset: str, named: Dict[str, Any], method: str = "auto",
 def _config(named: Dict[str, Any], eval_fraction: float, method_settings: Dict[str, Any],
             time_budget: Optional[float] = None) -> TrainConfig:
     """A TrainConfig from the hyperparameter fields (0 means "automatic" or "off" where the labels say so), the
-    method's settings (see :func:`lora_settings`) and the preset's time budget."""
+    method's settings (see :func:`lora_settings`) with the task, and the preset's time budget."""
     empty = [name for name, value in named.items() if value is None or value == ""]
     if empty:
         raise ConfigError(f"Fill in the hyperparameter(s): {', '.join(empty)}.")
