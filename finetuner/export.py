@@ -65,8 +65,7 @@ def model_card(record: RunRecord, model_dir: Optional[Union[str, Path]] = None) 
     kind = saved_kind(model_dir) if model_dir is not None else _method_kind(config.get("method"))
     lines = _front_matter(kind, base) + [
         "", f"# Text classifier fine-tuned with finetuner (run {record.id})", "",
-        f"Fine-tuned from `{base}` to sort texts into {len(record.labels)} classes: "
-        + ", ".join(f"`{label}`" for label in record.labels) + ".", "",
+        _purpose(base, record.labels, config.get("task")), "",
         *_method_note(kind, config.get("method"), base),
         "## Training data", "",
         f"- Source: {data.get('source') or 'table edited in the app'}",
@@ -94,11 +93,20 @@ def model_card(record: RunRecord, model_dir: Optional[Union[str, Path]] = None) 
         "", "## Use", "", "```python", "from finetuner import LLMFinetuner", "",
         'model = LLMFinetuner.load("path/to/this/folder")',
         'model.predict_proba(["an example sentence"])', "```", "",
-        *_use_note(kind, config.get("max_length")),
+        *_use_note(kind, config.get("max_length"), config.get("task")),
         "## Limitations", "",
         "Scores come from the held-out rows above; texts unlike the training data may be classified poorly.", "",
     ]
     return "\n".join(lines)
+
+
+def _purpose(base: str, labels: list, task: Optional[str]) -> str:
+    names = ", ".join(f"`{label}`" for label in labels)
+    if task == "regression":
+        return f"Fine-tuned from `{base}` to predict a number per text ({names})."
+    if task == "multi_label":
+        return f"Fine-tuned from `{base}` to give each text any of {len(labels)} labels: {names}."
+    return f"Fine-tuned from `{base}` to sort texts into {len(labels)} classes: {names}."
 
 
 def _front_matter(kind: str, base: str) -> list:
@@ -128,17 +136,23 @@ def _method_note(kind: str, method_name: Optional[str], base: str) -> list:
     return ["Method: full fine-tuning (every weight trained; the folder holds the whole model).", ""]
 
 
-def _use_note(kind: str, max_length: Optional[int]) -> list:
+def _use_note(kind: str, max_length: Optional[int], task: Optional[str] = None) -> list:
     """The card's lines on loading the folder without finetuner: transformers' pipeline where it gives finetuner's
     predictions, else why it refuses the folder and what to use instead."""
     if kind == CLASSIFIER:
         length = f", max_length={max_length}" if isinstance(max_length, int) else ""
+        outputs = {"multi_label": ["With `top_k=None` the pipeline gives every label's own probability (a sigmoid); "
+                                   "finetuner's decision threshold per label is `thresholds` in `finetuner.json`.",
+                                   ""],
+                   "regression": ["The pipeline's `score` is the predicted number (in the target's units).", ""]}
+        top = ", top_k=None" if task == "multi_label" else ""
         return ["or with transformers alone (the same labels as finetuner for a text that fits in max_length tokens; "
                 "a longer one is cut there, where finetuner reads it in overlapping windows and averages them):", "",
                 "```python",
                 "from transformers import pipeline", "",
-                'classifier = pipeline("text-classification", model="path/to/this/folder")',
-                f'classifier(["an example sentence"], truncation=True{length})', "```", ""]
+                f'classifier = pipeline("text-classification", model="path/to/this/folder"{top})',
+                f'classifier(["an example sentence"], truncation=True{length})', "```", "",
+                *outputs.get(task or "", [])]
     if kind == ADAPTER:
         return ["(This needs the base model named above.) transformers' `pipeline` refuses this folder on purpose "
                 "(its `config.json` has the model type `finetuner-lora-adapter`): the adapter loaded onto the base "
