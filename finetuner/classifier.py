@@ -178,7 +178,8 @@ class TextClassifier:
         return "onnx" if self.onnx is not None else "torch"
 
     def explain(self, text: str, target: Optional[str] = None) -> Explanation:
-        """Which words of ``text`` support the predicted class (or ``target``): :func:`finetuner.explain.explain`."""
+        """Which words of ``text`` support the predicted class (or ``target``; several labels per text: the most
+        probable label; a number: how each word raises or lowers it): :func:`finetuner.explain.explain`."""
         return explain(self, text, target)
 
     def length_limit(self) -> int:

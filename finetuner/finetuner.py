@@ -211,7 +211,8 @@ class LLMFinetuner:
         return self.classifier.predict_proba_array(texts)
 
     def explain(self, text: str, target: Optional[str] = None) -> Explanation:
-        """Which words of ``text`` support the predicted class (or ``target``): :func:`finetuner.explain.explain`."""
+        """Which words of ``text`` support the predicted class (or ``target``; several labels per text: the most
+        probable label; a number: how each word raises or lowers it): :func:`finetuner.explain.explain`."""
         return self.classifier.explain(text, target)
 
     @property

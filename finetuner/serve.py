@@ -1,8 +1,10 @@
 """A small HTTP JSON API for a trained classifier (``python -m finetuner serve``), without the Gradio app.
 
 ``POST /predict`` with ``{"texts": ["...", ...]}`` answers, for each text, the predicted label, its probability and
-every class's probability; ``GET /health`` the model, its labels, the limits and counters; ``GET /labels`` the
-labels; ``GET /`` what the service offers.
+every class's probability (a model of several labels per text: the list of predicted ``labels``, those whose
+probability reaches their threshold, and every label's probability; a model of a number per text: the predicted
+``value``); ``GET /health`` the model, its task, labels, limits and counters; ``GET /labels`` the labels; ``GET /``
+what the service offers.
 
 Requests that arrive together are predicted together (:class:`MicroBatcher`): one worker takes what is waiting
 (up to ``max_batch`` texts, waiting at most ``max_wait_ms`` for more while the model is idle), runs one model call
@@ -397,6 +399,9 @@ def create_app(classifier: Any, *, name: Optional[str] = None, max_texts: int = 
             or max_wait_ms < 0:
         raise ValueError(f"max_wait_ms must be 0 or more; got {max_wait_ms!r}.")
     labels = [str(label) for label in classifier.label_map.names]
+    task = getattr(classifier.label_map, "task", "single_label")
+    inner = getattr(classifier, "classifier", classifier)  # LLMFinetuner wraps a TextClassifier
+    thresholds = (list(map(float, inner.label_thresholds())) if task == "multi_label" else None)
     identity = model_identity(classifier, name)
     limits = {"max_texts": max_texts, "max_body_bytes": max_body_bytes, "max_batch": max_batch,
               "max_wait_ms": max_wait_ms}
@@ -411,6 +416,12 @@ def create_app(classifier: Any, *, name: Optional[str] = None, max_texts: int = 
     api = FastAPI(title="finetuner", version=__version__, lifespan=lifespan,
                   description=f"Text classification with {identity['name']} (labels: {', '.join(labels)}).")
     api.state.batcher, api.state.limits, api.state.model, api.state.labels = batcher, limits, identity, labels
+    api.state.task = task
+    # What a response adds for the other tasks (one label per text keeps its response as it always was).
+    extra: Dict[str, Any] = {} if task == "single_label" else {"task": task}
+    answers = {"single_label": "label and class probabilities for each text",
+               "multi_label": "the labels above their thresholds and every label's probability for each text",
+               "regression": "the predicted value for each text"}[task]
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message, "status": status}, status_code=status)
@@ -428,16 +439,16 @@ def create_app(classifier: Any, *, name: Optional[str] = None, max_texts: int = 
     @api.get("/")
     async def index() -> Dict[str, Any]:
         return {"service": "finetuner text classification", "version": __version__, "model": identity,
-                "endpoints": {"POST /predict": 'body {"texts": ["...", ...]}: label and class probabilities '
-                                               "for each text",
+                "endpoints": {"POST /predict": f'body {{"texts": ["...", ...]}}: {answers}',
                               "GET /health": "status, model, labels, limits and counters",
                               "GET /labels": "the labels, in the order of the probabilities"},
                 "limits": limits}
 
     @api.get("/health")
     async def health() -> Dict[str, Any]:
-        return {"status": "ok", "model": identity, "labels": labels, "limits": limits,
-                "stats": batcher.stats.as_dict()}
+        thresholds_of = {"thresholds": dict(zip(labels, thresholds))} if thresholds is not None else {}
+        return {"status": "ok", "model": identity, "task": task, "labels": labels, **thresholds_of,
+                "limits": limits, "stats": batcher.stats.as_dict()}
 
     @api.get("/labels")
     async def get_labels() -> Dict[str, Any]:
@@ -448,7 +459,8 @@ def create_app(classifier: Any, *, name: Optional[str] = None, max_texts: int = 
             "type": "array", "minItems": 1, "maxItems": max_texts, "items": {"type": "string"}}}},
         "example": {"texts": ["what a great film", "a dull, boring plot"]}}}}})
     async def predict(request: Request) -> JSONResponse:
-        """The label, its probability and every class's probability for each text."""
+        """The label, its probability and every class's probability for each text (several labels per text: the
+        labels and every label's probability; a number: the value)."""
         try:
             texts = parse_texts(await request.body(), max_texts)
         except RequestError as exc:
@@ -457,15 +469,28 @@ def create_app(classifier: Any, *, name: Optional[str] = None, max_texts: int = 
             probabilities = await batcher.predict(texts)
         except ModelCallError as exc:
             return error(500, str(exc))
-        return JSONResponse({"model": identity, "labels": labels,
-                             "predictions": predictions(probabilities, labels)})
+        return JSONResponse({"model": identity, **extra, "labels": labels,
+                             "predictions": predictions(probabilities, labels, task, thresholds)})
 
     return BodyLimit(api, max_body_bytes)
 
 
-def predictions(probabilities: np.ndarray, labels: Sequence[str]) -> List[Dict[str, Any]]:
+def predictions(probabilities: np.ndarray, labels: Sequence[str], task: str = "single_label",
+                thresholds: Optional[Sequence[float]] = None) -> List[Dict[str, Any]]:
     """One ``{"label", "confidence", "probabilities": {label: p}}`` per row, probabilities rounded as
-    ``finetuner predict`` writes them."""
+    ``finetuner predict`` writes them. Several labels per text: ``{"labels": [the labels whose probability reaches
+    their threshold (default 0.5)], "probabilities": {label: p}}``; a number per text: ``{"value": v}``."""
+    if task == "regression":
+        return [{"value": float(v)} for v in np.round(np.asarray(probabilities, dtype=np.float64)[:, 0],
+                                                      PROBABILITY_DECIMALS)]
+    if task == "multi_label":
+        scores = np.asarray(probabilities, dtype=np.float64)
+        limits = np.full(len(labels), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        chosen = scores >= limits[None, :]  # before rounding, as the model decides
+        rows = np.round(scores, PROBABILITY_DECIMALS)
+        return [{"labels": [label for label, on in zip(labels, keep) if on],
+                 "probabilities": {label: float(p) for label, p in zip(labels, row)}}
+                for row, keep in zip(rows, chosen)]
     best = np.asarray(probabilities).argmax(axis=1)  # before rounding: a near-tie keeps the model's own label
     rows = np.round(np.asarray(probabilities, dtype=np.float64), PROBABILITY_DECIMALS)
     return [{"label": labels[b], "confidence": float(row[b]),

@@ -76,9 +76,10 @@ def _separator(cells: Sequence[str]) -> Optional[str]:
             continue
         alone = {cell for cell in cells if sep not in cell}
         seen = Counter(parts)
-        # Label sets, not free text: most parts are whole cells elsewhere or recur, and they are short.
-        known = sum(1 for part in seen if part in alone or seen[part] >= 2)
-        if known >= 0.8 * len(seen) and max(len(part) for part in seen) <= 60:
+        # Label sets, not free text: most parts are whole cells elsewhere or recur, and they are short. Counted
+        # per occurrence, so that one bad cell among few labels (a mixed separator, a typo) does not hide the rest.
+        known = sum(count for part, count in seen.items() if part in alone or count >= 2)
+        if known >= 0.8 * len(parts) and max(len(part) for part in seen) <= 60:
             return sep
     return None
 

@@ -97,3 +97,29 @@ def test_bad_input_exits_2_with_one_line(argv, message, files, tmp_path):
 def test_check_is_listed_in_the_help():
     code, out, _ = run_cli("--help")
     assert code == 0 and "check" in out
+
+
+def test_several_labels_per_text_are_checked_and_numbers_say_the_check_does_not_apply(tmp_path):
+    from test_label_issues import MULTI_FLIPPED, _topic_sets
+
+    texts, sets = _topic_sets(150)
+    for row, wrong in MULTI_FLIPPED.items():
+        sets[row] = wrong
+    multi = tmp_path / "multi.csv"
+    pd.DataFrame({"text": texts, "topics": sets}).to_csv(multi, index=False)
+    code, out, err = run_cli("check", "--data", multi, "--output", tmp_path / "issues.csv")
+    assert code == 0, err
+    assert "150 rows, 3 labels, several per text (separator ';')" in out
+    issues = pd.read_csv(tmp_path / "issues.csv")
+    assert set(issues["row"].head(2)) == set(MULTI_FLIPPED)
+    numbers = tmp_path / "numbers.csv"
+    pd.DataFrame({"text": texts[:40] + texts[:1], "score": [1 + 0.1 * i for i in range(41)]}).to_csv(numbers,
+                                                                                                     index=False)
+    code, out, err = run_cli("check", "--data", numbers, "--output", tmp_path / "none.csv")
+    assert code == 0, err
+    assert "41 rows, a number per text (regression)" in out
+    assert "Label issues: not checked. Checking labels applies to class labels" in out
+    assert "Duplicates within numbers.csv: 1 exact" in out  # the other checks still run
+    assert "Nothing written" in err and not (tmp_path / "none.csv").exists()
+    code, _, err = run_cli("check", "--data", numbers, "--task", "single_label", "-q")
+    assert code == 2 and "is not a class label (decimal numbers look like a regression target)" in err

@@ -100,6 +100,109 @@ def test_long_texts_are_explained_in_spans_and_say_so():
     assert word_spans("short text")[1] == ""
 
 
+class _EmotionModel:
+    """Several labels per text: each label's log-odds are ``weight`` times the count of its word, minus 2."""
+
+    labels = ["anger", "joy", "love"]
+    task = "multi_label"
+
+    def __init__(self, weight: float = 3.0, windows: int = 0):
+        self.weight, self.windows = weight, windows
+
+    def label_thresholds(self):
+        return [0.5, 0.3, 0.5]
+
+    def window_spans(self, text):
+        """Windows of ``windows`` words (none: one window, whatever the length)."""
+        words = [m.span() for m in re.finditer(r"\S+", text)]
+        if not self.windows or len(words) <= self.windows:
+            return [(0, len(text))]
+        size = self.windows
+        return [(words[i][0], words[min(i + size, len(words)) - 1][1]) for i in range(0, len(words), size)]
+
+    def _logits(self, text):
+        words = re.findall(r"\w+", text.lower())
+        return [self.weight * words.count(word) - 2 for word in ("angry", "happy", "adore")]
+
+    def predict_proba_array(self, texts):
+        rows = []
+        for text in texts:
+            pieces = [text[a:b] for a, b in self.window_spans(text)] if self.windows else [text]
+            rows.append(np.mean([self._logits(piece) for piece in pieces], axis=0))
+        return 1 / (1 + np.exp(-np.asarray(rows, dtype=float)))
+
+
+class _PriceModel:
+    """A number per text: 100, plus 10 for each "great", minus 5 for each "bad"."""
+
+    labels = ["price"]
+    task = "regression"
+
+    def predict_proba_array(self, texts):
+        words = [re.findall(r"\w+", t.lower()) for t in texts]
+        return np.asarray([[100.0 + 10 * w.count("great") - 5 * w.count("bad")] for w in words])
+
+
+def test_several_labels_per_text_explain_each_label_by_its_own_log_odds():
+    model = _EmotionModel()
+    text = "so happy and i adore you , happy"
+    result = explain(model, text)
+    # The most probable label (joy: 3 × 2 - 2 = 4), each word's score the change in joy's own log-odds.
+    assert result.label == "joy" and result.task == "multi_label"
+    assert result.probability == pytest.approx(1 / (1 + np.exp(-4)))
+    assert result.threshold == 0.3 and "predicted at threshold 0.30" in result.headline()
+    scores = dict(zip(result.tokens, result.scores))
+    assert scores["happy"] == pytest.approx(3.0, abs=1e-6) and scores["adore"] == pytest.approx(0.0, abs=1e-9)
+    love = explain(model, text, target="love")  # another label: its words, not joy's
+    assert love.label == "love" and love.threshold == 0.5
+    assert dict(zip(love.tokens, love.scores))["adore"] == pytest.approx(3.0, abs=1e-6)
+    assert dict(zip(love.tokens, love.scores))["happy"] == pytest.approx(0.0, abs=1e-9)
+    absent = explain(model, text, target="anger")  # a label below its threshold: no word moves it
+    assert absent.probability < 0.5 and "not predicted" in absent.headline()
+    assert all(score == pytest.approx(0.0, abs=1e-9) for score in absent.scores)
+    with pytest.raises(DataError, match="Unknown label 'fear'"):
+        explain(model, text, target="fear")
+
+
+def test_several_labels_per_text_in_windows_pool_each_labels_log_odds():
+    model = _EmotionModel(windows=4)
+    text = "happy a b c d e f adore"  # two windows: "happy a b c", "d e f adore"
+    result = explain(model, text, target="joy")
+    scores = dict(zip(result.tokens, result.scores))
+    # joy's logit is the mean of the windows' (1 and -2): without "happy" it is -2; the drop is 1.5 in log-odds.
+    assert scores["happy"] == pytest.approx(1.5, abs=1e-6)
+    assert result.probability == pytest.approx(float(model.predict_proba_array([text])[0, 1]))
+    assert "Read in 2 overlapping windows" in result.note
+
+
+def test_a_number_per_text_is_explained_by_how_much_each_word_moves_it():
+    result = explain(_PriceModel(), "a great great show , bad ending")
+    assert result.task == "regression" and result.label == "price"
+    assert result.value == result.probability == pytest.approx(115.0)
+    scores = dict(zip(result.tokens, result.scores))
+    # In the target's units: "great" raises the predicted value by 10, "bad" lowers it by 5.
+    assert scores["great"] == pytest.approx(10.0) and scores["bad"] == pytest.approx(-5.0)
+    assert scores["show"] == 0.0
+    assert [token for token, _ in result.top(2)] == ["great", "great"]
+    assert result.bottom(1) == [("bad", pytest.approx(-5.0))]
+    line = result.headline()
+    assert line.startswith("predicted price 115") and "raised most by “great”" in line
+    assert "lowered most by “bad”" in line
+    shown = dict((piece, score) for piece, score in result.highlighted() if score is not None)
+    assert shown["great"] == pytest.approx(1.0) and shown["bad"] == pytest.approx(-0.5)
+    assert explain(_PriceModel(), "a show", target="price").scores == [0.0, 0.0]
+    flat = explain(_PriceModel(), "a show")
+    assert "no single word moves it" in flat.headline() and flat.floor == pytest.approx(1.0)
+    with pytest.raises(DataError, match="Unknown target 'value'"):
+        explain(_PriceModel(), "a show", target="value")
+
+
+def test_one_label_per_text_says_nothing_of_thresholds():
+    result = explain(_CountingModel(), "good film")
+    assert result.task == "single_label" and result.threshold is None
+    assert result.headline() == "positive (73%): most supported by “good”"
+
+
 @pytest.fixture(scope="module")
 def sentiment_model(tiny_bert) -> LLMFinetuner:
     model = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(epochs=15))  # confident: probabilities near 0 or 1

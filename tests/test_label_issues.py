@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from topic_data import topic_data
+from topic_data import TOPICS, topic_data
 
 from finetuner.errors import DataError
 from finetuner.label_issues import ISSUE_COLUMNS, find_label_issues, summarize_label_issues
@@ -81,3 +81,53 @@ def test_one_fold_is_refused():
     texts, labels = topic_data(5)
     with pytest.raises(DataError, match="folds must be at least 2"):
         find_label_issues(pd.DataFrame({"text": texts, "label": labels}), folds=1)
+
+
+# ------------------------------------------------------------------------------------ several labels, numbers
+
+MULTI_FLIPPED = {5: "sports", 22: "cooking;sports;weather"}  # row -> wrong label set
+
+
+def _topic_sets(n: int = 80):
+    """Texts of one or two topics (a sentence each), and their label sets joined by ';'."""
+    texts, labels = topic_data(80)
+    combos = [("sports",), ("cooking",), ("weather",), ("cooking", "sports"), ("sports", "weather"),
+              ("cooking", "weather")]
+    by_topic = {topic: [t for t, label in zip(texts, labels) if label == topic] for topic in TOPICS}
+    rows, sets = [], []
+    for i in range(n):
+        combo = combos[i % len(combos)]
+        rows.append(" ".join(by_topic[topic][(i * 7 + j * 31) % 80] for j, topic in enumerate(combo)))
+        sets.append(";".join(combo))
+    return rows, sets
+
+
+def test_several_labels_per_text_flag_the_rows_whose_label_set_is_wrong():
+    texts, sets = _topic_sets(150)
+    truth = {row: sets[row] for row in MULTI_FLIPPED}
+    assert truth == {5: "cooking;weather", 22: "sports;weather"}
+    for row, wrong in MULTI_FLIPPED.items():
+        sets[row] = wrong
+    issues = find_label_issues(pd.DataFrame({"text": texts, "topics": sets}))
+    assert tuple(issues.columns) == ISSUE_COLUMNS
+    top = issues.head(len(MULTI_FLIPPED))
+    assert set(top["row"]) == set(MULTI_FLIPPED), issues.head()
+    for item in top.itertuples():
+        assert item.given_label == MULTI_FLIPPED[item.row] and item.suggested_label == truth[item.row]
+    assert len(issues) < 10
+    assert issues["score"].between(0, 1).all() and issues["score"].is_monotonic_decreasing
+
+
+def test_label_sets_that_cannot_be_checked_and_numbers_say_so():
+    texts, sets = _topic_sets(12)
+    with pytest.raises(DataError, match=r"label\(s\) of column 'topics' are on a single row \('rare'\)"):
+        find_label_issues(pd.DataFrame({"text": texts, "topics": sets[:-1] + ["sports;rare"]}), task="multi_label")
+    with pytest.raises(DataError, match="are on \\(nearly\\) every row \\('news'\\)"):
+        find_label_issues(pd.DataFrame({"text": texts, "topics": [s + ";news" for s in sets]}))
+    with pytest.raises(DataError, match="mixes ';' with ','"):
+        find_label_issues(pd.DataFrame({"text": texts, "topics": sets[:-1] + ["sports;cooking,weather"]}))
+    scores = [1.5 + 0.1 * i for i in range(len(texts))]
+    with pytest.raises(DataError, match="Checking labels applies to class labels .* 'score' holds numbers"):
+        find_label_issues(pd.DataFrame({"text": texts, "score": scores}))
+    with pytest.raises(DataError, match="holds numbers"):  # asked for
+        find_label_issues(pd.DataFrame({"text": texts, "label": sets}), task="regression")

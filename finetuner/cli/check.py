@@ -6,8 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any, List
 
-from ..data import detect_columns, detect_text_column, in_file, normalize_labels, read_table, validate_texts
+import numpy as np
+
+from ..data import (LabelMap, detect_columns, detect_text_column, in_file, normalize_labels, read_table,
+                    validate_texts)
 from ..predictions import write_csv
+from ..tasks import TASK_NAMES, TASKS, detect_task
 from .console import EXIT_OK, Console, UsageError
 from .processes import is_main_process
 from .settings import value_parser
@@ -24,6 +28,10 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="FILE", required=True, help="labelled table to check")
     p.add_argument("--text-column", metavar="C", help="column of texts (default: detected)")
     p.add_argument("--label-column", metavar="C", help="column of labels (default: detected)")
+    p.add_argument("--task", choices=TASKS, default="auto",
+                   help="what the labels are: auto (read from the label column), single_label, multi_label "
+                        "(several labels per text, e.g. 'joy;love') or regression (numbers: the label check does "
+                        "not apply, duplicates are still found)")
     p.add_argument("--output", metavar="ISSUES.csv",
                    help="write the flagged rows there, most suspicious first (row is the 0-based data row)")
     p.add_argument("--eval", metavar="FILE", help="evaluation table: report its texts that are also in --data")
@@ -48,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: they load torch, which --help and bad command lines do not need.
     from ..duplicates import EXACT_EVAL, EXACT_TRAIN, NEAR_EVAL, NEAR_TRAIN, find_duplicates
     from ..embeddings import embed
-    from ..label_issues import check_classes, find_label_issues
+    from ..label_issues import (check_classes, check_label_sets, find_label_issues,
+                                label_check_not_applicable)
 
     console = Console(args.quiet)
     data = Path(args.data).expanduser()
@@ -56,28 +65,43 @@ def run(args: argparse.Namespace) -> int:
     with in_file(data):
         text_column, label_column = detect_columns(frame, args.text_column, args.label_column)
         texts = validate_texts(frame[text_column].tolist(), what=f"column {text_column!r}")
-        labels = normalize_labels(frame[label_column].tolist())
-        check_classes(labels, label_column)  # before the slow part
+        cells = frame[label_column].tolist()
+        task = detect_task(cells, args.task)
+        not_checked = label_check_not_applicable(task, label_column)
+        if task.task == "multi_label":  # before the slow part
+            label_map = LabelMap.from_labels(cells, task="multi_label", separator=task.separator)
+            check_label_sets(np.asarray(label_map.encode(cells)), label_map.names, label_column)
+            kinds = f"{len(label_map)} labels, several per text (separator {task.separator!r})"
+        elif task.task == "single_label":
+            labels = normalize_labels(cells)
+            check_classes(labels, label_column)
+            kinds = f"{len(set(labels))} classes"
+        else:
+            kinds = TASK_NAMES[task.task]
     eval_texts = _eval_texts(Path(args.eval).expanduser(), text_column) if args.eval else None
     console.info(f"Embedding {len(texts)} texts…")
     vectors = embed(texts)
     with in_file(data):
-        issues = find_label_issues(frame, text_column, label_column, folds=args.folds, embeddings=vectors)
+        issues = None if not_checked else find_label_issues(frame, text_column, label_column, folds=args.folds,
+                                                            embeddings=vectors, task=task.task)
         duplicates = find_duplicates(texts, eval_texts, threshold=args.threshold, train_embeddings=vectors)
     counts = duplicates.counts()
-    lines = [f"{data.name}: {len(frame)} rows, {len(set(labels))} classes (text column {text_column!r}, "
+    lines = [f"{data.name}: {len(frame)} rows, {kinds} (text column {text_column!r}, "
              f"label column {label_column!r})",
+             f"Label issues: not checked. {not_checked}" if issues is None else
              f"Label issues: {len(issues)} row(s) ({len(issues) / len(frame):.1%}) may be mislabelled",
              f"Duplicates within {data.name}: {counts[EXACT_TRAIN]} exact, {counts[NEAR_TRAIN]} near "
              f"(similarity >= {args.threshold:g})"]
     if eval_texts is not None:
         lines.append(f"Leakage into {Path(args.eval).name}: {counts[EXACT_EVAL]} of {len(eval_texts)} evaluation "
                      f"texts also in {data.name}, {counts[NEAR_EVAL]} more nearly identical")
-    for item in issues.head(_SHOWN_ISSUES if output is None else 0).itertuples():
+    for item in ([] if issues is None else issues.head(_SHOWN_ISSUES if output is None else 0).itertuples()):
         lines.append(f"  row {item.row}: {item.given_label!r} -> {item.suggested_label!r} (score {item.score:.2f}) "
                      f"{_clip(item.text)}")
     console.result("\n".join(lines))
-    if output is not None:
+    if output is not None and issues is None:
+        console.info(f"Nothing written to {output}: the label check does not apply to {TASK_NAMES[task.task]}.")
+    elif output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         write_csv(issues, output)
         console.info(f"Wrote {len(issues)} flagged rows to {output}")

@@ -95,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
             console.warn(f"listening on {args.host}: anyone who can reach this machine on port {port} can use "
                          "the API (it has no authentication)")
         example = json.dumps({"texts": ["what a great film", "a dull, boring plot"]})
-        console.result(f"Serving {args.model} (labels: {', '.join(app.state.labels)}) at {url}\n"
+        what = {"regression": "predicts a number: ", "multi_label": "several labels per text: "}.get(
+            app.state.task, "labels: ")
+        console.result(f"Serving {args.model} ({what}{', '.join(app.state.labels)}) at {url}\n"
                        f"  curl -s {url}/predict -H 'Content-Type: application/json' -d '{example}'\n"
                        f"  curl -s {url}/health\n"
                        "Press Ctrl-C to stop.")
