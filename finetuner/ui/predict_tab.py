@@ -149,10 +149,10 @@ class PredictHandlers:
         except Exception as exc:  # an explanation is an aid: its failure for a task is said, not a crash
             raise DataError(f"No explanation for this model ({model.label_map.task.replace('_', ' ')}): "
                             f"{first_line(exc)}") from None
+        if model.label_map.task != "single_label":  # the label at its threshold, or what raises / lowers the number
+            return result.highlighted(), f"{html.escape(result.headline())}. {html.escape(result.note)}".strip()
         support = ", ".join(f"“{html.escape(token)}”" for token, _ in result.top(3, _NOTABLE)) or "no single word"
-        value = (f"{result.probability:.4g}" if model.label_map.task == "regression"
-                 else f"{result.probability:.0%}")
-        line = (f"**{html.escape(result.label)}** ({value}): most supported by {support}. "
+        line = (f"**{html.escape(result.label)}** ({result.probability:.0%}): most supported by {support}. "
                 f"{html.escape(result.note)}")
         return result.highlighted(), line.strip()
 
