@@ -112,3 +112,13 @@ def run_worker(spec: Dict[str, Any], timeout: Optional[float] = None) -> Dict[st
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')} load {load_avg()[0]}] {message}", flush=True)
+
+
+def append_jsonl(path: Path, values: Dict[str, Any]) -> None:
+    """Print one measurement as a JSON line and append it to ``path``, with the machine's load average, cores,
+    processor and the time."""
+    values = {**values, "load_average": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count(),
+              "machine": platform.processor() or platform.machine(), "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    print(json.dumps(values), flush=True)
+    with Path(path).open("a", encoding="utf-8") as out:
+        out.write(json.dumps(values) + "\n")

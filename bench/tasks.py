@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pandas as pd
+
+from .common import append_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("FINETUNER_BENCH_DATA", "/work/shared/datasets"))
@@ -39,11 +40,7 @@ def _load(dataset: str, split: str, rows: int = 0):
 
 
 def _record(values: Dict[str, Any]) -> None:
-    values = {**values, "load_average": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count(),
-              "machine": platform.processor() or platform.machine(), "at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    print(json.dumps(values), flush=True)
-    with OUT.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(values) + "\n")
+    append_jsonl(OUT, values)
 
 
 def baselines(dataset: str, rows: int) -> None:

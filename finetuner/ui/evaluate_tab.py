@@ -20,7 +20,7 @@ from ..evaluation import (MISCLASSIFIED_COLUMNS, evaluate, metric_name, metrics_
                           per_class_table)
 from .common import (MAIN_METRIC_WORDS, TABLE_FILE_TYPES, AppContext, column_widths, kept_outputs, main_metric,
                      page_update, shown_table, status_line, user_errors)
-from .task_results import MISTAKES_TITLES, NONE_WRONG, mistakes, scatter_html
+from .task_results import MISTAKES_TITLES, NONE_WRONG, figure_html, mistakes, scatter_html
 from .uploads import UploadBox
 
 _SHOWN_ERRORS = 500
@@ -261,11 +261,10 @@ def reliability_html(report: Dict[str, Any], metrics: Dict[str, float]) -> str:
                 'before confidence calibration was measured. Evaluate again to see it.</p>') if report else ""
     ece = metrics.get("ece")
     score = f" — calibration error (ECE) {ece:.3f}, lower is better" if isinstance(ece, (int, float)) else ""
-    return ('<div style="text-align:center"><p style="margin:4px 0"><b>Reliability diagram</b>'
-            f'{html.escape(score)}</p>{_reliability_svg(bins)}<p style="margin:4px 0;font-size:13px;color:#4b5563">'
-            "Rows grouped by the model's confidence: each dot is a group, its mean confidence against the share "
-            "predicted right (larger dot: more rows). On the dashed diagonal the model is as sure as it is right; "
-            "below it, overconfident.</p></div>")
+    return figure_html("Reliability diagram", score, _reliability_svg(bins),
+                       "Rows grouped by the model's confidence: each dot is a group, its mean confidence against the "
+                       "share predicted right (larger dot: more rows). On the dashed diagonal the model is as sure as "
+                       "it is right; below it, overconfident.")
 
 
 _BIN_KEYS = ("low", "high", "confidence", "accuracy", "count")

@@ -76,10 +76,16 @@ def scatter_html(report: Dict[str, Any], metrics: Dict[str, float]) -> str:
                 'its points. Evaluate again to see it.</p>') if report else ""
     pearson = metrics.get("pearson")
     score = f" — Pearson r {pearson:.3f}" if isinstance(pearson, (int, float)) else ""
-    return ('<div style="text-align:center"><p style="margin:4px 0"><b>Predicted vs true</b>'
-            f'{html.escape(score)}</p>{_scatter_svg(points)}<p style="margin:4px 0;font-size:13px;color:#4b5563">'
-            "Each dot is a held-out row: its true number across, the model's prediction up. On the dashed diagonal "
-            "the prediction is exact; above it, too high; below it, too low.</p></div>")
+    return figure_html("Predicted vs true", score, _scatter_svg(points),
+                       "Each dot is a held-out row: its true number across, the model's prediction up. On the dashed "
+                       "diagonal the prediction is exact; above it, too high; below it, too low.")
+
+
+def figure_html(title: str, score: str, svg: str, caption: str) -> str:
+    """A chart of the Evaluate tab: its title and score above, what it shows below."""
+    return (f'<div style="text-align:center"><p style="margin:4px 0"><b>{html.escape(title)}</b>'
+            f'{html.escape(score)}</p>{svg}<p style="margin:4px 0;font-size:13px;color:#4b5563">'
+            f"{html.escape(caption)}</p></div>")
 
 
 def _point(value: Any) -> bool:
