@@ -77,15 +77,16 @@ def cli(dataset: str, rows: int) -> None:
                 n=rows, random_state=0).to_csv(train, index=False)
         command = [sys.executable, "-m", "finetuner", "train", "--data", str(train),
                    "--eval", str(DATA / dataset / "test.csv"), "--label-column", LABEL_COLUMN[dataset],
-                   "--runs-dir", str(Path(directory) / "runs")]
+                   "--output", str(Path(directory) / "run")]
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         seconds = time.perf_counter() - started
-        runs = sorted((Path(directory) / "runs").glob("*/run.json"))
-        record = json.loads(runs[-1].read_text()) if runs else {}
+        run_file = Path(directory) / "run" / "run.json"
+        record = json.loads(run_file.read_text()) if run_file.is_file() else {}
         _record({"dataset": dataset, "what": "cli", "train_rows": rows or "all", "exit": done.returncode,
                  "seconds": round(seconds, 1), "command": " ".join(command[1:]),
                  "metrics": record.get("metrics"), "method": (record.get("method_choice") or {}).get("reason"),
+                 "stage_seconds": (record.get("training") or {}).get("stage_seconds"),
                  "baselines": record.get("baselines"), "tail": done.stdout[-1500:] + done.stderr[-1500:]})
 
 
