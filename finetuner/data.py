@@ -40,6 +40,8 @@ _MAX_ROWS_IN_MESSAGE = 5
 _ID_COLUMN = re.compile(r"(.*[_ ])?(id|idx|index|key|uuid|row)|unnamed: ?\d+")
 # Texts longer than this are kept but flagged: the model reads only their beginning (finetuner.training.windows).
 LONG_TEXT_CHARS = 20_000
+# Several labels per text: a label on fewer rows than this is flagged (too few to learn it or to tune its threshold).
+FEW_LABEL_ROWS = 8
 _NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
 _MAX_WINDOWS = 16  # finetuner.training.windows.MAX_WINDOWS (a layer above: tests/test_long_texts.py checks they agree)
 _DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)")
@@ -587,9 +589,16 @@ def table_to_labelled(frame: pd.DataFrame, text_column: Optional[str] = None,
     several labels, when already known)."""
     if frame is None or frame.shape[0] == 0:
         raise DataError("The table has no rows. Add labelled texts.")
-    text_col, label_col = detect_columns(frame, text_column, label_column)
-    cells = frame[label_col].tolist()
+    several = label_columns(frame, label_column)
+    if several:  # one 0/1 column per label: the labels whose column holds 1
+        text_col = detect_text_column(frame.drop(columns=several), text_column)
+        label_col, cells, task = ",".join(several), _label_sets_of_columns(frame, several), "multi_label"
+    else:
+        text_col, label_col = detect_columns(frame, text_column, label_column)
+        cells = frame[label_col].tolist()
     choice = detect_task(cells, task)
+    if several:
+        choice = TaskChoice("multi_label", f"one 0/1 column per label ({', '.join(several)})", ";")
     if separator and choice.task == "multi_label":
         choice = TaskChoice(choice.task, choice.reason, separator)
     texts, labels = validate_texts_and_labels(
@@ -601,6 +610,45 @@ def table_to_labelled(frame: pd.DataFrame, text_column: Optional[str] = None,
                            task=choice)
     result.warnings.extend(_label_warnings(labels, label_col, choice.task) + _length_warnings(texts))
     return result
+
+
+def label_columns(frame: pd.DataFrame, label_column: Optional[str]) -> List[str]:
+    """The label columns when ``label_column`` names several, comma-separated (``anger,joy,fear``: one 0/1 column
+    per label, several labels per text), each checked to be in the table; else an empty list."""
+    if not isinstance(label_column, str) or "," not in label_column or label_column in frame.columns:
+        return []
+    names = [name.strip() for name in label_column.split(",") if name.strip()]
+    missing = [name for name in names if name not in frame.columns]
+    if missing:
+        raise DataError(f"The label column(s) {_names(missing)} are not in the table. Columns found: "
+                        f"{_names(list(frame.columns))}.")
+    if len(names) < 2:
+        raise DataError(f"Name two or more label columns separated by commas (one 0/1 column per label); got "
+                        f"{label_column!r}.")
+    return names
+
+
+_TRUE, _FALSE = {"1", "1.0", "true", "yes", "y"}, {"0", "0.0", "false", "no", "n", ""}
+
+
+def _label_sets_of_columns(frame: pd.DataFrame, columns: List[str]) -> List[List[str]]:
+    """Per row, the names of the columns that hold 1 (true/yes); a cell that is neither 0 nor 1 is a
+    :class:`DataError` naming its row and column."""
+    sets: List[List[str]] = [[] for _ in range(len(frame))]
+    bad: List[str] = []
+    for column in columns:
+        for row, value in enumerate(frame[column].tolist()):
+            text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+            text = text.strip().lower()
+            if text in _TRUE:
+                sets[row].append(str(column))
+            elif text not in _FALSE:
+                bad.append(f"row {row + 1} column {column!r} ({str(value)[:20]!r})")
+    if bad:
+        more = f" and {len(bad) - _MAX_ROWS_IN_MESSAGE} more" if len(bad) > _MAX_ROWS_IN_MESSAGE else ""
+        raise DataError(f"One 0/1 column per label must hold 0 or 1 (true/false, yes/no) in every row: "
+                        f"{', '.join(bad[:_MAX_ROWS_IN_MESSAGE])}{more}. Fix those cells.")
+    return sets
 
 
 def label_counts(labels: Sequence[Any], task: TaskChoice) -> Dict[str, int]:
@@ -615,6 +663,15 @@ def label_counts(labels: Sequence[Any], task: TaskChoice) -> Dict[str, int]:
 
 
 def _label_warnings(labels: List[Any], label_col: str, task: str = "single_label") -> List[str]:
+    if task == "multi_label":
+        counts = label_counts(labels, TaskChoice("multi_label", "", ";"))
+        rare = sorted((name for name, count in counts.items() if count < FEW_LABEL_ROWS), key=counts.get)
+        if not rare:
+            return []
+        shown = ", ".join(f"{name!r} ({counts[name]})" for name in rare[:_MAX_ROWS_IN_MESSAGE])
+        return [f"{len(rare)} label(s) are on fewer than {FEW_LABEL_ROWS} rows: {shown}"
+                f"{'…' if len(rare) > _MAX_ROWS_IN_MESSAGE else ''}. That is too few to learn them or to tune their "
+                "thresholds; add examples of them, or drop these labels."]
     if task != "single_label":
         return []
     warnings = []

@@ -378,3 +378,27 @@ def test_the_http_api_answers_label_lists_and_values(trained):
         assert [row["value"] for row in body["predictions"]] == pytest.approx(number.predict_labels(texts),
                                                                               abs=1e-5)
         assert "predicted value" in client.get("/").json()["endpoints"]["POST /predict"]
+
+
+def test_several_0_1_label_columns_are_one_multi_label_column(tmp_path):
+    from finetuner.data import table_to_labelled
+
+    frame = pd.DataFrame({"text": ["a sunny day", "a storm", "sunny and windy", "calm"] * 3,
+                          "sunny": [1, 0, "true", 0] * 3, "windy": [0, "yes", 1, 0] * 3})
+    table = table_to_labelled(frame, label_column="sunny,windy")
+    assert table.task.task == "multi_label" and "one 0/1 column per label (sunny, windy)" in table.task.reason
+    assert table.labels[:4] == ["sunny", "windy", "sunny;windy", ""] and table.text_column == "text"
+    assert table.label_column == "sunny,windy"
+    with pytest.raises(DataError, match=r"row 2 column 'windy' \('maybe'\)"):
+        table_to_labelled(frame.assign(windy=[0, "maybe", 1, 0] * 3), label_column="sunny,windy")
+    with pytest.raises(DataError, match="'rainy' are not in the table"):
+        table_to_labelled(frame, label_column="sunny,rainy")
+
+
+def test_labels_on_few_rows_are_flagged():
+    from finetuner.data import table_to_labelled
+
+    frame = pd.DataFrame({"text": [f"text {i}" for i in range(20)],
+                          "labels": ["a;b"] * 10 + ["a"] * 8 + ["c", "a;c"]})
+    warnings = table_to_labelled(frame).warnings
+    assert len(warnings) == 1 and "1 label(s) are on fewer than 8 rows: 'c' (2)" in warnings[0]

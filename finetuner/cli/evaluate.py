@@ -22,7 +22,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", required=True, help="a run directory or a saved model directory")
     p.add_argument("--data", metavar="TEST", required=True, help="labelled table")
     p.add_argument("--text-column", metavar="C", help="column of texts (default: detected)")
-    p.add_argument("--label-column", metavar="C", help="column of labels (default: detected)")
+    p.add_argument("--label-column", metavar="C",
+                   help="column of labels (default: detected); for several labels per text also comma-separated 0/1 "
+                        "columns, one per label (a,b,c)")
     p.add_argument("--report", action="store_true", help="also print a per-class table and the confusion matrix")
     p.add_argument("--output", metavar="FILE.json", help="also write the metrics and per-class report there")
     p.add_argument("--batch-size", type=value_parser(int), metavar="N",
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     processes = Processes()
     console = Console(args.quiet, processes.is_main)
     finetuner = load_model(args.model, args.batch_size, args.backend)
-    table = load_table(args.data, args.text_column, args.label_column)
+    table = load_table(args.data, args.text_column, args.label_column, task=finetuner.label_map.task)
     for message in table.warnings:
         console.warn(message)
     with in_file(args.data):

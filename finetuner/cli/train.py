@@ -40,7 +40,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--eval", metavar="EVAL",
                    help="evaluation table; without it a stratified share (--eval-fraction) of TRAIN is held out")
     p.add_argument("--text-column", metavar="C", help="column of texts (default: detected)")
-    p.add_argument("--label-column", metavar="C", help="column of labels (default: detected)")
+    p.add_argument("--label-column", metavar="C",
+                   help="column of labels (default: detected); for several labels per text also comma-separated 0/1 "
+                        "columns, one per label (a,b,c)")
     p.add_argument("--model", metavar="M",
                    help="base model: a Hub id, a local model directory, a run directory, a .gguf file or an "
                         "offline LLM from `models pull` (smollm2) (default: the "
@@ -205,8 +207,8 @@ def _read_like(path: str, text_column: Optional[str], label_column: Optional[str
     """Read a labelled table, using the columns of ``like`` (another file's) where it has them."""
     frame = read_table(path)
     text_column = text_column or (like.text_column if like.text_column in frame.columns else None)
-    label_column = label_column or (like.label_column if like.label_column in frame.columns
-                                    and like.label_column != text_column else None)
+    known = like.label_column in frame.columns or set(like.label_column.split(",")) <= set(map(str, frame.columns))
+    label_column = label_column or (like.label_column if known and like.label_column != text_column else None)
     with in_file(path):
         return table_to_labelled(frame, text_column, label_column, task=like.task.task,
                                  separator=like.task.separator)
