@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .errors import DataError, first_line
-from .tasks import TaskChoice, detect_task, join_labels, parse_label_sets, parse_targets
+from .tasks import LABEL_SEPARATOR, TaskChoice, detect_task, is_blank, join_labels, parse_label_sets, parse_targets
 
 PathLike = Union[str, Path]
 
@@ -564,7 +564,7 @@ def validate_texts_and_labels(texts: Sequence[Any], labels: Sequence[Any], *, mi
 
 def validate_texts(texts: Sequence[Any], what: str = "input", first_row: int = 1) -> List[str]:
     """Texts as strings; missing or blank texts are a :class:`DataError` naming the rows (from ``first_row``)."""
-    empty = [row for row, t in enumerate(texts, start=first_row) if _is_blank(t)]
+    empty = [row for row, t in enumerate(texts, start=first_row) if is_blank(t)]
     if empty:
         rows = ", ".join(str(r) for r in empty[:_MAX_ROWS_IN_MESSAGE])
         more = f" and {len(empty) - _MAX_ROWS_IN_MESSAGE} more" if len(empty) > _MAX_ROWS_IN_MESSAGE else ""
@@ -572,13 +572,6 @@ def validate_texts(texts: Sequence[Any], what: str = "input", first_row: int = 1
                         "Fill them in or delete those rows.")
     return [str(t) for t in texts]
 
-
-def _is_blank(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return not str(value).strip()
 
 
 def table_to_labelled(frame: pd.DataFrame, text_column: Optional[str] = None,
@@ -605,7 +598,9 @@ def table_to_labelled(frame: pd.DataFrame, text_column: Optional[str] = None,
         frame[text_col].tolist(), cells, what=f"table (column {text_col!r} / {label_col!r})", task=choice.task,
         separator=choice.separator)
     if choice.task == "multi_label":
-        labels = [join_labels(names, choice.separator or ";") for names in labels]
+        # Kept as one cell each, joined by ";" whatever the file used: how every later step reads them.
+        labels = [join_labels(names, LABEL_SEPARATOR) for names in labels]
+        choice = TaskChoice(choice.task, choice.reason, LABEL_SEPARATOR)
     result = LabelledTexts(texts, labels, text_col, label_col, warnings=list(frame.attrs.get("warnings", [])),
                            task=choice)
     result.warnings.extend(_label_warnings(labels, label_col, choice.task) + _length_warnings(texts))
@@ -664,7 +659,7 @@ def label_counts(labels: Sequence[Any], task: TaskChoice) -> Dict[str, int]:
 
 def _label_warnings(labels: List[Any], label_col: str, task: str = "single_label") -> List[str]:
     if task == "multi_label":
-        counts = label_counts(labels, TaskChoice("multi_label", "", ";"))
+        counts = label_counts(labels, TaskChoice("multi_label", "", LABEL_SEPARATOR))
         rare = sorted((name for name, count in counts.items() if count < FEW_LABEL_ROWS), key=counts.get)
         if not rare:
             return []

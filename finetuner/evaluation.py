@@ -25,6 +25,10 @@ class Evaluable(Protocol):
 
     def predict_proba_array(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def label_thresholds(self) -> List[float]: ...
+
+    def decide(self, probabilities: np.ndarray) -> List[List[str]]: ...
+
 # An evaluation leaves its metrics and report on the model object; models are shared between sessions.
 _LOCK = threading.Lock()
 
@@ -70,13 +74,13 @@ def _evaluate_task(finetuner: Evaluable, texts: Sequence[str], labels: Sequence[
         report = regression_report(labels, scores[:, 0])
     else:
         report = multi_label_report(np.asarray(label_map.encode(labels)), scores, label_map.names,
-                                    getattr(finetuner, "classifier", finetuner).label_thresholds())
+                                    finetuner.label_thresholds())
     metrics = dict(report["summary"])
     with _LOCK:
         finetuner.metrics, finetuner.report = dict(metrics), report
     rows = predictions_table(finetuner, texts, scores)
     shown = [f"{v:g}" for v in labels] if label_map.task == "regression" else [
-        join_labels(names, label_map.separator) for names in labels]
+        join_labels(names) for names in labels]
     rows.insert(1, "label", shown)
     return Evaluation(metrics, report, rows)
 

@@ -85,6 +85,9 @@ class LLMFinetuner:
     method_choice = _OfClassifier()
     stopped = _OfClassifier()
     model_name = _OfClassifier("base_model")
+    # Several labels per text: the labels each row of probabilities gives, and each label's threshold.
+    decide = _OfClassifier()
+    label_thresholds = _OfClassifier()
 
     def __init__(self, model_name: str = DEFAULT_MODEL, num_labels: int = _NUM_LABELS_NOT_GIVEN, *,
                  config: Optional[TrainConfig] = None, classifier: Optional[TextClassifier] = None):
@@ -146,9 +149,7 @@ class LLMFinetuner:
         label_ids, eval_ids = self.label_map.encode(labels), self.label_map.encode(eval_labels)
         # Several labels per text: rows held out to tune each label's threshold. A number: trained standardised.
         texts, label_ids, held = hold_out_for_thresholds(texts, label_ids, config.seed, task.task)
-        # (A model whose output layer has no bias, e.g. a decoder's score layer, learns the raw numbers.)
-        layer = output_layer(self.model) if task.task == "regression" else None
-        self._scale = TargetScale.of(label_ids) if layer is not None and layer.bias is not None else None
+        self._scale = TargetScale.of(label_ids) if self._can_fold_scale(labels, config) else None
         if self._scale is not None:
             label_ids, eval_ids = self._scale.standardize(label_ids), self._scale.standardize(eval_ids)
         imbalance = self.imbalance_handling(labels, config)
@@ -306,6 +307,22 @@ class LLMFinetuner:
                      f"thresholds 0.5 (under {2 * MIN_THRESHOLD_ROWS} rows: none held out to tune them)")
             choice = dataclasses.replace(choice, reason=f"{choice.reason}; {tuned}")
         return choice
+
+    def _can_fold_scale(self, labels: Sequence[Any], config: TrainConfig) -> bool:
+        """A number per text trains standardised when the trained model's output layer can take the scale back
+        afterwards: a sentence classifier's head, or a transformers head with a bias that a LoRA adapter keeps
+        whole (not one named in ``lora_target_modules``). Others (a decoder's score layer has no bias) learn the
+        raw numbers."""
+        if self.label_map.task != "regression":
+            return False
+        method = registry.get(self.choose_method(labels, config).method)
+        if method.sentence_classifier:
+            return True
+        layer = output_layer(self.model)
+        if layer is None or layer.bias is None:
+            return False
+        head = next(name for name, module in self.model.named_modules() if module is layer).rsplit(".", 1)[-1]
+        return not (method.adapter and head in (config.lora_target_modules or ()))
 
     def _finish_task(self, held: Optional[Tuple[List[str], List[Any]]]) -> None:
         """After training: a regression model's output layer put back into the target's units (training saw it

@@ -126,7 +126,7 @@ def export_onnx(classifier: TextClassifier, directory: Union[str, Path], *, quan
         inputs = export_graph(model, classifier.tokenizer, staging / ONNX_FILE)
         reference = _probabilities(staging / ONNX_FILE, classifier, texts, max_length)
         fp32 = _compare(reference, expected, "pytorch", classifier.task, limits)
-        if _disagrees(fp32, expected, limits):
+        if _disagrees(fp32, expected, limits, reference):
             raise OnnxExportError(f"The ONNX graph does not predict what the model does ({fp32.line()}); nothing "
                                   "was written.")
         files, int8 = [ONNX_FILE], None
@@ -184,7 +184,8 @@ def _value_tolerance(expected: np.ndarray) -> float:
     return MAX_VALUE_DIFFERENCE * max(1.0, float(np.abs(expected).max(initial=0.0)))
 
 
-def _disagrees(check: ExportCheck, expected: np.ndarray, limits: Optional[np.ndarray] = None) -> bool:
+def _disagrees(check: ExportCheck, expected: np.ndarray, limits: Optional[np.ndarray] = None,
+               got: Optional[np.ndarray] = None) -> bool:
     """Probabilities further apart than the tolerance, or a label that differs where the model does not hesitate
     (two classes within twice the tolerance may swap places through rounding alone; several labels per text: a
     probability within twice the tolerance of its threshold). A number per text: values further apart than
@@ -195,9 +196,10 @@ def _disagrees(check: ExportCheck, expected: np.ndarray, limits: Optional[np.nda
         return True
     if check.labels_identical:
         return False
-    if limits is not None:  # several labels per text: a decision away from its threshold changed
+    if limits is not None and got is not None:  # several labels per text: a decision away from its threshold
         clear = np.abs(expected - limits[None, :]) > 2 * MAX_PROBABILITY_DIFFERENCE
-        return bool(clear[check.mismatched].any())
+        flipped = (got >= limits[None, :]) != (expected >= limits[None, :])
+        return bool((flipped & clear).any())
     top_two = np.sort(expected, axis=1)[:, -2:]
     return bool(((top_two[:, 1] - top_two[:, 0]) > 2 * MAX_PROBABILITY_DIFFERENCE)[check.mismatched].any())
 

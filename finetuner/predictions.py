@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from .tasks import join_labels
+
 if TYPE_CHECKING:
     from .finetuner import LLMFinetuner
 
@@ -52,9 +54,9 @@ def predictions_table(finetuner: "LLMFinetuner", texts: Sequence[str],
         return pd.DataFrame({"text": list(texts), "predicted_value": probabilities[:, 0].round(6)})
     names = label_map.names
     if label_map.task == "multi_label":
-        chosen = getattr(finetuner, "classifier", finetuner).decide(probabilities)
+        chosen = finetuner.decide(probabilities)
         table = pd.DataFrame({"text": list(texts),
-                              "predicted_labels": [label_map.separator.join(row) for row in chosen]})
+                              "predicted_labels": [join_labels(row) for row in chosen]})
         for column, name in enumerate(names):
             table[f"p_{name}"] = probabilities[:, column].round(6)
         return table

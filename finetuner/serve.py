@@ -399,9 +399,8 @@ def create_app(classifier: Any, *, name: Optional[str] = None, max_texts: int = 
             or max_wait_ms < 0:
         raise ValueError(f"max_wait_ms must be 0 or more; got {max_wait_ms!r}.")
     labels = [str(label) for label in classifier.label_map.names]
-    task = getattr(classifier.label_map, "task", "single_label")
-    inner = getattr(classifier, "classifier", classifier)  # LLMFinetuner wraps a TextClassifier
-    thresholds = (list(map(float, inner.label_thresholds())) if task == "multi_label" else None)
+    task = classifier.label_map.task
+    thresholds = (list(map(float, classifier.label_thresholds())) if task == "multi_label" else None)
     identity = model_identity(classifier, name)
     limits = {"max_texts": max_texts, "max_body_bytes": max_body_bytes, "max_batch": max_batch,
               "max_wait_ms": max_wait_ms}

@@ -21,6 +21,8 @@ TASK_NAMES = {"single_label": "one label per text", "multi_label": "several labe
               "regression": "a number per text (regression)"}
 # Separators a multi-label cell may use, in the order they are tried.
 SEPARATORS = (";", "|", ",")
+# How finetuner itself writes several labels in one cell (predictions, the grid, tables it has read).
+LABEL_SEPARATOR = ";"
 # A numeric column is a regression target when it has at least this many distinct values, or any value that is
 # not a whole number (whole numbers with few values are class codes: 0/1, 1-5 stars).
 REGRESSION_MIN_DISTINCT = 20
@@ -40,11 +42,12 @@ class TaskChoice:
 
 
 def is_blank(value: Any) -> bool:
+    """None, NaN, or a cell that is empty or only whitespace."""
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
-    return isinstance(value, str) and not value.strip()
+    return isinstance(value, (str, numbers.Number)) and not str(value).strip()
 
 
 def _is_list(value: Any) -> bool:
@@ -76,9 +79,14 @@ def _separator(cells: Sequence[str]) -> Optional[str]:
             continue
         alone = {cell for cell in cells if sep not in cell}
         seen = Counter(parts)
-        # Label sets, not free text: most parts are whole cells elsewhere or recur, and they are short. Counted
-        # per occurrence, so that one bad cell among few labels (a mixed separator, a typo) does not hide the rest.
-        known = sum(count for part, count in seen.items() if part in alone or count >= 2)
+        # A comma also stands inside class names ("Business, Finance", always in the same cell): there a part
+        # counts when it comes alone or in several different cells; ";" and "|" part labels, so recurring will do.
+        combinations = Counter(part.strip() for cell in set(split) for part in cell.split(sep))
+        recurs = combinations if sep == "," else seen
+        # Label sets, not class names or free text: most parts are whole cells elsewhere or recur, and they are
+        # short. Counted per occurrence, so that one bad cell among few labels (a mixed separator, a typo) does not
+        # hide the rest.
+        known = sum(count for part, count in seen.items() if part in alone or recurs[part] >= 2)
         if known >= 0.8 * len(parts) and max(len(part) for part in seen) <= 60:
             return sep
     return None
@@ -91,8 +99,9 @@ def detect_task(labels: Iterable[Any], asked: str = "auto") -> TaskChoice:
     if asked not in TASKS:
         raise DataError(f"task={asked!r} is not supported; choose one of {', '.join(TASKS)}.")
     cells = [value for value in labels if not is_blank(value)]
-    strings = [str(value).strip() for value in cells]
-    lists = any(_is_list(value) for value in cells)
+    listed = [value for value in cells if _is_list(value)]
+    lists = bool(cells) and len(listed) >= len(cells) / 2  # one cell like "[deleted]" does not make a list column
+    strings = [str(value).strip() for value in cells if not (lists and _is_list(value))]
     if asked == "multi_label" or (asked == "auto" and lists):
         sep = _separator(strings) or next((s for s in SEPARATORS if any(s in c for c in strings)), ";")
         return TaskChoice("multi_label", "the label cells hold lists of labels" if lists and asked == "auto"
@@ -102,23 +111,32 @@ def detect_task(labels: Iterable[Any], asked: str = "auto") -> TaskChoice:
     values = [as_number(value) for value in cells]
     numeric = [v for v in values if v is not None]
     if cells and len(numeric) >= NUMBERS_SHARE * len(cells) and len(numeric) < len(cells):
-        distinct = set(numeric)
-        if any(not float(v).is_integer() for v in distinct) or len(distinct) >= REGRESSION_MIN_DISTINCT:
+        if _is_target(set(numeric)):
             # A target of numbers with a few cells of text: parse_targets names those rows.
             return TaskChoice("regression", f"{len(numeric)} of {len(cells)} label cells are numbers")
     if cells and len(numeric) == len(cells):
         distinct = set(values)
-        fractional = any(not float(v).is_integer() for v in distinct)
-        if fractional or len(distinct) >= REGRESSION_MIN_DISTINCT:
-            why = "fractions" if fractional else f"{len(distinct)} distinct whole numbers"
+        if _is_target(distinct):
+            fractional = any(not float(v).is_integer() for v in distinct)
+            why = "fractions" if fractional else f"{len(distinct)} distinct whole numbers with gaps"
             return TaskChoice("regression", f"the label column holds numbers ({why}): predicting a number "
                                             "(set task=single_label to treat them as classes)")
-        return TaskChoice("single_label", "the label column holds a few whole numbers: class codes")
+        return TaskChoice("single_label", "the label column holds whole numbers: class codes")
     sep = _separator(strings)
     if sep is not None:
         several = sum(1 for cell in strings if sep in cell)
         return TaskChoice("multi_label", f"{several} label cell(s) hold several labels separated by {sep!r}", sep)
     return TaskChoice("single_label", "one label per text")
+
+
+def _is_target(distinct: set) -> bool:
+    """Numbers that are a quantity, not class codes: any fraction, or at least :data:`REGRESSION_MIN_DISTINCT`
+    whole numbers that are not the codes 0..n-1 or 1..n (20 Newsgroups' 0-19 are classes; years or prices are not)."""
+    if any(not float(v).is_integer() for v in distinct):
+        return True
+    codes = {int(v) for v in distinct}
+    runs = (set(range(len(codes))), set(range(1, len(codes) + 1)))
+    return len(codes) >= REGRESSION_MIN_DISTINCT and codes not in runs
 
 
 def _problems(bad: List[str]) -> str:
@@ -179,6 +197,6 @@ def parse_targets(values: Sequence[Any], what: str = "label column") -> List[flo
     return out
 
 
-def join_labels(labels: Iterable[str], separator: str = ";") -> str:
+def join_labels(labels: Iterable[str], separator: str = LABEL_SEPARATOR) -> str:
     """A label set as one cell (``joy;love``), how predictions and the grid write it."""
     return separator.join(labels)

@@ -112,7 +112,12 @@ def test_a_numeric_target_with_text_in_it_names_the_rows():
 def test_few_whole_numbers_are_classes_many_or_fractions_are_a_number():
     assert detect_task([0, 1, 2, 1, 0, 2]).task == "single_label"
     assert detect_task(["1", "2", "3", "4", "5"] * 3).task == "single_label"  # star ratings
-    assert detect_task(list(range(25))).task == "regression"
+    assert detect_task(list(range(25))).task == "single_label"  # the codes 0..24 (20 Newsgroups-like)
+    assert detect_task(list(range(1, 78)) * 2).task == "single_label"  # 1..77
+    years = detect_task([1990 + 3 * i for i in range(25)])  # whole numbers with gaps: a quantity
+    assert years.task == "regression" and "with gaps" in years.reason
+    assert detect_task(["Business, Finance", "Sports", "Health, Fitness"] * 5).task == "single_label"
+    assert detect_task(["[deleted]", "a", "b", "a"]).task == "single_label"
     fractions = detect_task([0.5, 1.25, 3.0])
     assert fractions.task == "regression" and "fractions" in fractions.reason
     assert detect_task([0.5, 1.25, 3.0], "single_label").task == "single_label"  # asked for

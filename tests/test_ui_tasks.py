@@ -14,7 +14,7 @@ from finetuner.config import TrainConfig
 from finetuner.prepare import prepare
 from finetuner.runner import Runner, TrainSpec
 from finetuner.runs import RunStore
-from finetuner.ui.data_checks import label_check_not_applicable
+from finetuner.ui.data_checks import app_label_check_note
 from finetuner.ui.data_tab import _balance
 from finetuner.ui.evaluate_tab import EvaluateHandlers, baseline_reading, baseline_table
 from finetuner.ui.predict_tab import PredictHandlers, _preview
@@ -82,9 +82,10 @@ def test_progress_shows_each_tasks_scores_per_epoch():
 
 def test_the_label_check_says_when_it_does_not_apply_and_the_chart_bins_numbers():
     several = pd.DataFrame({"text": ["a", "b", "c"], "labels": ["joy;love", "joy", "love"]})
-    assert "does not apply" in label_check_not_applicable(several, "labels")
-    assert "a number per text" in label_check_not_applicable(pd.DataFrame({"score": [0.5, 1.5, 2.25]}), "score")
-    assert label_check_not_applicable(pd.DataFrame({"label": ["a", "b"]}), "label") == ""
+    note = app_label_check_note(several, "labels")
+    assert "does not apply" in note and "python -m finetuner check" in note
+    assert "numbers (a regression target)" in app_label_check_note(pd.DataFrame({"score": [0.5, 1.5, 2.25]}), "score")
+    assert app_label_check_note(pd.DataFrame({"label": ["a", "b"]}), "label") == ""
     numbers = prepare(pd.DataFrame({"text": [f"text {i}" for i in range(40)], "score": [i / 4 for i in range(40)]}))
     bins = _balance(numbers)
     assert len(bins) == 10 and bins["rows"].sum() == 40 and bins["class"].iloc[0].startswith("-0.00975")

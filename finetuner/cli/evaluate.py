@@ -54,21 +54,25 @@ def run(args: argparse.Namespace) -> int:
         if args.output:
             target = Path(args.output).expanduser()
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_json(target, {"metrics": result, **{k: report.get(k) for k in ("labels", "per_class",
-                                                                                  "confusion_matrix", "reliability")}})
+            kept = ("labels", "per_class", "confusion_matrix", "reliability", "scatter", "task")
+            write_json(target, {"metrics": result, **{k: report[k] for k in kept if k in report}})
     processes.finish()
     return EXIT_OK
 
 
 def format_report(report: Dict[str, Any]) -> str:
-    """A per-class precision/recall/F1/support table and the confusion matrix, as text."""
+    """A per-class precision/recall/F1/support table (several labels per text: with each label's threshold) and
+    the confusion matrix, as text; a number per text has neither (its metrics say it all)."""
+    if report.get("task") == "regression":
+        return "\nA number per text: no per-class table (the metrics above are the report; --output keeps the points)."
     labels = report.get("labels") or list(report.get("per_class", {}))
     width = max([len("class")] + [len(name) for name in labels])
-    lines = ["", f"{'class':<{width}}  precision  recall  f1-score  support"]
+    thresholds = report.get("task") == "multi_label"
+    lines = ["", f"{'class':<{width}}  precision  recall  f1-score  support" + ("  threshold" if thresholds else "")]
     for name in labels:
         row = report["per_class"][name]
         lines.append(f"{name:<{width}}  {row['precision']:>9.4f}  {row['recall']:>6.4f}  {row['f1-score']:>8.4f}  "
-                     f"{int(row['support']):>7d}")
+                     f"{int(row['support']):>7d}" + (f"  {row['threshold']:>9.3f}" if thresholds else ""))
     matrix = report.get("confusion_matrix") or []
     if matrix:
         cell = max([len(name) for name in labels] + [len(str(v)) for row in matrix for v in row])

@@ -17,7 +17,7 @@ import pandas as pd
 from ..data import normalize_label
 from ..duplicates import find_duplicates
 from ..errors import DataError
-from ..label_issues import ISSUE_COLUMNS, find_label_issues
+from ..label_issues import ISSUE_COLUMNS, find_label_issues, label_check_not_applicable
 from ..prepare import blank_cells, prepare
 from ..tasks import TASK_NAMES, detect_task
 from .common import TableData, column_widths, kept_outputs, shown_table, status_line, user_errors
@@ -65,16 +65,18 @@ def flag_rows(frame: pd.DataFrame, text_column: str, label_column: str, source: 
     return LabelCheck(issues.reset_index(drop=True), len(positions), len(issues), source)
 
 
-def label_check_not_applicable(frame: pd.DataFrame, label_column: str) -> str:
-    """Why the label check does not apply to a table (empty when it does): it finds rows whose one class looks
-    wrong, and a table with several labels per text or a number per text has none."""
+def app_label_check_note(frame: pd.DataFrame, label_column: str) -> str:
+    """Why the app's label check does not run on a table (empty when it does): it flags rows whose one class looks
+    wrong. A number per text has no label to be wrong (:func:`finetuner.label_issues.label_check_not_applicable`);
+    several labels per text are checked by the command line (cleanlab's multi-label check), not in this grid."""
     if label_column not in frame.columns:
         return ""
-    task = detect_task(frame[label_column].tolist()).task
-    if task == "single_label":
+    task = detect_task(frame[label_column].tolist())
+    if task.task == "single_label":
         return ""
-    return (f"ℹ Check labels does not apply here: it looks for rows whose one class looks wrong, and this table "
-            f"has {TASK_NAMES[task]}. Find duplicates & leakage works for every table.")
+    why = label_check_not_applicable(task, label_column) or (
+        f"this table has {TASK_NAMES[task.task]}; `python -m finetuner check --data FILE` checks label sets")
+    return f"ℹ Check labels does not apply here: {why} Find duplicates & leakage works for every table."
 
 
 def reconcile(check: LabelCheck, frame: pd.DataFrame, text_column: str, label_column: str) -> LabelCheck:
@@ -237,7 +239,7 @@ class ChecksHandlers:
     @staticmethod
     @user_errors(keep=lambda message: kept_outputs(_ISSUE_OUT_COUNT, {_ISSUE_STATUS: status_line(message)}))
     def check_labels(data: TableData, text: str, label: str) -> List[Any]:
-        skipped = label_check_not_applicable(data.frame, label)
+        skipped = app_label_check_note(data.frame, label)
         return _listed(None, skipped) if skipped else _listed(flag_rows(data.frame, text, label, data.name))
 
     @staticmethod

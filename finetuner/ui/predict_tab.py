@@ -128,7 +128,7 @@ class PredictHandlers:
         scores = model.predict_proba([sentence])[0]
         if task == "regression":
             return predicted_number_line(next(iter(scores.values())), model.label_map.names[0])
-        thresholds = dict(zip(model.label_map.names, getattr(model, "classifier", model).label_thresholds()))
+        thresholds = dict(zip(model.label_map.names, model.label_thresholds()))
         return predicted_labels_line(scores, thresholds)
 
     @user_errors
