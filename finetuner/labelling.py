@@ -5,9 +5,10 @@ Suggestions need only the texts and the class names. Three steps, all on sentenc
 
 1. **Class vectors from the names**: each class name (:func:`~finetuner.training.sentence_classifier.spoken_name`)
    in the :data:`NAME_TEMPLATES` sentences, their embeddings averaged.
-2. **Refined on the table's own texts** (a k-means seeded by the names): each class vector becomes the name vector
-   plus the mean of the rows labelled by a person as that class and of the more confident half of the unlabelled
-   rows nearest it; :data:`REFINE_ROUNDS` times.
+2. **Refined on the table's own texts** (a k-means seeded by the names and the labelled rows): each class vector
+   becomes the name vector plus the mean of the rows labelled by a person as that class (weighing
+   :data:`PERSON_WEIGHT` each) and of the more confident half of the unlabelled rows nearest it;
+   :data:`REFINE_ROUNDS` times.
 3. **A quick model**: logistic regression (the embedding head's, :func:`~finetuner.training.linear_head.
    embedding_classifier`) on the person-labelled rows (weight :data:`PERSON_WEIGHT`), the refined step's confident
    unlabelled rows as provisional labels (weight 1) and the class-name vectors (weight 1, so every class is known
@@ -181,19 +182,31 @@ def class_vectors(classes: Sequence[str], model_name: str = DEFAULT_MODEL,
 
 def refine_class_vectors(embeddings: np.ndarray, names: np.ndarray, label_ids: np.ndarray,
                          rounds: int = REFINE_ROUNDS, share: float = CONFIDENT_SHARE) -> np.ndarray:
-    """The class vectors moved towards the table's rows: each round, a class's vector becomes its name vector plus
-    the mean of the rows labelled as it (``label_ids``, -1 for unlabelled) and of the ``share`` of the unlabelled
-    rows nearest it whose top-two similarity gap is largest, scaled to unit length."""
-    vectors = names
+    """The class vectors moved towards the table's rows (a k-means seeded by the names and the labelled rows).
+
+    A class's vector starts as its name vector plus the mean of the rows labelled as it (``label_ids``, -1 for
+    unlabelled); each round it becomes the name vector plus the weighted mean of those rows (each weighing
+    :data:`PERSON_WEIGHT`) and of the ``share`` of the unlabelled rows nearest it whose top-two similarity gap is
+    largest; scaled to unit length."""
     free = label_ids < 0
+    vectors = _moved(embeddings, names, label_ids, np.zeros(len(embeddings), dtype=bool), np.zeros(0, dtype=int))
     for _ in range(rounds):
         nearest, confident = _confident_rows(embeddings @ vectors.T, free, share)
-        moved = []
-        for index, name in enumerate(names):
-            members = np.flatnonzero((label_ids == index) | (confident & (nearest == index)))
-            moved.append(name + (_unit(embeddings[members].mean(axis=0)) if len(members) else 0.0))
-        vectors = _unit(np.asarray(moved))
+        vectors = _moved(embeddings, names, label_ids, confident, nearest)
     return vectors
+
+
+def _moved(embeddings: np.ndarray, names: np.ndarray, label_ids: np.ndarray, confident: np.ndarray,
+           nearest: np.ndarray) -> np.ndarray:
+    moved = []
+    for index, name in enumerate(names):
+        person = label_ids == index
+        members = person | (confident & (nearest == index)) if confident.any() else person
+        if members.any():
+            weights = np.where(person[members], PERSON_WEIGHT, 1.0)
+            name = name + _unit(np.average(embeddings[members], axis=0, weights=weights))
+        moved.append(name)
+    return _unit(np.asarray(moved))
 
 
 def _quick_model(embeddings: np.ndarray, names: np.ndarray, label_ids: np.ndarray, seed: int) -> np.ndarray:
