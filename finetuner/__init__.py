@@ -15,7 +15,7 @@ _EXPORTS = {
     "split_train_eval": "data",
     "ConfigError": "errors", "DataError": "errors", "FinetunerError": "errors", "ModelLoadError": "errors",
     "LLMFinetuner": "finetuner", "TextClassifier": "classifier", "export_onnx": "onnx_export",
-    "DEFAULT_MODEL": "models",
+    "DEFAULT_MODEL": "models", "next_to_label": "labelling", "suggest_labels": "labelling",
     "ProgressEvent": "training.progress",
     "RunRecord": "runs", "RunStore": "runs", "RunSpec": "runs.pipeline", "train_run": "runs.pipeline",
 }
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .errors import ConfigError, DataError, FinetunerError, ModelLoadError  # noqa: F401
     from .classifier import TextClassifier  # noqa: F401
     from .finetuner import LLMFinetuner  # noqa: F401
+    from .labelling import next_to_label, suggest_labels  # noqa: F401
     from .models import DEFAULT_MODEL  # noqa: F401
     from .runs import RunRecord, RunStore  # noqa: F401
     from .runs.pipeline import RunSpec, train_run  # noqa: F401

@@ -1,4 +1,4 @@
-"""Command line: ``python -m finetuner train | evaluate | predict | export | serve | check | models``.
+"""Command line: ``python -m finetuner train | evaluate | predict | suggest | export | serve | check | models``.
 
 The same backend as the app (:class:`~finetuner.LLMFinetuner`, :func:`~finetuner.load_table`), for scripts,
 automation and more than one process: ``accelerate launch -m finetuner train ...`` runs data-parallel training
@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from .. import __version__
 from ..errors import FinetunerError
-from . import check, evaluate, export, models, predict, serve, train
+from . import check, evaluate, export, models, predict, serve, suggest, train
 from .console import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError, one_line, quiet_libraries
 from .processes import is_main_process
 
@@ -32,6 +32,7 @@ COMMANDS: Dict[str, Callable[[Any, argparse.ArgumentParser], None]] = {
     "train": train.add_parser,
     "evaluate": evaluate.add_parser,
     "predict": predict.add_parser,
+    "suggest": suggest.add_parser,
     "export": export.add_parser,
     "serve": serve.add_parser,
     "check": check.add_parser,

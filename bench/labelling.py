@@ -1,0 +1,132 @@
+"""Suggested labels (issue #24, :mod:`finetuner.labelling`) on the shared test files, with the bundled MiniLM.
+
+    python -m bench.labelling zero-shot [--datasets agnews,sst2,clinc150]
+    python -m bench.labelling refit [--datasets ...] [--budgets 16,64] [--seeds 0,1,2]
+
+``zero-shot``: accuracy from the class names alone (the file's label values, spoken: ``Sci/Tech`` → "Sci or Tech",
+``book_flight`` → "book flight") of: cosine similarity to the embedded bare names (the plain baseline), to one
+template sentence, to the mean of finetuner.training's LABEL_TEMPLATES and of labelling.NAME_TEMPLATES; the class
+vectors refined on the texts; and :func:`suggest_labels` itself, with the expected calibration error (10 bins) and
+the negative log-likelihood of its confidences.
+
+``refit``: ``--budgets`` rows labelled by the oracle (the file's labels), in one batch, chosen at random or by
+:func:`next_to_label` on the zero-shot suggestions, then :func:`suggest_labels` again. The rows are split in two
+halves at random (the seed): rows are picked from the first half only and accuracy is measured on the second
+half, which nobody labels, so the two ways of choosing are scored on the same rows. Not the simulation benchmark
+(several rounds, 16 → 128 labels): that is part 2.
+
+Each measurement is one JSON line in bench/results/labelling.jsonl (with the machine's load average);
+bench/results/labelling.md is written from them by hand. Embeddings are cached in bench/.cache/emb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from .accuracy import EmbeddingCache
+from .common import RESULTS_DIR, append_jsonl, load_split
+
+OUT = RESULTS_DIR / "labelling.jsonl"
+SINGLE_TEMPLATE = "This text is about {}."
+
+
+def _data(dataset: str):
+    texts, labels = load_split(dataset, "test")
+    cache = EmbeddingCache(dataset)
+    vectors = cache.embed(texts)
+    cache.save()
+    classes = sorted(set(labels))
+    return texts, np.asarray([classes.index(label) for label in labels]), classes, vectors
+
+
+def _ece(probabilities: np.ndarray, truth: np.ndarray, bins: int = 10) -> float:
+    confidence, right = probabilities.max(axis=1), probabilities.argmax(axis=1) == truth
+    edges = np.linspace(0, 1, bins + 1)
+    error = 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            error += inside.mean() * abs(confidence[inside].mean() - right[inside].mean())
+    return float(error)
+
+
+def zero_shot(dataset: str) -> None:
+    from finetuner.labelling import NAME_TEMPLATES, class_vectors, refine_class_vectors, suggest_labels
+    from finetuner.training.sentence_classifier import LABEL_TEMPLATES
+
+    texts, truth, classes, vectors = _data(dataset)
+    variants = {"bare names": ("{}",), f"one template: {SINGLE_TEMPLATE}": (SINGLE_TEMPLATE,),
+                "mean of training LABEL_TEMPLATES": LABEL_TEMPLATES, "mean of NAME_TEMPLATES": NAME_TEMPLATES}
+    for name, templates in variants.items():
+        names = class_vectors(classes, templates=templates)
+        accuracy = float(((vectors @ names.T).argmax(axis=1) == truth).mean())
+        _record({"dataset": dataset, "what": "zero-shot", "variant": name, "rows": len(texts),
+                 "accuracy": round(accuracy, 4)})
+    refined = refine_class_vectors(vectors, class_vectors(classes), np.full(len(texts), -1))
+    _record({"dataset": dataset, "what": "zero-shot", "variant": "NAME_TEMPLATES refined on the texts",
+             "rows": len(texts), "accuracy": round(float(((vectors @ refined.T).argmax(axis=1) == truth).mean()), 4)})
+    started = time.perf_counter()
+    found = suggest_labels(texts, classes, embeddings=vectors)
+    seconds = time.perf_counter() - started
+    chosen = found.probabilities[np.arange(len(truth)), truth]
+    _record({"dataset": dataset, "what": "zero-shot", "variant": "suggest_labels", "rows": len(texts),
+             "accuracy": round(float((found.probabilities.argmax(axis=1) == truth).mean()), 4),
+             "ece": round(_ece(found.probabilities, truth), 4),
+             "nll": round(float(-np.log(chosen.clip(1e-12)).mean()), 4),
+             "seconds_without_embedding": round(seconds, 2)})
+
+
+def refit(dataset: str, budgets: Sequence[int], seeds: Sequence[int]) -> None:
+    from finetuner.labelling import next_to_label, suggest_labels
+
+    texts, truth, classes, vectors = _data(dataset)
+    for seed in seeds:
+        order = np.random.default_rng(seed).permutation(len(texts))
+        pool, held_out = np.sort(order[:len(order) // 2]), np.sort(order[len(order) // 2:])
+        start = suggest_labels(texts, classes, embeddings=vectors, seed=seed)
+        base = _accuracy(start.probabilities, truth, held_out)
+        for budget in budgets:
+            picks = {"random": order[:budget].tolist(),
+                     "queue": pool[next_to_label([texts[i] for i in pool], classes, k=budget,
+                                                 embeddings=vectors[pool], seed=seed)].tolist()}
+            for how, rows in picks.items():
+                labels: List = [None] * len(texts)
+                for row in rows:
+                    labels[row] = classes[truth[row]]
+                started = time.perf_counter()
+                found = suggest_labels(texts, classes, labels, embeddings=vectors, seed=seed)
+                _record({"dataset": dataset, "what": "refit", "chosen": how, "labels": budget, "seed": seed,
+                         "classes_labelled": len({truth[row] for row in rows}), "rows": len(texts),
+                         "held_out_rows": len(held_out), "zero_shot_accuracy": round(base, 4),
+                         "accuracy": round(_accuracy(found.probabilities, truth, held_out), 4),
+                         "seconds_without_embedding": round(time.perf_counter() - started, 2)})
+
+
+def _accuracy(probabilities: np.ndarray, truth: np.ndarray, rows: np.ndarray) -> float:
+    return float((probabilities[rows].argmax(axis=1) == truth[rows]).mean())
+
+
+def _record(values: Dict) -> None:
+    append_jsonl(OUT, {"model": "bundled MiniLM (all-MiniLM-L6-v2)", **values})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("part", choices=("zero-shot", "refit"))
+    parser.add_argument("--datasets", default="agnews,sst2,clinc150")
+    parser.add_argument("--budgets", default="16,64")
+    parser.add_argument("--seeds", default="0,1,2")
+    args = parser.parse_args()
+    for dataset in args.datasets.split(","):
+        if args.part == "zero-shot":
+            zero_shot(dataset)
+        else:
+            refit(dataset, [int(b) for b in args.budgets.split(",")], [int(s) for s in args.seeds.split(",")])
+
+
+if __name__ == "__main__":
+    main()

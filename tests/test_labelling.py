@@ -1,0 +1,173 @@
+"""Suggested labels and the label-next queue (finetuner.labelling) with the bundled MiniLM on short topic texts,
+and ``finetuner suggest``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_cli import run_cli
+from topic_data import TOPICS, topic_data
+
+import finetuner.labelling as labelling
+from finetuner.embeddings import embed
+from finetuner.errors import ConfigError, DataError
+from finetuner.labelling import SUGGESTION_COLUMNS, label_queue, next_to_label, suggest_labels
+
+CLASSES = list(TOPICS)  # sports, cooking, weather
+# Names that say nothing about the topics: only labelled rows can tell which is which.
+OPAQUE = {"sports": "alpha", "cooking": "beta", "weather": "gamma"}
+
+
+@pytest.fixture(scope="module")
+def topics():
+    texts, labels = topic_data(8)  # 24 texts, classes interleaved
+    return texts, labels, embed(texts)
+
+
+def _accuracy(found, truth, rows):
+    return np.mean([found.labels[row] == truth[row] for row in rows])
+
+
+def test_zero_shot_from_the_class_names_alone(topics):
+    texts, truth, vectors = topics
+    found = suggest_labels(texts, CLASSES, embeddings=vectors)
+    assert found.reason.startswith("Zero-shot") and not found.labelled.any()
+    assert _accuracy(found, truth, range(len(texts))) >= 0.9
+    assert ((found.confidence > 1 / 3) & (found.confidence <= 1)).all()
+    np.testing.assert_allclose(found.probabilities.sum(axis=1), 1, atol=1e-6)
+    frame = found.to_frame()
+    assert tuple(frame.columns) == SUGGESTION_COLUMNS and set(frame["labelled_by"]) == {"suggestion"}
+
+
+def test_person_labels_are_kept_and_the_refit_changes_the_suggestions(topics):
+    texts, truth, vectors = topics
+    names = [OPAQUE[label] for label in truth]
+    before = suggest_labels(texts, list(OPAQUE.values()), embeddings=vectors)
+    given = [names[row] if row < 3 else None for row in range(len(texts))]  # one row of each class
+    given[4] = "gamma"  # a person's label is kept even where the model disagrees (row 4 is cooking)
+    after = suggest_labels(texts, list(OPAQUE.values()), given, embeddings=vectors)
+    unlabelled = [row for row in range(len(texts)) if given[row] is None]
+    assert after.labelled.sum() == 4 and after.reason.startswith("From 4 labelled row(s)")
+    assert after.labels[4] == "gamma" and after.confidence[4] == 1.0
+    assert [after.labels[row] for row in range(3)] == names[:3]
+    named = [OPAQUE[label] for label in truth]
+    accuracy_before = np.mean([before.labels[row] == named[row] for row in unlabelled])
+    accuracy_after = np.mean([after.labels[row] == named[row] for row in unlabelled])
+    assert accuracy_before < 0.7 and accuracy_after >= 0.9
+    assert list(after.to_frame()["labelled_by"][:5]) == ["person"] * 3 + ["suggestion", "person"]
+
+
+def test_classes_come_from_the_labels_present_and_numbers_read_as_classes(topics):
+    texts, truth, vectors = topics
+    given = [truth[row] if row < 6 else (np.nan if row % 2 else "  ") for row in range(len(texts))]
+    found = suggest_labels(texts, labels=given, embeddings=vectors)
+    assert found.classes == sorted(CLASSES) and found.labelled.sum() == 6
+    numbers = [float(CLASSES.index(truth[row])) if row < 6 else None for row in range(len(texts))]
+    found = suggest_labels(texts, ["0", "1", "2"], numbers, embeddings=vectors)
+    assert found.labels[:6] == [str(CLASSES.index(label)) for label in truth[:6]]
+
+
+def test_given_embeddings_spare_embedding_the_texts_again(topics, monkeypatch):
+    texts, _, vectors = topics
+    embedded = []
+
+    def counting_embed(batch, model_name=labelling.DEFAULT_MODEL):
+        embedded.extend(batch)
+        return embed(batch, model_name)
+
+    monkeypatch.setattr(labelling, "embed", counting_embed)
+    found = suggest_labels(texts, CLASSES, embeddings=vectors)
+    assert not set(texts) & set(embedded)  # only the class-name sentences were embedded
+    embedded.clear()
+    assert next_to_label(texts, suggestions=found, k=3) == next_to_label(texts, CLASSES, k=3)
+    assert sum(text in embedded for text in texts) == len(texts)  # the second call embedded each text once
+
+
+def test_queue_takes_the_most_uncertain_unlabelled_rows_first(topics):
+    texts, truth, vectors = topics
+    given = [truth[0]] + [None] * (len(texts) - 1)
+    found = suggest_labels(texts, CLASSES, given, embeddings=vectors)
+    queue = next_to_label(texts, suggestions=found, k=5)
+    margins = found.margins()
+    assert len(queue) == 5 and 0 not in queue
+    assert list(margins[queue]) == sorted(margins[queue])
+    others = [row for row in range(1, len(texts)) if row not in queue]
+    assert margins[queue].max() <= margins[others].min()
+    assert queue == next_to_label(texts, CLASSES, given, k=5, embeddings=vectors)  # deterministic
+
+
+def test_queue_skips_near_duplicates():
+    texts = ["The match was postponed because of the storm.", "The match was postponed because of the storm!",
+             "Storm delays the match.", "The chef baked bread.", "The striker scored.", "Fog over the city."]
+    found = suggest_labels(texts, CLASSES)
+    queue = next_to_label(texts, suggestions=found, k=3)
+    assert not {0, 1} <= set(queue)  # the two near-identical texts are not both asked
+    everything = next_to_label(texts, suggestions=found, k=6)
+    assert sorted(everything) == list(range(6))  # skipped rows come last when nothing else is left
+
+
+def test_label_queue_orders_by_margin_and_spreads_out():
+    embeddings = np.eye(4)[[0, 0, 1, 2, 3, 1]].astype(float)  # rows 0/1 and 2/5 are identical
+    margins = np.array([0.1, 0.05, 0.2, 0.9, 0.5, 0.15])
+    labelled = np.array([False, False, False, False, False, False])
+    assert label_queue(margins, embeddings, labelled, 3) == [1, 5, 4]
+    assert label_queue(margins, embeddings, labelled, 3, near_duplicate=1.0) == [1, 5, 4]
+    assert label_queue(margins, embeddings, labelled, 6) == [1, 5, 4, 3, 0, 2]
+    labelled[4] = True  # a labelled row counts as already known
+    assert label_queue(margins, embeddings, labelled, 3) == [1, 5, 3]
+    with pytest.raises(ConfigError, match="k must be at least 1"):
+        label_queue(margins, embeddings, labelled, 0)
+
+
+@pytest.mark.parametrize("classes, labels, error, message", [
+    (["sports"], None, ConfigError, "at least two classes"),
+    (None, ["sports", None, None], ConfigError, "labels present name only 'sports'"),
+    (None, None, ConfigError, "labels present name none"),
+    (["sports", "sports", "cooking"], None, ConfigError, "repeat 'sports'"),
+    (["sports", " "], None, ConfigError, "A class name is empty"),
+    (["sports", "cooking"], [None, "baking", None], DataError, r"not among the classes .*row 2 'baking'"),
+    (["sports", "cooking"], ["sports"], DataError, "3 texts but 1 labels"),
+])
+def test_bad_classes_and_labels_say_how_to_fix_them(classes, labels, error, message):
+    texts = ["The striker scored.", "The chef baked bread.", "Rain is forecast."]
+    with pytest.raises(error, match=message):
+        suggest_labels(texts, classes, labels)
+
+
+def test_empty_texts_and_mismatched_embeddings_are_refused():
+    with pytest.raises(DataError, match="empty text.*row 2"):
+        suggest_labels(["The striker scored.", "  "], CLASSES)
+    with pytest.raises(DataError, match="no texts"):
+        suggest_labels([], CLASSES)
+    with pytest.raises(DataError, match="one row per text"):
+        suggest_labels(["The striker scored.", "Rain."], CLASSES, embeddings=np.zeros((3, 384)))
+
+
+def test_cli_suggest_writes_every_row_with_who_labelled_it(tmp_path, topics):
+    texts, truth, _ = topics
+    table = pd.DataFrame({"id": range(len(texts)), "text": texts,
+                          "label": [truth[row] if row < 3 else "" for row in range(len(texts))]})
+    table.loc[5, "text"] = "=HYPERLINK(1) The chef baked a cake."
+    table.to_csv(tmp_path / "in.csv", index=False)
+    code, out, err = run_cli("suggest", "--data", tmp_path / "in.csv", "--output", tmp_path / "out.csv",
+                             "--next", "4")
+    assert code == 0, err
+    written = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert list(written.columns) == ["id", "text", "label", *SUGGESTION_COLUMNS, "label_next"]
+    assert list(written["labelled_by"]) == ["person"] * 3 + ["suggestion"] * (len(texts) - 3)
+    assert list(written["suggested_label"][:3]) == truth[:3] and set(written["confidence"][:3]) == {1.0}
+    assert np.mean(written["suggested_label"][3:] == pd.Series(truth[3:], index=range(3, len(texts)))) >= 0.9
+    assert written.loc[5, "text"].startswith("'=")  # formula neutralised
+    ranks = written["label_next"][written["label_next"] != ""].astype(int)
+    assert sorted(ranks) == [1, 2, 3, 4] and (ranks.index >= 3).all()
+    assert "24 rows, 3 labelled by a person, 21 suggested" in out and "Label next (4 rows" in out
+
+
+def test_cli_suggest_refuses_a_label_outside_the_classes(tmp_path):
+    pd.DataFrame({"text": ["The striker scored.", "The chef baked bread."],
+                  "label": ["sports", "baking"]}).to_csv(tmp_path / "in.csv", index=False)
+    code, out, err = run_cli("suggest", "--data", tmp_path / "in.csv", "--classes", "sports,cooking")
+    assert code == 2 and "not among the classes (sports, cooking): row 2 'baking'" in err
+    code, out, err = run_cli("suggest", "--data", tmp_path / "in.csv", "--classes", "sports,,cooking")
+    assert code == 2 and "--classes has an empty name" in err
