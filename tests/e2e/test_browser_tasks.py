@@ -49,9 +49,17 @@ def test_several_labels_per_text_upload_train_predict(page, url, tmp_path):
     assert page.locator("#train-task").get_by_role("combobox").input_value() == "Detect from the label column"
     page.locator("#train-method").get_by_label("Full fine-tuning", exact=True).check()
     page.get_by_text("Hyperparameters").click()
-    page.locator("#hp-epochs input").fill("8")
-    page.locator("#hp-batch input").fill("8")
-    page.get_by_label(re.compile(r"^Learning rate")).fill("0.003")
+    # Choosing the method fills in its defaults a moment later, which may land after a value typed meanwhile: each
+    # value is typed until it stays (this tiny model learns the task only with these).
+    for field, value in ((page.locator("#hp-epochs input"), "8"), (page.locator("#hp-batch input"), "8"),
+                         (page.get_by_label(re.compile(r"^Learning rate")), "0.003")):
+        for _ in range(20):
+            field.fill(value)
+            field.press("Tab")
+            time.sleep(0.3)
+            if field.input_value() == value:
+                break
+        assert field.input_value() == value
     page.locator("#train-start").click()
     deadline = time.monotonic() + 240
     while page.locator("#progress-box").get_attribute("data-state") not in ("completed", "failed"):
