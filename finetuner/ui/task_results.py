@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd
+
+from ..tasks import parse_label_sets
 
 LABEL_SET_COLUMNS = ("text", "label", "predicted_labels", "missed", "extra")
 ERROR_COLUMNS = ("text", "label", "predicted_value", "error")
@@ -29,8 +31,8 @@ def wrong_label_sets(rows: Optional[pd.DataFrame], separator: str = ";") -> pd.D
     and the extra ones, most differences first."""
     if rows is None or rows.empty or "predicted_labels" not in rows.columns:
         return pd.DataFrame(columns=list(LABEL_SET_COLUMNS))
-    true = [_names(value, separator) for value in rows["label"]]
-    predicted = [_names(value, separator) for value in rows["predicted_labels"]]
+    true = parse_label_sets(rows["label"].tolist(), separator)  # cells finetuner wrote: joined by the separator
+    predicted = parse_label_sets(rows["predicted_labels"].tolist(), separator)
     table = pd.DataFrame({
         "text": rows["text"].tolist(),
         "label": [separator.join(names) for names in true],
@@ -59,12 +61,6 @@ def largest_errors(rows: Optional[pd.DataFrame]) -> pd.DataFrame:
 def mistakes(rows: Optional[pd.DataFrame], task: str, separator: str = ";") -> pd.DataFrame:
     """The mistakes table of a task other than one label per text (see :data:`MISTAKES_TITLES`)."""
     return largest_errors(rows) if task == "regression" else wrong_label_sets(rows, separator)
-
-
-def _names(value: Any, separator: str) -> Tuple[str, ...]:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ()
-    return tuple(sorted({part.strip() for part in str(value).split(separator) if part.strip()}))
 
 
 def scatter_html(report: Dict[str, Any], metrics: Dict[str, float]) -> str:
