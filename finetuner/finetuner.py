@@ -149,7 +149,9 @@ class LLMFinetuner:
         label_ids, eval_ids = self.label_map.encode(labels), self.label_map.encode(eval_labels)
         # Several labels per text: rows held out to tune each label's threshold. A number: trained standardised.
         texts, label_ids, held = hold_out_for_thresholds(texts, label_ids, config.seed, task.task)
-        self._scale = TargetScale.of(label_ids) if self._can_fold_scale(labels, config) else None
+        # Several labels per text or a number: the method is chosen by rule (auto's selection is for one label).
+        choice = self.choose_method(labels, config) if task.task != "single_label" else None
+        self._scale = TargetScale.of(label_ids) if choice and self._can_fold_scale(choice.method, config) else None
         if self._scale is not None:
             label_ids, eval_ids = self._scale.standardize(label_ids), self._scale.standardize(eval_ids)
         imbalance = self.imbalance_handling(labels, config)
@@ -169,7 +171,7 @@ class LLMFinetuner:
             if result.trainer is not None and job.eval_dataset is not None and not result.stopped:
                 job.progress.evaluate(result.trainer.evaluate(eval_dataset=job.eval_dataset))
         else:
-            self.method_choice = self.choose_method(labels, config)
+            self.method_choice = choice or self.choose_method(labels, config)
             if config.method == registry.AUTO:  # several labels per text or numbers: within the time budget
                 job, self.method_choice = fit_task_budget(job, self.method_choice, deadline, self.config.method)
             config = config.replace(method=self.method_choice.method)
@@ -308,14 +310,14 @@ class LLMFinetuner:
             choice = dataclasses.replace(choice, reason=f"{choice.reason}; {tuned}")
         return choice
 
-    def _can_fold_scale(self, labels: Sequence[Any], config: TrainConfig) -> bool:
+    def _can_fold_scale(self, method_name: str, config: TrainConfig) -> bool:
         """A number per text trains standardised when the trained model's output layer can take the scale back
         afterwards: a sentence classifier's head, or a transformers head with a bias that a LoRA adapter keeps
         whole (not one named in ``lora_target_modules``). Others (a decoder's score layer has no bias) learn the
         raw numbers."""
         if self.label_map.task != "regression":
             return False
-        method = registry.get(self.choose_method(labels, config).method)
+        method = registry.get(method_name)
         if method.sentence_classifier:
             return True
         layer = output_layer(self.model)
