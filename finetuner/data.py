@@ -23,7 +23,8 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .errors import DataError, first_line
-from .tasks import LABEL_SEPARATOR, TaskChoice, detect_task, is_blank, join_labels, parse_label_sets, parse_targets
+from .tasks import (LABEL_SEPARATOR, TaskChoice, detect_task, is_blank, join_labels, listed, parse_label_sets,
+                    parse_targets)
 
 PathLike = Union[str, Path]
 
@@ -477,9 +478,8 @@ def normalize_labels(labels: Iterable[Any]) -> List[Union[int, str]]:
         except ValueError as exc:
             bad.append((row, str(exc)))
     if bad:
-        where = ", ".join(f"row {r} ({why})" for r, why in bad[:_MAX_ROWS_IN_MESSAGE])
-        more = f" and {len(bad) - _MAX_ROWS_IN_MESSAGE} more" if len(bad) > _MAX_ROWS_IN_MESSAGE else ""
-        raise DataError(f"{len(bad)} label(s) cannot be used: {where}{more}. Give every row a class label.")
+        where = listed([f"row {r} ({why})" for r, why in bad])
+        raise DataError(f"{len(bad)} label(s) cannot be used: {where}. Give every row a class label.")
     if any(isinstance(v, str) for v in out):
         out = [str(v) for v in out]
     return out
@@ -566,9 +566,7 @@ def validate_texts(texts: Sequence[Any], what: str = "input", first_row: int = 1
     """Texts as strings; missing or blank texts are a :class:`DataError` naming the rows (from ``first_row``)."""
     empty = [row for row, t in enumerate(texts, start=first_row) if is_blank(t)]
     if empty:
-        rows = ", ".join(str(r) for r in empty[:_MAX_ROWS_IN_MESSAGE])
-        more = f" and {len(empty) - _MAX_ROWS_IN_MESSAGE} more" if len(empty) > _MAX_ROWS_IN_MESSAGE else ""
-        raise DataError(f"The {what} has {len(empty)} empty text(s): row {rows}{more}. "
+        raise DataError(f"The {what} has {len(empty)} empty text(s): row {listed([str(r) for r in empty])}. "
                         "Fill them in or delete those rows.")
     return [str(t) for t in texts]
 
@@ -640,9 +638,8 @@ def _label_sets_of_columns(frame: pd.DataFrame, columns: List[str]) -> List[List
             elif text not in _FALSE:
                 bad.append(f"row {row + 1} column {column!r} ({str(value)[:20]!r})")
     if bad:
-        more = f" and {len(bad) - _MAX_ROWS_IN_MESSAGE} more" if len(bad) > _MAX_ROWS_IN_MESSAGE else ""
         raise DataError(f"One 0/1 column per label must hold 0 or 1 (true/false, yes/no) in every row: "
-                        f"{', '.join(bad[:_MAX_ROWS_IN_MESSAGE])}{more}. Fix those cells.")
+                        f"{listed(bad)}. Fix those cells.")
     return sets
 
 

@@ -139,9 +139,10 @@ def _is_target(distinct: set) -> bool:
     return len(codes) >= REGRESSION_MIN_DISTINCT and codes not in runs
 
 
-def _problems(bad: List[str]) -> str:
-    more = f" and {len(bad) - _MAX_ROWS_IN_MESSAGE} more" if len(bad) > _MAX_ROWS_IN_MESSAGE else ""
-    return f"{', '.join(bad[:_MAX_ROWS_IN_MESSAGE])}{more}"
+def listed(items: Sequence[str]) -> str:
+    """The first few of ``items`` for a message, comma-separated, then how many more ("…, row 5 and 12 more")."""
+    more = f" and {len(items) - _MAX_ROWS_IN_MESSAGE} more" if len(items) > _MAX_ROWS_IN_MESSAGE else ""
+    return f"{', '.join(items[:_MAX_ROWS_IN_MESSAGE])}{more}"
 
 
 def parse_label_sets(labels: Sequence[Any], separator: Optional[str] = ";",
@@ -176,7 +177,7 @@ def parse_label_sets(labels: Sequence[Any], separator: Optional[str] = ";",
             bad.append(f"row {row} (an empty label in {str(value)[:40]!r})")
         out.append(tuple(sorted(set(part for part in parts if part))))
     if bad:
-        raise DataError(f"The {what} cannot be read as several labels per text: {_problems(bad)}. Separate the "
+        raise DataError(f"The {what} cannot be read as several labels per text: {listed(bad)}. Separate the "
                         f"labels of a cell with {separator!r} only (e.g. 'joy{separator}love') or write a JSON list.")
     return out
 
@@ -192,7 +193,7 @@ def parse_targets(values: Sequence[Any], what: str = "label column") -> List[flo
         out.append(number if number is not None else float("nan"))
     if bad:
         raise DataError(f"The {what} must hold a number in every row to predict a number; these cells are not "
-                        f"numbers: {_problems(bad)}. Fix those cells or delete the rows (or set task=single_label "
+                        f"numbers: {listed(bad)}. Fix those cells or delete the rows (or set task=single_label "
                         "to treat the values as classes).")
     return out
 
