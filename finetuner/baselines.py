@@ -11,16 +11,16 @@ from typing import Any, Callable, Dict, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from .data import LabelMap, validate_texts_and_labels
 from .embeddings import embed
-from .metrics import multi_label_report, regression_report, summary_metrics, tune_thresholds
+from .metrics import multi_label_report, regression_report, sigmoid, summary_metrics, tune_thresholds
 from .tasks import TaskChoice, detect_task
 from .training.targets import hold_out_for_thresholds
 from .models import DEFAULT_MODEL
-from .training.linear_head import embedding_classifier
+from .training.linear_head import embedding_classifier, multi_label_head, regression_head
 
 BASELINE_NAMES = {"tfidf_logreg": "TF-IDF + logistic regression",
                   "embedding_logreg": "Sentence embeddings + logistic regression",
@@ -96,25 +96,22 @@ def task_baselines(train_texts: Sequence[str], train_labels: Sequence[Any], eval
     def multi_label(features, c: float):
         train_f, eval_f = features()
         fit_rows, _, held = hold_out_for_thresholds(list(range(len(train_x))), list(y_train), seed, "multi_label")
-        probabilities = lambda model, rows: np.column_stack(  # noqa: E731
-            [m.predict_proba(rows)[:, 1] if m is not None else np.zeros(rows.shape[0]) for m in model])
-        models = [LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(train_f[fit_rows], column)
-                  if 0 < column.sum() < len(column) else None for column in y_train[fit_rows].T]
-        thresholds = (tune_thresholds(np.asarray(held[1]), probabilities(models, train_f[held[0]]))
-                      if held else None)
-        return multi_label_report(y_eval, probabilities(models, eval_f), label_map.names, thresholds)["summary"]
+        weight, bias = multi_label_head(train_f[fit_rows], y_train[fit_rows], classifier=lambda: LogisticRegression(
+            C=c, max_iter=1000, random_state=seed))
+        probabilities = lambda rows: sigmoid(rows @ weight.T.astype(np.float64) + bias)  # noqa: E731
+        thresholds = tune_thresholds(np.asarray(held[1]), probabilities(train_f[held[0]])) if held else None
+        return multi_label_report(y_eval, probabilities(eval_f), label_map.names, thresholds)["summary"]
 
-    def regression(features, model):
+    def regression(features):
         train_f, eval_f = features()
-        return regression_report(y_eval, model.fit(train_f, y_train).predict(eval_f))["summary"]
+        weight, bias = regression_head(train_f, y_train)
+        return regression_report(y_eval, (eval_f @ weight.T.astype(np.float64)).ravel() + bias[0])["summary"]
 
-    alphas = np.logspace(-3, 3, 13)
     baselines: Dict[str, Callable[[], Dict[str, float]]] = (
         {"tfidf_ovr": lambda: multi_label(tfidf_features, 3.0),
          "embedding_ovr": lambda: multi_label(embedding_features, 10.0)}
         if choice.task == "multi_label" else
-        {"tfidf_ridge": lambda: regression(tfidf_features, RidgeCV(alphas=alphas)),
-         "embedding_ridge": lambda: regression(embedding_features, RidgeCV(alphas=alphas))})
+        {"tfidf_ridge": lambda: regression(tfidf_features), "embedding_ridge": lambda: regression(embedding_features)})
     scores = {}
     for name, fit_and_score in baselines.items():
         started = time.perf_counter()

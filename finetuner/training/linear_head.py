@@ -3,6 +3,8 @@ baseline's classifier and the head of the embedding methods (so ``method="head"`
 
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
@@ -34,9 +36,10 @@ _CONSTANT_LOGIT = 10.0
 
 
 def multi_label_head(features: np.ndarray, targets: np.ndarray, seed: int = 0,
-                     sample_weight: np.ndarray = None):
-    """One-vs-rest heads for several labels per text: a logistic regression per label (the embedding
-    classifier's settings) on ``targets`` (rows × labels, 0/1); returns (weight, bias), one row per label."""
+                     sample_weight: np.ndarray = None, classifier: Optional[Callable[[], LogisticRegression]] = None):
+    """One-vs-rest heads for several labels per text: a logistic regression per label (``classifier()``; default
+    the embedding classifier's settings) on ``targets`` (rows × labels, 0/1); returns (weight, bias), one row per
+    label. ``features`` may be sparse (TF-IDF)."""
     targets = np.asarray(targets) > 0.5
     weight = np.zeros((targets.shape[1], features.shape[1]), dtype=np.float32)
     bias = np.zeros(targets.shape[1], dtype=np.float32)
@@ -45,14 +48,15 @@ def multi_label_head(features: np.ndarray, targets: np.ndarray, seed: int = 0,
         if column.all() or not column.any():
             bias[label] = _CONSTANT_LOGIT if column.all() else -_CONSTANT_LOGIT
             continue
-        fitted = embedding_classifier(seed).fit(features, column.astype(int), sample_weight=sample_weight)
+        fitted = (classifier or (lambda: embedding_classifier(seed)))().fit(features, column.astype(int),
+                                                                              sample_weight=sample_weight)
         weight[label], bias[label] = fitted.coef_[0], fitted.intercept_[0]
     return weight, bias
 
 
 def regression_head(features: np.ndarray, targets: np.ndarray, sample_weight: np.ndarray = None):
-    """A ridge regression of ``targets`` on the embeddings, its penalty chosen by efficient leave-one-out
-    cross-validation; returns (weight, bias) of one output."""
+    """A ridge regression of ``targets`` on the embeddings (or other features, TF-IDF too), its penalty chosen by
+    efficient leave-one-out cross-validation; returns (weight, bias) of one output."""
     from sklearn.linear_model import RidgeCV
 
     fitted = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(features, np.asarray(targets, dtype=float),
