@@ -52,6 +52,8 @@ PERSON_WEIGHT = 5.0
 NEAR_DUPLICATE = 0.9
 # next_to_label picks among this many times k of the most uncertain rows.
 POOL_FACTOR = 10
+# cross_validated_accuracy needs this many person-labelled rows to say anything.
+MIN_CURVE_ROWS = 10
 
 PERSON, SUGGESTION = "person", "suggestion"
 SUGGESTION_COLUMNS = ("suggested_label", "confidence", "labelled_by")
@@ -142,6 +144,37 @@ def next_to_label(texts: Sequence[Any], classes: Optional[Sequence[Any]] = None,
                         "make them with suggest_labels on the same texts.")
     return label_queue(suggestions.margins(), suggestions.embeddings, suggestions.labelled, k,
                        near_duplicate=near_duplicate)
+
+
+def cross_validated_accuracy(texts: Sequence[Any], classes: Optional[Sequence[Any]] = None,
+                             labels: Optional[Sequence[Any]] = None, *, folds: int = 5,
+                             model_name: str = DEFAULT_MODEL, embeddings: Optional[np.ndarray] = None,
+                             seed: int = 0) -> Optional[float]:
+    """How often the suggestions are right on rows a person labelled, each scored by a model that did not see it.
+
+    The person-labelled rows are split into ``folds`` (at most one per row, in a shuffled order set by ``seed``);
+    each fold's labels are hidden in turn, the suggestions refitted on the rest (and the class names and the
+    unlabelled rows, as in :func:`suggest_labels`) and compared with them. ``None`` below :data:`MIN_CURVE_ROWS`
+    labelled rows: too few to say. One point of a learning curve (accuracy against the number of labels)."""
+    texts = validate_texts(list(texts), what="texts to label")
+    given = _row_labels(labels, len(texts))
+    classes = _classes(classes, given)
+    ids = _label_ids(given, classes)
+    person = np.flatnonzero(ids >= 0)
+    if len(person) < MIN_CURVE_ROWS:
+        return None
+    if folds < 2:
+        raise ConfigError(f"folds must be at least 2 (got {folds}): each part is scored by a model fitted on "
+                          "the others.")
+    vectors = _embeddings(texts, embeddings, model_name)
+    names = class_vectors(classes, model_name)
+    shuffled = np.random.default_rng(seed).permutation(person)
+    right = 0
+    for part in np.array_split(shuffled, min(folds, len(person))):
+        hidden = ids.copy()
+        hidden[part] = -1
+        right += int((_quick_model(vectors, names, hidden, seed)[part].argmax(axis=1) == ids[part]).sum())
+    return right / len(person)
 
 
 def label_queue(margins: np.ndarray, embeddings: np.ndarray, labelled: np.ndarray, k: int, *,

@@ -171,3 +171,19 @@ def test_cli_suggest_refuses_a_label_outside_the_classes(tmp_path):
     assert code == 2 and "not among the classes (sports, cooking): row 2 'baking'" in err
     code, out, err = run_cli("suggest", "--data", tmp_path / "in.csv", "--classes", "sports,,cooking")
     assert code == 2 and "--classes has an empty name" in err
+
+
+def test_cross_validated_accuracy_scores_each_labelled_row_by_a_model_that_did_not_see_it(topics):
+    texts, truth, vectors = topics
+    names = [OPAQUE[label] for label in truth]
+    few = [names[row] if row < 9 else None for row in range(len(texts))]
+    assert labelling.cross_validated_accuracy(texts, list(OPAQUE.values()), few, embeddings=vectors) is None
+    given = [names[row] if row < 15 else None for row in range(len(texts))]
+    right = labelling.cross_validated_accuracy(texts, list(OPAQUE.values()), given, embeddings=vectors)
+    assert right is not None and right >= 0.8
+    # Labels unrelated to the texts (every other row; the topics repeat every third) cannot be predicted.
+    shuffled = [("alpha", "beta")[row % 2] if row < 15 else None for row in range(len(texts))]
+    wrong = labelling.cross_validated_accuracy(texts, list(OPAQUE.values()), shuffled, embeddings=vectors)
+    assert wrong is not None and wrong < right - 0.3
+    with pytest.raises(ConfigError, match="folds must be at least 2"):
+        labelling.cross_validated_accuracy(texts, list(OPAQUE.values()), given, embeddings=vectors, folds=1)
