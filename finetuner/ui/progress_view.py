@@ -182,25 +182,28 @@ _SERIES = {"training": "#4f46e5", "evaluation": "#dc2626"}
 
 def loss_chart(points: List[Dict[str, Any]], width: int = 560, height: int = 260, *,
                series: Optional[Dict[str, str]] = None, marked: Tuple[str, ...] = ("evaluation",),
-               chart_id: str = "loss-chart", empty: str = "The loss appears here while training runs.") -> str:
+               chart_id: str = "loss-chart", empty: str = "The loss appears here while training runs.",
+               title: str = "Loss", x_label: str = "step", y_top: Optional[float] = None) -> str:
     """The loss curves as inline SVG, steps on an integer x axis. ``points`` have a step, a loss and the name of
     their series; ``series`` names the series drawn, in order, with their colours (default: training loss, and
     evaluation loss); each series is a line, with a marker on each point for the ``marked`` series and for a
-    series of one point (so that a single evaluation shows). Several runs' losses overlaid: one series per run."""
+    series of one point (so that a single evaluation shows). Several runs' losses overlaid: one series per run.
+    Other curves on whole numbers (the Label tab's accuracy per number of labels) give their ``title``, ``x_label``
+    and, for a fixed scale, ``y_top`` (default: 10% above the highest point)."""
     series = _SERIES if series is None else series
     pad_left, pad_right, pad_top, pad_bottom = 52, 16, 34, 36
     frame = (f'<svg id="{html.escape(chart_id)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-             'role="img" aria-label="Loss per training step" style="display:block;max-width:100%;height:auto;'
-             'font:11px sans-serif">')
-    title = f'<text x="{pad_left}" y="16" font-weight="bold" font-size="13">Loss</text>'
+             f'role="img" aria-label="{html.escape(title)} per {html.escape(x_label)}" '
+             'style="display:block;max-width:100%;height:auto;font:11px sans-serif">')
+    heading = f'<text x="{pad_left}" y="16" font-weight="bold" font-size="13">{html.escape(title)}</text>'
     legend = _legend(series, width - pad_right)
     if not points:
-        return (frame + title + legend + f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
+        return (frame + heading + legend + f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
                 f'fill="#6b7280">{html.escape(empty)}</text></svg>')
     steps = [p["step"] for p in points]
     losses = [p["loss"] for p in points]
     x_max = max(max(steps), 1)
-    y_max = max(losses) * 1.1 or 1.0
+    y_max = y_top or max(losses) * 1.1 or 1.0
     plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
 
     def x(step: float) -> float:
@@ -219,7 +222,8 @@ def loss_chart(points: List[Dict[str, Any]], width: int = 560, height: int = 260
         axes.append(f'<text x="{pad_left - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.2f}</text>'
                     f'<line x1="{pad_left}" y1="{y(value):.1f}" x2="{pad_left + plot_w}" y2="{y(value):.1f}" '
                     'stroke="#e5e7eb"/>')
-    axes.append(f'<text x="{pad_left + plot_w / 2}" y="{height - 4}" text-anchor="middle">step</text>')
+    axes.append(f'<text x="{pad_left + plot_w / 2}" y="{height - 4}" text-anchor="middle">'
+                f'{html.escape(x_label)}</text>')
     lines = []
     for name, color in series.items():
         chosen = sorted((p["step"], p["loss"]) for p in points if p["series"] == name)
@@ -231,8 +235,9 @@ def loss_chart(points: List[Dict[str, Any]], width: int = 560, height: int = 260
                      'stroke-width="2"/>')
         if name in marked or len(chosen) == 1:
             lines += [f'<circle data-series="{label}" cx="{x(s):.1f}" cy="{y(v):.1f}" r="4" fill="{color}">'
-                      f'<title>{label} loss {v:.4f} at step {s}</title></circle>' for s, v in chosen]
-    return frame + title + legend + "".join(axes) + "".join(lines) + "</svg>"
+                      f'<title>{label} {html.escape(title.lower())} {v:.4f} at {html.escape(x_label)} {s}</title>'
+                      '</circle>' for s, v in chosen]
+    return frame + heading + legend + "".join(axes) + "".join(lines) + "</svg>"
 
 
 def _legend(series: Dict[str, str], right: float) -> str:
