@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import gradio as gr
 import pandas as pd
@@ -21,18 +21,22 @@ from .common import (MAX_CELL_CHARS, TABLE_FILE_TYPES, AppContext, TableData, co
 from .uploads import UploadBox
 
 PAGE_SIZE = 50
+LABEL_TAB = "2 · Label"  # the tab that labels rows without a label (finetuner.ui.label_tab)
 _SEED = TrainConfig().seed
 
 
 @dataclass
 class DataTab:
-    """The components the Train tab reads."""
+    """The components the Train and Label tabs read. The Label tab also puts a table in: ``loaded_out`` are the
+    outputs of :func:`show_table`, and ``follow(event)`` makes the deeper checks follow an event that changes it."""
 
     table: gr.State
     eval_table: gr.State
     text_column: gr.Dropdown
     label_column: gr.Dropdown
     eval_fraction: gr.Slider
+    loaded_out: List[Any]
+    follow: Callable[[Any], None]
 
 
 def load_initial(ctx: AppContext, sample: Optional[str]) -> Optional[TableData]:
@@ -48,6 +52,7 @@ def load_initial(ctx: AppContext, sample: Optional[str]) -> Optional[TableData]:
 _LOADED_OUT = ("table", "grid", "page", "page_info", "text_column", "label_column", "summary", "balance", "source",
                "sample", "upload")
 _EDITED_OUT = ("table", "grid", "page", "page_info", "summary", "balance", "source")
+LOADED_COUNT = len(_LOADED_OUT)  # DataTab.loaded_out
 _CHECKS_IN = ("table", "text_column", "label_column", "eval_table", "eval_fraction")
 _CHECKS_OUT = ("summary", "balance")
 
@@ -89,7 +94,14 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
                                view.eval_fraction, view.pick(*_EDITED_OUT), _edited, page_size=PAGE_SIZE, seed=_SEED)
     for event in wire(DataHandlers(ctx), view):  # the deeper checks' results follow the table (see data_checks)
         follow(event)
-    return DataTab(view.table, view.eval_table, view.text_column, view.label_column, view.eval_fraction)
+    return DataTab(view.table, view.eval_table, view.text_column, view.label_column, view.eval_fraction,
+                   view.pick(*_LOADED_OUT), follow)
+
+
+def show_table(data: TableData, eval_data: Optional[TableData], fraction: float) -> List[Any]:
+    """The updates of ``DataTab.loaded_out`` that show ``data`` as if it had been uploaded (the sample picker
+    cleared), its columns detected again."""
+    return _loaded(data, eval_data, fraction, from_sample=False)
 
 
 def layout(ctx: AppContext, initial: Optional[TableData]) -> DataView:
@@ -283,9 +295,25 @@ def _checks(data: TableData, text: Optional[str], label: Optional[str], eval_dat
 
 
 def _summary(checked: PreparedData) -> str:
-    """The checks, and how many training texts are longer than the model reads at once."""
-    note = _LONG_TEXTS(checked.train_texts) if checked.ok else ""
-    return checked.to_markdown() + (f"\n\n{note}" if note else "")
+    """The checks, how many training texts are longer than the model reads at once, and where to label rows that
+    have no label yet."""
+    notes = [_LONG_TEXTS(checked.train_texts) if checked.ok else "", unlabelled_note(checked)]
+    return "\n\n".join([checked.to_markdown(), *filter(None, notes)])
+
+
+def unlabelled_note(checked: PreparedData) -> str:
+    """Where rows without a label (or a table of texts alone) get labelled: the Label tab (empty when none)."""
+    if checked.task_name != "single_label" or not checked.rows:
+        return ""
+    if checked.label_column is None:
+        return (f"ℹ No labels yet? The **{LABEL_TAB}** tab suggests a label for each text from your class names "
+                "and labels them with you, the most useful rows first.")
+    missing = len(checked.missing_labels)
+    if not missing:
+        return ""
+    return (f"ℹ {missing} row{'' if missing == 1 else 's'} {'has' if missing == 1 else 'have'} no label yet: label "
+            f"them in the **{LABEL_TAB}** tab (it suggests a label for each, the most useful rows first), or drop "
+            "them with **Drop empty & duplicate rows**.")
 
 
 class _LongTextNote:
