@@ -79,7 +79,7 @@ def one_run(browser, repeat: int, model: Optional[str], workdir: str) -> Dict[st
         result["seconds_to_http"] = round(time.monotonic() - started, 1)
         page.goto(url)
         page.locator("#data-summary").get_by_text("400 rows").wait_for(timeout=120_000)
-        page.get_by_role("tab", name="2 · Train").click()
+        page.get_by_role("tab", name="3 · Train").click()
         page.locator("#train-start").wait_for()
         result["seconds_to_interactive"] = round(time.monotonic() - started, 1)
 
@@ -100,7 +100,7 @@ def one_run(browser, repeat: int, model: Optional[str], workdir: str) -> Dict[st
         result.update(state=state, progress_texts=progress, method_lines=methods, log_lines=log_lines)
         result["screenshot_train"] = _shot(page, f"bench_first_run_{repeat}_train")
 
-        page.get_by_role("tab", name="3 · Evaluate").click()
+        page.get_by_role("tab", name="4 · Evaluate").click()
         if state == "completed":
             page.locator("#evaluate-status").get_by_text("Run ").wait_for(timeout=60_000)
             try:

@@ -21,7 +21,7 @@ import gradio as gr
 from ..models import DEFAULT_MODEL
 from ..runner import Runner
 from ..runs import METHOD_NAMES, RunError, RunStore
-from . import data_tab, evaluate_tab, export_tab, predict_tab, train_tab
+from . import data_tab, evaluate_tab, export_tab, label_tab, predict_tab, train_tab
 from .common import AppContext, SessionOwners, main_score
 
 DEFAULT_SAMPLE = "movie_reviews_sst2.csv"
@@ -50,19 +50,22 @@ def build_app(*, runs_dir: Optional[Union[str, Path]] = None, model: Optional[st
 
         ctx.session_started = app.load(start_session, saved_owner, saved_owner, api_visibility="private")
         gr.Markdown("# finetuner\nFine-tune a pre-trained transformer to classify texts: **1** load data, "
-                    "**2** train, **3** evaluate, **4** predict, **5** export.")
+                    "**2** label the rows that have no label yet, **3** train, **4** evaluate, **5** predict, "
+                    "**6** export.")
         active = gr.Markdown(_describe(ctx, None, ""), elem_id="active-model")
         with gr.Tabs():
             with gr.Tab("1 · Data", id="data"):
                 data = data_tab.build(ctx, data_tab.load_initial(ctx, sample or os.environ.get("FINETUNER_SAMPLE")
                                                                    or DEFAULT_SAMPLE))
-            with gr.Tab("2 · Train", id="train"):
+            with gr.Tab(data_tab.LABEL_TAB, id="label"):
+                label_tab.build(ctx, data)
+            with gr.Tab("3 · Train", id="train"):
                 train_tab.build(ctx, data)
-            with gr.Tab("3 · Evaluate", id="evaluate"):
+            with gr.Tab("4 · Evaluate", id="evaluate"):
                 evaluate_tab.build(ctx)
-            with gr.Tab("4 · Predict", id="predict"):
+            with gr.Tab("5 · Predict", id="predict"):
                 predict_tab.build(ctx)
-            with gr.Tab("5 · Export", id="export") as export:
+            with gr.Tab("6 · Export", id="export") as export:
                 export_tab.build(ctx, export)
 
         def describe(run_id: Optional[str], request: gr.Request) -> str:

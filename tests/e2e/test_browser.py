@@ -80,7 +80,7 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     url, started = app_url
     page.goto(url)
     page.locator("#data-summary").get_by_text("400 rows").wait_for()
-    _tab(page, "2 · Train")
+    _tab(page, "3 · Train")
     page.locator("#train-start").wait_for()
     startup = time.monotonic() - started
     (ARTIFACTS / "startup.txt").write_text(f"app.py start to an interactive page in Chromium: {startup:.1f} s\n")
@@ -122,7 +122,7 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     _shot(page, "02_data_edited_page_2")
 
     # Train: progress updates several times, then metrics per epoch.
-    _tab(page, "2 · Train")
+    _tab(page, "3 · Train")
     page.get_by_text("Hyperparameters").click()
     page.locator("#hp-batch input").fill("8")
     state, seen = _train(page, epochs=6, until=("completed", "failed"))
@@ -137,7 +137,7 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     _shot(page, "03_train_completed")
 
     # Evaluate: metrics, per-class report and the confusion matrix of the new run.
-    _tab(page, "3 · Evaluate")
+    _tab(page, "4 · Evaluate")
     page.locator("#evaluate-status").get_by_text(first_run).wait_for()
     metrics = page.locator("#evaluate-metrics").inner_text()
     assert "Accuracy" in metrics and "F1 (weighted)" in metrics
@@ -145,7 +145,7 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     _shot(page, "04_evaluate")
 
     # Predict: a sentence gets a label with class probabilities.
-    _tab(page, "4 · Predict")
+    _tab(page, "5 · Predict")
     page.locator("#predict-text textarea").fill("The team won the championship game last night")
     page.locator("#predict-text textarea").press("Enter")
     label = page.locator("#predict-label")
@@ -154,7 +154,7 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     _shot(page, "05_predict")
 
     # A second, long run is stopped: recorded as stopped, the first model stays active, the app stays usable.
-    _tab(page, "2 · Train")
+    _tab(page, "3 · Train")
     page.locator("#hp-epochs input").fill("500")
     page.locator("#train-start").click()
     page.locator("#progress-text").get_by_text(re.compile(r"^Step \d+")).wait_for()
@@ -165,11 +165,11 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     assert first_run in page.locator("#active-model").inner_text()
     _shot(page, "06_train_stopped")
 
-    _tab(page, "4 · Predict")
+    _tab(page, "5 · Predict")
     page.locator("#predict-text textarea").fill("Stocks fell as oil prices rose")
     page.locator("#predict-run").click()
     page.locator("#predict-label").get_by_text("%").first.wait_for()
-    _tab(page, "5 · Export")
+    _tab(page, "6 · Export")
     history = page.locator("#export-history")
     history.get_by_text("stopped").wait_for()
     assert "completed" in history.inner_text()
@@ -180,10 +180,10 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     status = page.locator("#export-status")
     status.get_by_text("now use ONNX Runtime").wait_for(timeout=180_000)
     assert "labels identical to pytorch" in status.inner_text() and first_run in status.inner_text()
-    _tab(page, "4 · Predict")
+    _tab(page, "5 · Predict")
     page.locator("#predict-run").click()
     page.locator("#predict-label").get_by_text("%").first.wait_for()
-    _tab(page, "5 · Export")
+    _tab(page, "6 · Export")
 
     # Compare the two runs: settings side by side (the epochs differ), scores, and both training losses overlaid.
     page.locator("#compare").get_by_text("Compare runs").first.click()
@@ -202,7 +202,7 @@ def test_the_whole_flow_in_a_browser(page, app_url):  # the browser is up before
     _shot(page, "07b_compare_runs")
 
     # Method: a decoder LLM in the model picker selects LoRA and shows its settings; the user can switch back.
-    _tab(page, "2 · Train")
+    _tab(page, "3 · Train")
     lora = page.locator("#train-lora")
     assert not lora.is_visible()
     page.locator("#train-model input").click()

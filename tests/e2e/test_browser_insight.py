@@ -94,7 +94,7 @@ def test_check_fix_train_compare_and_explain(page, url, tmp_path):
     page.locator("#data-duplicates").get_by_text("near within train").filter(visible=True).first.wait_for()
 
     # Train; the Evaluate tab shows the model beside the quick baselines.
-    page.get_by_role("tab", name="2 · Train").click()
+    page.get_by_role("tab", name="3 · Train").click()
     page.get_by_text("Hyperparameters").click()
     page.locator("#hp-epochs input").fill("8")
     page.locator("#hp-batch input").fill("8")
@@ -105,7 +105,7 @@ def test_check_fix_train_compare_and_explain(page, url, tmp_path):
         assert time.monotonic() < deadline, page.locator("#progress-text").inner_text()
         time.sleep(0.2)
     assert page.locator("#progress-box").get_attribute("data-state") == "completed"
-    page.get_by_role("tab", name="3 · Evaluate").click()
+    page.get_by_role("tab", name="4 · Evaluate").click()
     comparison = page.locator("#evaluate-baselines")
     comparison.get_by_text("TF-IDF + logistic regression").wait_for()
     assert "Fine-tuned model" in comparison.inner_text() and "F1 (macro)" in comparison.inner_text()
@@ -113,7 +113,7 @@ def test_check_fix_train_compare_and_explain(page, url, tmp_path):
     _shot(page, "insight_4_evaluate_baselines")
 
     # Predict, then ask why: the words are highlighted.
-    page.get_by_role("tab", name="4 · Predict").click()
+    page.get_by_role("tab", name="5 · Predict").click()
     sentence = page.locator("#predict-text textarea")
     sentence.fill("i really love this book , it was great")
     sentence.press("Enter")

@@ -36,7 +36,7 @@ def _wait_text(locator, text: str, timeout: float = 60) -> None:
 
 
 def _export_tab(page) -> None:
-    page.get_by_role("tab", name="5 · Export").click()
+    page.get_by_role("tab", name="6 · Export").click()
     page.locator("#export-history").wait_for()
 
 

@@ -45,7 +45,7 @@ def test_several_labels_per_text_upload_train_predict(page, url, tmp_path):
     assert page.locator("#data-grid [data-testid=cell-0-1]").inner_text().strip() in ("praise;recommend", "complaint")
     _shot(page, "tasks_1_data_multi_label")
 
-    page.get_by_role("tab", name="2 · Train").click()
+    page.get_by_role("tab", name="3 · Train").click()
     assert page.locator("#train-task").get_by_role("combobox").input_value() == "Detect from the label column"
     page.locator("#train-method").get_by_label("Full fine-tuning", exact=True).check()
     page.get_by_text("Hyperparameters").click()
@@ -72,7 +72,7 @@ def test_several_labels_per_text_upload_train_predict(page, url, tmp_path):
     assert "Task: several labels per text" in page.locator("#train-log textarea").input_value()
     _shot(page, "tasks_2_train_multi_label")
 
-    page.get_by_role("tab", name="3 · Evaluate").click()
+    page.get_by_role("tab", name="4 · Evaluate").click()
     page.locator("#evaluate-status").get_by_text("label set").wait_for()
     assert "F1 (micro)" in page.locator("#evaluate-metrics").inner_text()
     page.locator("#evaluate-baselines").get_by_text("one-vs-rest").first.wait_for()
@@ -80,7 +80,7 @@ def test_several_labels_per_text_upload_train_predict(page, url, tmp_path):
     assert note.startswith("Fine-tuning:") and "macro F1" in note and "best baseline" in note
     _shot(page, "tasks_3_evaluate_multi_label")
 
-    page.get_by_role("tab", name="4 · Predict").click()
+    page.get_by_role("tab", name="5 · Predict").click()
     sentence = page.locator("#predict-text textarea")
     sentence.fill("the film was really great")
     sentence.press("Enter")
