@@ -202,3 +202,17 @@ def test_the_data_tab_points_rows_without_a_label_to_the_label_tab():
     assert "2 rows have no label yet: label them in the **2 · Label** tab" in unlabelled_note(prepare(frame))
     assert "No labels yet?" in unlabelled_note(prepare(pd.DataFrame({"text": ["a b", "c d"]})))
     assert unlabelled_note(prepare(pd.DataFrame({"text": ["a b", "c d"], "label": ["x", "y"]}))) == ""
+
+
+def test_more_classes_than_number_keys(topics):
+    texts, _, vectors = topics
+    classes = [f"topic {n}" for n in range(KEYED_CLASSES + 2)]
+    frame = pd.DataFrame({"text": texts, "label": [None] * 24})
+    session = start_session(frame, "text", "label", classes, embeddings=vectors)
+    names, *buttons, other = class_updates(session)
+    assert all(button.visible for button in buttons) and buttons[-1].value == f"{KEYED_CLASSES} · topic 8"
+    assert other.visible is True and "the other 2 from the list" in render_card(session)
+    row = session.current()
+    LabelHandlers.other_class(session, row, "topic 10", "all rows")
+    assert session.labels[row] == "topic 10" and session.by[row] == "person"
+

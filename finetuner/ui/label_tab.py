@@ -40,6 +40,10 @@ _INTRO = ("Label texts that have few or no labels. Load them on the **Data** tab
           "class, **Enter** accepts the suggestion, **S** skips, **U** undoes. Suggestions use the bundled sentence "
           "encoder whatever model you train; only your labels (and suggestions you accept) are used for training.")
 
+_CURVE_NOTE = ("Each point: how often the suggestions were right on the rows you had labelled, each row scored by "
+               "a model that did not see it. The rows you label are those the model was least sure of, so this "
+               "understates how often the suggestions are right on the other rows.")
+
 # Installed once per page: keys go to the tab's buttons while its card is on screen and no text field has the focus
 # (Enter on another focused button presses that button, as usual).
 KEYS_JS = """
@@ -136,6 +140,7 @@ def layout() -> LabelView:
     with gr.Row():
         with gr.Column(scale=3):
             curve = gr.HTML(curve_chart([]), elem_id="label-curve")
+            gr.Markdown(_CURVE_NOTE, elem_id="label-curve-note")
         with gr.Column(scale=2):
             threshold = gr.Slider(0.5, 1.0, value=0.9, step=0.01, label="Confidence for bulk acceptance",
                                   elem_id="label-threshold")
@@ -384,9 +389,9 @@ def wire(handlers: LabelHandlers, view: LabelView, data: DataTab) -> None:
     private = {"api_visibility": "private"}
     quick = {"show_progress": "minimal", **private}
     step_in = [view.session, view.shown_row, view.show]
-    view.start.click(handlers.start, [view.session, data.table, data.text_column, data.label_column, view.classes,
-                                      view.refit_every, view.show], [*view.loop_out, *view.classes_out], **private
-                     ).then(None, js=_BLUR_JS, **private)
+    gr.on([view.start.click, view.classes.submit], handlers.start,
+          [view.session, data.table, data.text_column, data.label_column, view.classes, view.refit_every, view.show],
+          [*view.loop_out, *view.classes_out], **private).then(None, js=_BLUR_JS, **private)
     for index, button in enumerate(view.class_buttons):
         button.click(handlers.labeller(index), step_in, view.loop_out, **quick)
     view.other.input(handlers.other_class, [view.session, view.shown_row, view.other, view.show], view.loop_out,
