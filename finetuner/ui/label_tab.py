@@ -127,6 +127,23 @@ def layout() -> LabelView:
         start = gr.Button("Start labelling the Data tab's table", variant="primary", scale=1,
                           elem_id="label-start")
     status = gr.Markdown(elem_id="label-status")
+    loop = _loop_controls()
+    with gr.Row():
+        with gr.Column(scale=3):
+            curve = gr.HTML(curve_chart([]), elem_id="label-curve")
+            gr.Markdown(_CURVE_NOTE, elem_id="label-curve-note")
+        with gr.Column(scale=2):
+            results = _result_controls()
+    show = gr.Radio(list(SHOW_CHOICES), value=SHOW_CHOICES[0], label="Show", elem_id="label-show")
+    grid = gr.Dataframe(pd.DataFrame(columns=list(GRID_COLUMNS)), interactive=False, wrap=True, max_height=440,
+                        column_widths=column_widths(list(GRID_COLUMNS), "text"), elem_id="label-grid",
+                        label=f"Rows (at most {GRID_ROWS}): label is yours or an accepted suggestion; suggested_label "
+                              "is the model's")
+    return LabelView(classes, refit_every, start, status, *loop, curve, *results, show, grid, gr.State(None))
+
+
+def _loop_controls() -> Tuple[Any, ...]:
+    """The card of the row to label (it installs the keys), the row it shows, and the buttons that label it."""
     card = gr.HTML(render_card(None), js_on_load=KEYS_JS, elem_id="label-card-box")
     shown_row = gr.Number(-1, precision=0, visible="hidden", elem_id="label-row")
     with gr.Row():
@@ -137,25 +154,20 @@ def layout() -> LabelView:
         accept = gr.Button("Accept suggestion (Enter)", variant="primary", scale=1, elem_id="label-accept")
         skip = gr.Button("Skip (S)", scale=1, elem_id="label-skip")
         undo = gr.Button("Undo (U)", scale=1, elem_id="label-undo")
-    with gr.Row():
-        with gr.Column(scale=3):
-            curve = gr.HTML(curve_chart([]), elem_id="label-curve")
-            gr.Markdown(_CURVE_NOTE, elem_id="label-curve-note")
-        with gr.Column(scale=2):
-            threshold = gr.Slider(0.5, 1.0, value=0.9, step=0.01, label="Confidence for bulk acceptance",
-                                  elem_id="label-threshold")
-            accept_bulk = gr.Button("Accept the suggestions at or above this confidence", size="sm",
-                                    elem_id="label-accept-bulk")
-            use = gr.Button("Use the labelled rows for training", variant="primary", elem_id="label-use")
-            export = gr.Button("Export the labelled table (CSV and JSONL)", elem_id="label-export")
-            files = gr.File(label="Labelled table: every row, with label, suggested_label, confidence and "
-                                  "labelled_by", file_count="multiple", interactive=False, elem_id="label-files")
-    show = gr.Radio(list(SHOW_CHOICES), value=SHOW_CHOICES[0], label="Show", elem_id="label-show")
-    grid = gr.Dataframe(pd.DataFrame(columns=list(GRID_COLUMNS)), interactive=False, wrap=True, max_height=440,
-                        column_widths=column_widths(list(GRID_COLUMNS), "text"), elem_id="label-grid",
-                        label="Rows: label is yours (or an accepted suggestion); suggested_label is the model's")
-    return LabelView(classes, refit_every, start, status, card, shown_row, class_buttons, other, accept, skip, undo,
-                     curve, threshold, accept_bulk, use, export, files, show, grid, gr.State(None))
+    return card, shown_row, class_buttons, other, accept, skip, undo
+
+
+def _result_controls() -> Tuple[Any, ...]:
+    """Bulk acceptance, the labelled rows to the Data tab, and the export."""
+    threshold = gr.Slider(0.5, 1.0, value=0.9, step=0.01, label="Confidence for bulk acceptance",
+                          elem_id="label-threshold")
+    accept_bulk = gr.Button("Accept the suggestions at or above this confidence", size="sm",
+                            elem_id="label-accept-bulk")
+    use = gr.Button("Use the labelled rows for training", variant="primary", elem_id="label-use")
+    export = gr.Button("Export the labelled table (CSV and JSONL)", elem_id="label-export")
+    files = gr.File(label="Labelled table: every row, with label, suggested_label, confidence and labelled_by",
+                    file_count="multiple", interactive=False, elem_id="label-files")
+    return threshold, accept_bulk, use, export, files
 
 
 # ---------------------------------------------------------------------------------------------- what is shown
