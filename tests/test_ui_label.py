@@ -102,7 +102,8 @@ def test_bulk_acceptance_is_told_apart_and_training_takes_only_labelled_rows(top
     assert 0 < accepted < 18 and f"Accepted {accepted} suggestion(s)" in message
     assert all(session.by[row] != ACCEPTED for row in session.queue)
     training = session.training_frame()
-    assert len(training) == 6 + accepted and list(training.columns) == ["text", "label"]
+    assert len(training) == 6 + accepted and list(training.columns) == ["text", "label", "labelled_by"]
+    assert training["labelled_by"].value_counts().to_dict() == {"person": 6, ACCEPTED: accepted}
     assert training["label"].notna().all()
     table = session.table()
     assert table["labelled_by"].value_counts().to_dict() == {"suggestion": 18 - accepted, ACCEPTED: accepted,
@@ -189,6 +190,7 @@ def test_use_and_export(topics, tmp_path):
     assert len(outputs) == LOADED_COUNT + 1 and "now holds the **3** labelled rows" in outputs[0]
     table = outputs[1]
     assert table.name == "topics (labelled)" and len(table.frame) == 3
+    assert outputs[5].value == "text" and outputs[6].value == "label"  # the columns labelled, not detected again
     (csv_path, jsonl_path), status = LabelHandlers.export(session)
     assert "Exported 24 rows (3 person, 0 accepted suggestion, 21 suggestion)" in status
     exported = pd.read_csv(csv_path)

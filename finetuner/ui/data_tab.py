@@ -98,10 +98,11 @@ def build(ctx: AppContext, initial: Optional[TableData]) -> DataTab:
                    view.pick(*_LOADED_OUT), follow)
 
 
-def show_table(data: TableData, eval_data: Optional[TableData], fraction: float) -> List[Any]:
+def show_table(data: TableData, eval_data: Optional[TableData], fraction: float,
+               columns: Optional[Tuple[str, str]] = None) -> List[Any]:
     """The updates of ``DataTab.loaded_out`` that show ``data`` as if it had been uploaded (the sample picker
-    cleared), its columns detected again."""
-    return _loaded(data, eval_data, fraction, from_sample=False)
+    cleared), with these text and label ``columns`` (default: detected)."""
+    return _loaded(data, eval_data, fraction, from_sample=False, columns=columns)
 
 
 def layout(ctx: AppContext, initial: Optional[TableData]) -> DataView:
@@ -269,8 +270,9 @@ def wire(handlers: DataHandlers, view: DataView) -> List[Any]:
     return edits
 
 
-def _loaded(data: TableData, eval_data: Optional[TableData], fraction: float, from_sample: bool) -> List[Any]:
-    text, label = _columns(data.frame)
+def _loaded(data: TableData, eval_data: Optional[TableData], fraction: float, from_sample: bool,
+            columns: Optional[Tuple[str, str]] = None) -> List[Any]:
+    text, label = columns or _columns(data.frame)
     choices = list(data.frame.columns)
     grid_page = gr.Dataframe(_page(data.frame, 1), column_widths=column_widths(choices, text))
     return [data, grid_page, 1, _page_info(data.frame, 1), gr.Dropdown(choices, value=text),

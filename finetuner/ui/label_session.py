@@ -222,12 +222,13 @@ class LabelSession:
         return out
 
     def training_frame(self) -> pd.DataFrame:
-        """The labelled rows only (by a person or accepted), the table's own columns, the label column filled."""
+        """The labelled rows only (by a person or accepted): the table's own columns with the label column filled,
+        and ``labelled_by`` (so that labelling this table again knows the accepted suggestions)."""
         labelled = [position for position, who in zip(self.positions, self.by) if who]
         if not labelled:
             raise DataError("No row is labelled yet: label some rows (or accept suggestions) first.")
         table = self.table()
-        return table.iloc[labelled].drop(columns=list(SUGGESTION_COLUMNS)).reset_index(drop=True)
+        return table.iloc[labelled].drop(columns=list(SUGGESTION_COLUMNS[:-1])).reset_index(drop=True)
 
 
 def parse_classes(text: Optional[str]) -> List[str]:

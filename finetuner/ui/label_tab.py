@@ -368,9 +368,11 @@ class LabelHandlers:
             person, accepted = session.count(PERSON), session.count(ACCEPTED)
         name = f"{Path(session.source).stem or 'table'} (labelled)"
         message = (f"The Data tab now holds the **{len(frame)}** labelled rows ({person} by a person, {accepted} "
-                   f"accepted suggestion(s)); rows without a label are left out. Train on them in the **Train** "
-                   "tab. Labelling goes on here: press this button again to use more labels.")
-        return [render_status(session, message), *show_table(TableData(frame, name), eval_data, fraction)]
+                   f"accepted suggestion(s), said in its `labelled_by` column); rows without a label are left out. "
+                   "Train on them in the **Train** tab. Labelling goes on here: press this button again to use more "
+                   "labels.")
+        columns = (session.text_column, session.label_column)
+        return [render_status(session, message), *show_table(TableData(frame, name), eval_data, fraction, columns)]
 
     @staticmethod
     @user_errors(keep=lambda message: [None, status_line(message)])

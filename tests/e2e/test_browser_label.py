@@ -122,6 +122,7 @@ def test_label_with_the_keyboard_then_train_and_export(page, url, tmp_path):
     page.get_by_role("tab", name="1 · Data").click()
     page.locator("#data-source").get_by_text(f"({labelled} rows)").wait_for()
     assert "unlabelled (labelled)" in page.locator("#data-source").inner_text()
+    assert page.locator("#data-grid").get_by_text("accepted suggestion").count() > 0  # who labelled: a column
     split = re.search(r"Training on (\d+) rows, evaluating on (\d+)", page.locator("#data-summary").inner_text())
     assert split and int(split[1]) + int(split[2]) == labelled
 
