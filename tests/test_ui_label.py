@@ -138,6 +138,10 @@ def test_a_table_of_texts_alone_and_rows_without_a_text(topics):
         "suggestion"] * 5
     with pytest.raises(DataError, match="No row is labelled"):
         session.training_frame()
+    # On the page: a table of texts alone has no columns chosen on the Data tab; the text column is found here.
+    started = LabelHandlers.start(None, TableData(pd.DataFrame({"text": texts[:5]}), "texts.csv"), None, None,
+                                  "alpha, beta, gamma", 5, "all rows")
+    assert started[0].text_column == "text" and started[0].label_column == "label"
 
 
 def test_what_the_page_shows(topics):
