@@ -2,6 +2,7 @@
 
     python -m bench.labelling zero-shot [--datasets agnews,sst2,clinc150]
     python -m bench.labelling refit [--datasets ...] [--budgets 16,64] [--seeds 0,1,2]
+    python -m bench.labelling simulate [--datasets ...] [--budgets 16,32,64,128] [--batch 16] [--seeds 0,1,2]
 
 ``zero-shot``: accuracy from the class names alone (the file's label values, spoken: ``Sci/Tech`` → "Sci or Tech",
 ``book_flight`` → "book flight") of: cosine similarity to the embedded bare names (the plain baseline), to one
@@ -12,8 +13,13 @@ the negative log-likelihood of its confidences.
 ``refit``: ``--budgets`` rows labelled by the oracle (the file's labels), in one batch, chosen at random or by
 :func:`next_to_label` on the zero-shot suggestions, then :func:`suggest_labels` again. The rows are split in two
 halves at random (the seed): rows are picked from the first half only and accuracy is measured on the second
-half, which nobody labels, so the two ways of choosing are scored on the same rows. Not the simulation benchmark
-(several rounds, 16 → 128 labels): that is part 2.
+half, which nobody labels, so the two ways of choosing are scored on the same rows.
+
+``simulate``: the labelling loop from zero labels. Each seed shuffles the test file and cuts it in two halves: the
+first is where rows are picked, the second is never labelled and scores the suggestions (both halves are the
+table the suggestions are made for). Each round ``--batch`` rows get their true label (the oracle), picked by
+:func:`label_queue` or at random, and the suggestions are refitted; accuracy is recorded after every round, up to
+the largest budget.
 
 Each measurement is one JSON line in bench/results/labelling.jsonl (with the machine's load average);
 bench/results/labelling.md is written from them by hand. Embeddings are cached in bench/.cache/emb.
@@ -106,6 +112,71 @@ def refit(dataset: str, budgets: Sequence[int], seeds: Sequence[int]) -> None:
                          "seconds_without_embedding": round(time.perf_counter() - started, 2)})
 
 
+def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[int]) -> None:
+    from finetuner.labelling import label_queue, suggest_labels
+
+    texts, truth, classes, vectors = _data(dataset)
+    for seed in seeds:
+        order = np.random.default_rng(seed).permutation(len(texts))
+        pool = np.zeros(len(texts), dtype=bool)
+        pool[order[:len(texts) // 2]] = True
+        held_out = np.flatnonzero(~pool)
+        for how in ("queue", "random"):
+            rng = np.random.default_rng(seed)
+            labels: List = [None] * len(texts)
+            found = suggest_labels(texts, classes, embeddings=vectors, seed=seed)
+            zero_shot = _accuracy(found.probabilities, truth, held_out)
+            while sum(label is not None for label in labels) < max(budgets):
+                started = time.perf_counter()
+                if how == "queue":
+                    rows = label_queue(found.probabilities, vectors, found.labelled, batch, seed=seed, eligible=pool)
+                else:
+                    rows = rng.choice(np.flatnonzero(pool & ~found.labelled), batch, replace=False).tolist()
+                for row in rows:
+                    labels[row] = classes[truth[row]]
+                found = suggest_labels(texts, classes, labels, embeddings=vectors, seed=seed)
+                given = [row for row, label in enumerate(labels) if label is not None]
+                _record({"dataset": dataset, "what": "simulate", "chosen": how, "labels": len(given), "seed": seed,
+                         "batch": batch, "classes_labelled": len({truth[row] for row in given}),
+                         "rows": len(texts), "held_out_rows": len(held_out), "zero_shot_accuracy": round(zero_shot, 4),
+                         "accuracy": round(_accuracy(found.probabilities, truth, held_out), 4),
+                         "seconds_without_embedding": round(time.perf_counter() - started, 2)})
+
+
+def summarise(datasets: Sequence[str], budgets: Sequence[int], batch: int, seeds: Sequence[int]) -> str:
+    """The simulation's markdown table from the newest matching JSON lines: mean accuracy over ``seeds`` per
+    budget, and how many labels the queue needed to reach random's accuracy at the largest budget."""
+    import json
+
+    lines = [json.loads(line) for line in OUT.read_text().splitlines() if line.strip()]
+    runs: Dict = {}
+    for line in lines:
+        if line.get("what") == "simulate" and line["batch"] == batch and line["seed"] in seeds:
+            runs[(line["dataset"], line["chosen"], line["seed"], line["labels"])] = line
+    out = ["| dataset | chosen | zero-shot | " + " | ".join(f"{b} labels" for b in budgets) + " |",
+           "|---" * (3 + len(budgets)) + "|"]
+    for dataset in datasets:
+        mean = {}
+        for how in ("queue", "random"):
+            points = sorted({key[3] for key in runs if key[:2] == (dataset, how)})
+            if not points:
+                continue
+            mean[how] = {n: float(np.mean([runs[(dataset, how, s, n)]["accuracy"] for s in seeds])) for n in points
+                         if all((dataset, how, s, n) in runs for s in seeds)}
+            if not mean[how]:
+                continue
+            zero = np.mean([runs[(dataset, how, s, min(mean[how]))]["zero_shot_accuracy"] for s in seeds])
+            out.append(f"| {dataset} | {how} | {zero:.3f} | " + " | ".join(
+                f"{mean[how][b]:.3f}" if b in mean[how] else "–" for b in budgets) + " |")
+        target = mean.get("random", {}).get(max(budgets))
+        if target is None or "queue" not in mean:
+            continue
+        reached = next((n for n in sorted(mean["queue"]) if mean["queue"][n] >= target), None)
+        out.append(f"| {dataset} | labels the queue needed to reach random's {max(budgets)}-label accuracy | | "
+                   f"{reached if reached is not None else 'not reached'} |" + " |" * (len(budgets) - 1))
+    return "\n".join(out)
+
+
 def _accuracy(probabilities: np.ndarray, truth: np.ndarray, rows: np.ndarray) -> float:
     return float((probabilities[rows].argmax(axis=1) == truth[rows]).mean())
 
@@ -116,16 +187,23 @@ def _record(values: Dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=("zero-shot", "refit"))
+    parser.add_argument("part", choices=("zero-shot", "refit", "simulate", "summary"))
     parser.add_argument("--datasets", default="agnews,sst2,clinc150")
     parser.add_argument("--budgets", default="16,64")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--batch", type=int, default=16, help="simulate: rows labelled per round")
     args = parser.parse_args()
+    budgets, seeds = [int(b) for b in args.budgets.split(",")], [int(s) for s in args.seeds.split(",")]
+    if args.part == "summary":
+        print(summarise(args.datasets.split(","), budgets, args.batch, seeds))
+        return
     for dataset in args.datasets.split(","):
         if args.part == "zero-shot":
             zero_shot(dataset)
+        elif args.part == "simulate":
+            simulate(dataset, budgets, args.batch, seeds)
         else:
-            refit(dataset, [int(b) for b in args.budgets.split(",")], [int(s) for s in args.seeds.split(",")])
+            refit(dataset, budgets, seeds)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ Suggestions need only the texts and the class names. Three steps, all on sentenc
    before any of its rows is labelled). Its probabilities are the confidences.
 
 With no labels at all this is zero-shot from the names; each label given refits the model (a second or two). Rows
-labelled by a person keep their label (confidence 1). :func:`next_to_label` ranks the unlabelled rows by how little
-the model can tell its top two classes apart, skipping rows nearly identical to one already picked or labelled.
+labelled by a person keep their label (confidence 1). :func:`next_to_label` picks the unlabelled rows to label next:
+rows the model is unsure of, spread over the table by k-means, or at the very start of a task with two or three
+classes, rows that cover the table (:func:`label_queue`).
 
 Measured with the bundled MiniLM on the shared test files (bench/results/labelling.md): zero-shot accuracy on AG
 News 0.64 with cosine similarity to the bare names, 0.68 with :data:`NAME_TEMPLATES`, 0.81 refined and 0.83 with
@@ -48,10 +49,13 @@ REFINE_ROUNDS = 3
 CONFIDENT_SHARE = 0.5
 # A row labelled by a person weighs as much as this many provisionally labelled rows in the quick model.
 PERSON_WEIGHT = 5.0
-# next_to_label skips a row at least this similar (cosine) to a row already picked or labelled.
+# label_queue leaves for last a row at least this similar (cosine) to a row already labelled.
 NEAR_DUPLICATE = 0.9
-# next_to_label picks among this many times k of the most uncertain rows.
+# label_queue spreads k picks over this many times k of the most uncertain rows (Zhdanov, 2019: "Diverse
+# mini-batch active learning", beta = 10).
 POOL_FACTOR = 10
+# With no label yet and at most this many classes, label_queue covers the table instead (see there).
+COVER_FIRST_MAX_CLASSES = 3
 # cross_validated_accuracy needs this many person-labelled rows to say anything.
 MIN_CURVE_ROWS = 10
 
@@ -86,8 +90,7 @@ class Suggestions:
 
     def margins(self) -> np.ndarray:
         """Per row, the probability of the top class minus that of the runner-up (small: the model is unsure)."""
-        top_two = np.sort(self.probabilities, axis=1)[:, -2:]
-        return top_two[:, 1] - top_two[:, 0]
+        return _margins(self.probabilities)
 
 
 def suggest_labels(texts: Sequence[Any], classes: Optional[Sequence[Any]] = None,
@@ -142,8 +145,8 @@ def next_to_label(texts: Sequence[Any], classes: Optional[Sequence[Any]] = None,
     elif len(suggestions.labels) != len(texts):
         raise DataError(f"The suggestions are for {len(suggestions.labels)} rows but there are {len(texts)} texts; "
                         "make them with suggest_labels on the same texts.")
-    return label_queue(suggestions.margins(), suggestions.embeddings, suggestions.labelled, k,
-                       near_duplicate=near_duplicate)
+    return label_queue(suggestions.probabilities, suggestions.embeddings, suggestions.labelled, k,
+                       near_duplicate=near_duplicate, seed=seed)
 
 
 def cross_validated_accuracy(texts: Sequence[Any], classes: Optional[Sequence[Any]] = None,
@@ -177,32 +180,97 @@ def cross_validated_accuracy(texts: Sequence[Any], classes: Optional[Sequence[An
     return right / len(person)
 
 
-def label_queue(margins: np.ndarray, embeddings: np.ndarray, labelled: np.ndarray, k: int, *,
-                near_duplicate: float = NEAR_DUPLICATE, pool_factor: int = POOL_FACTOR) -> List[int]:
-    """Up to ``k`` unlabelled rows, smallest ``margins`` (top-two probability gap) first, none at least
-    ``near_duplicate`` similar (cosine of unit ``embeddings``) to a labelled row or to a row picked before it.
+def label_queue(probabilities: np.ndarray, embeddings: np.ndarray, labelled: np.ndarray, k: int, *,
+                near_duplicate: float = NEAR_DUPLICATE, pool_factor: int = POOL_FACTOR, seed: int = 0,
+                eligible: Optional[np.ndarray] = None) -> List[int]:
+    """Up to ``k`` unlabelled rows to label next, spread over the table, the most useful first.
 
-    The candidates are the ``pool_factor × k`` most uncertain unlabelled rows; when skipping near duplicates leaves
-    fewer than ``k``, the skipped rows follow in the same order. Ties go to the earlier row."""
+    Rows at least ``near_duplicate`` similar (cosine of unit ``embeddings``) to a labelled row are left for last,
+    and so is a second copy of a text. Of the rest (``eligible`` limits them further):
+
+    - **Uncertain and diverse** (the rule): the ``pool_factor × k`` rows with the smallest margin between the two
+      most probable classes (``probabilities``, rows × classes) are grouped into ``k`` clusters (k-means weighted by
+      how unsure the model is), and the row nearest each cluster's centre is taken, least sure first.
+    - **Covering the table** while nobody has labelled a row and there are at most
+      :data:`COVER_FIRST_MAX_CLASSES` classes: all the rows grouped into ``k`` clusters, the row nearest each
+      centre; the largest cluster's first, then each time the one least like those before it (a person who labels
+      only the first few still covers the table). With two or three broad classes the zero-shot model's least sure rows are the
+      ambiguous ones along one boundary, and labelling those first lost 9 points on SST-2
+      (bench/results/labelling.md#queue).
+
+    ``seed`` fixes the clustering; ties go to the earlier row."""
     if k < 1:
         raise ConfigError(f"k must be at least 1 (got {k}): it is how many rows to label next.")
     if not 0 < near_duplicate <= 1:
         raise ConfigError(f"near_duplicate must be above 0 and at most 1 (got {near_duplicate}): the cosine "
                           "similarity from which two texts count as the same.")
-    free = np.flatnonzero(~np.asarray(labelled, dtype=bool))
-    pool = free[np.argsort(margins[free], kind="stable")][:pool_factor * k]
-    picked: List[int] = []
-    skipped: List[int] = []
-    taken = embeddings[np.asarray(labelled, dtype=bool)]
-    for row in pool:
-        if len(picked) == k:
-            break
-        if len(taken) and float((taken @ embeddings[row]).max()) >= near_duplicate:
-            skipped.append(int(row))
-            continue
-        picked.append(int(row))
-        taken = np.vstack([taken, embeddings[row][None]])
-    return picked + skipped[:k - len(picked)]
+    labelled = np.asarray(labelled, dtype=bool)
+    free = ~labelled if eligible is None else ~labelled & np.asarray(eligible, dtype=bool)
+    if labelled.any():
+        known = (embeddings[free] @ embeddings[labelled].T).max(axis=1) >= near_duplicate
+    else:
+        known = np.zeros(int(free.sum()), dtype=bool)
+    rows, repeats = np.flatnonzero(free)[~known], np.flatnonzero(free)[known]
+    margins = _margins(probabilities)
+    if not labelled.any() and probabilities.shape[1] <= COVER_FIRST_MAX_CLASSES:
+        picked = _cluster_centres(embeddings, rows, np.ones(len(rows)), k, seed, by_size=True)
+    else:
+        pool = rows[np.argsort(margins[rows], kind="stable")][:pool_factor * k]
+        picked = _cluster_centres(embeddings, pool, 1 - margins[pool] + 1e-3, k, seed, by_size=False)
+        picked.sort(key=lambda row: (margins[row], row))
+    # Fewer distinct texts than k: the other rows follow, the near duplicates of labelled rows last.
+    chosen = set(picked)
+    rest = [int(row) for row in rows[np.argsort(margins[rows], kind="stable")] if row not in chosen]
+    rest += [int(row) for row in repeats[np.argsort(margins[repeats], kind="stable")]]
+    return picked + rest[:k - len(picked)]
+
+
+def _cluster_centres(embeddings: np.ndarray, rows: np.ndarray, weights: np.ndarray, k: int, seed: int, *,
+                     by_size: bool) -> List[int]:
+    """The row of ``rows`` nearest each centre of a weighted k-means into ``min(k, len(rows))`` clusters (as many
+    distinct rows as there are distinct texts at most); with ``by_size``, the largest cluster's row first."""
+    from sklearn.cluster import KMeans
+
+    distinct = len(np.unique(embeddings[rows].round(6), axis=0)) if len(rows) else 0
+    clusters = min(k, distinct)
+    if clusters == 0:
+        return []
+    if clusters == len(rows):
+        return [int(row) for row in rows]
+    model = KMeans(clusters, n_init=1, random_state=seed).fit(embeddings[rows], sample_weight=weights)
+    distances = model.transform(embeddings[rows])
+    picked, sizes = [], []
+    for cluster in range(clusters):
+        members = np.flatnonzero(model.labels_ == cluster)
+        if len(members):
+            picked.append(int(rows[members[np.argmin(distances[members, cluster])]]))
+            sizes.append(len(members))
+    if by_size:
+        picked = _spread_order(embeddings, [row for _, row in sorted(zip(sizes, picked),
+                                                                  key=lambda pair: (-pair[0], pair[1]))])
+    return picked
+
+
+def _spread_order(embeddings: np.ndarray, rows: List[int]) -> List[int]:
+    """``rows`` reordered so that the first few are far apart: the first row, then each time the row least similar
+    to those already placed (ties: the earlier in ``rows``)."""
+    if len(rows) < 3:
+        return rows
+    vectors = embeddings[rows]
+    placed = [0]
+    nearest = vectors @ vectors[0]
+    nearest[0] = np.inf
+    while len(placed) < len(rows):
+        index = int(np.argmin(nearest))
+        placed.append(index)
+        nearest = np.maximum(nearest, vectors @ vectors[index])
+        nearest[placed] = np.inf
+    return [rows[index] for index in placed]
+
+
+def _margins(probabilities: np.ndarray) -> np.ndarray:
+    top_two = np.sort(probabilities, axis=1)[:, -2:]
+    return top_two[:, 1] - top_two[:, 0]
 
 
 def class_vectors(classes: Sequence[str], model_name: str = DEFAULT_MODEL,
@@ -217,12 +285,13 @@ def refine_class_vectors(embeddings: np.ndarray, names: np.ndarray, label_ids: n
                          rounds: int = REFINE_ROUNDS, share: float = CONFIDENT_SHARE) -> np.ndarray:
     """The class vectors moved towards the table's rows (a k-means seeded by the names and the labelled rows).
 
-    A class's vector starts as its name vector plus the mean of the rows labelled as it (``label_ids``, -1 for
-    unlabelled); each round it becomes the name vector plus the weighted mean of those rows (each weighing
-    :data:`PERSON_WEIGHT`) and of the ``share`` of the unlabelled rows nearest it whose top-two similarity gap is
-    largest; scaled to unit length."""
+    A class's vector starts as its name vector; each round it becomes the name vector plus the weighted mean of the
+    rows labelled as it (``label_ids``, -1 for unlabelled; each weighing :data:`PERSON_WEIGHT`) and of the ``share``
+    of the unlabelled rows nearest it whose top-two similarity gap is largest; scaled to unit length. (Starting
+    from the names plus the labelled rows' mean instead let a first few labels pull the vectors off: SST-2 fell from
+    0.74 zero-shot to 0.72 after 16 labels; bench/results/labelling.md#queue.)"""
     free = label_ids < 0
-    vectors = _moved(embeddings, names, label_ids, np.zeros(len(embeddings), dtype=bool), np.zeros(0, dtype=int))
+    vectors = names
     for _ in range(rounds):
         nearest, confident = _confident_rows(embeddings @ vectors.T, free, share)
         vectors = _moved(embeddings, names, label_ids, confident, nearest)

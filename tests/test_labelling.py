@@ -84,40 +84,60 @@ def test_given_embeddings_spare_embedding_the_texts_again(topics, monkeypatch):
     assert sum(text in embedded for text in texts) == len(texts)  # the second call embedded each text once
 
 
-def test_queue_takes_the_most_uncertain_unlabelled_rows_first(topics):
+def test_queue_takes_uncertain_rows_spread_over_the_table(topics):
     texts, truth, vectors = topics
     given = [truth[0]] + [None] * (len(texts) - 1)
     found = suggest_labels(texts, CLASSES, given, embeddings=vectors)
-    queue = next_to_label(texts, suggestions=found, k=5)
-    margins = found.margins()
-    assert len(queue) == 5 and 0 not in queue
-    assert list(margins[queue]) == sorted(margins[queue])
-    others = [row for row in range(1, len(texts)) if row not in queue]
-    assert margins[queue].max() <= margins[others].min()
-    assert queue == next_to_label(texts, CLASSES, given, k=5, embeddings=vectors)  # deterministic
-
-
-def test_queue_skips_near_duplicates():
-    texts = ["The match was postponed because of the storm.", "The match was postponed because of the storm!",
-             "Storm delays the match.", "The chef baked bread.", "The striker scored.", "Fog over the city."]
-    found = suggest_labels(texts, CLASSES)
     queue = next_to_label(texts, suggestions=found, k=3)
-    assert not {0, 1} <= set(queue)  # the two near-identical texts are not both asked
-    everything = next_to_label(texts, suggestions=found, k=6)
-    assert sorted(everything) == list(range(6))  # skipped rows come last when nothing else is left
+    margins = found.margins()
+    assert len(queue) == 3 and 0 not in queue
+    assert list(margins[queue]) == sorted(margins[queue])  # the least sure first
+    uncertain = np.argsort(np.where(found.labelled, np.inf, margins), kind="stable")[:labelling.POOL_FACTOR * 3]
+    assert set(queue) <= set(uncertain.tolist())
+    assert queue == next_to_label(texts, CLASSES, given, k=3, embeddings=vectors)  # deterministic
 
 
-def test_label_queue_orders_by_margin_and_spreads_out():
+def _blobs(sizes, seed=0):
+    """Unit vectors in tight groups around orthogonal directions, ``sizes[i]`` rows in group i (in order)."""
+    rng = np.random.default_rng(seed)
+    rows = np.vstack([np.eye(8)[i] + 0.05 * rng.standard_normal((size, 8)) for i, size in enumerate(sizes)])
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_label_queue_covers_the_table_first_when_there_are_few_classes():
+    embeddings = _blobs([3, 8, 5])  # rows 0-2, 3-10, 11-15
+    # The model is least sure of the first group; with no labels and two classes, the queue covers every group.
+    margins = np.r_[np.full(3, 0.01), np.full(13, 0.9)]
+    probabilities = np.c_[(1 + margins) / 2, (1 - margins) / 2]
+    queue = label_queue(probabilities, embeddings, np.zeros(16, dtype=bool), 3)
+    assert _group(queue[0]) == 1 and sorted(map(_group, queue)) == [0, 1, 2]  # the largest group first
+    # Once a row is labelled, the least sure rows come first, still one per group.
+    labelled = np.zeros(16, dtype=bool)
+    labelled[5] = True
+    queue = label_queue(probabilities, embeddings, labelled, 2, near_duplicate=1.0)
+    assert _group(queue[0]) == 0 and len({_group(row) for row in queue}) == 2
+    # With many classes, the least sure rows come first from the start.
+    many = np.full((16, 5), 0.1)
+    many[:, 0] = 0.6 - 0.5 * (np.arange(16) < 3)
+    many[:3, 1] = 0.2
+    assert _group(label_queue(many, embeddings, np.zeros(16, dtype=bool), 2)[0]) == 0
+
+
+def _group(row):
+    return 0 if row < 3 else 1 if row < 11 else 2
+
+
+def test_label_queue_leaves_near_duplicates_of_labelled_rows_for_last_and_keeps_to_eligible_rows():
     embeddings = np.eye(4)[[0, 0, 1, 2, 3, 1]].astype(float)  # rows 0/1 and 2/5 are identical
-    margins = np.array([0.1, 0.05, 0.2, 0.9, 0.5, 0.15])
-    labelled = np.array([False, False, False, False, False, False])
-    assert label_queue(margins, embeddings, labelled, 3) == [1, 5, 4]
-    assert label_queue(margins, embeddings, labelled, 3, near_duplicate=1.0) == [1, 5, 4]
-    assert label_queue(margins, embeddings, labelled, 6) == [1, 5, 4, 3, 0, 2]
-    labelled[4] = True  # a labelled row counts as already known
-    assert label_queue(margins, embeddings, labelled, 3) == [1, 5, 3]
+    probabilities = np.c_[[0.55, 0.52, 0.6, 0.95, 0.75, 0.57], [0.45, 0.48, 0.4, 0.05, 0.25, 0.43]]
+    labelled = np.array([True, False, False, False, False, False])
+    queue = label_queue(probabilities, embeddings, labelled, 5)
+    assert queue[-1] == 1 and sorted(queue) == [1, 2, 3, 4, 5]  # row 1 repeats the labelled row 0
+    assert not {2, 5} <= set(label_queue(probabilities, embeddings, labelled, 3))  # one of two identical rows
+    eligible = np.array([True, True, False, True, False, True])
+    assert set(label_queue(probabilities, embeddings, labelled, 5, eligible=eligible)) == {1, 3, 5}
     with pytest.raises(ConfigError, match="k must be at least 1"):
-        label_queue(margins, embeddings, labelled, 0)
+        label_queue(probabilities, embeddings, labelled, 0)
 
 
 @pytest.mark.parametrize("classes, labels, error, message", [
@@ -187,3 +207,10 @@ def test_cross_validated_accuracy_scores_each_labelled_row_by_a_model_that_did_n
     assert wrong is not None and wrong < right - 0.3
     with pytest.raises(ConfigError, match="folds must be at least 2"):
         labelling.cross_validated_accuracy(texts, list(OPAQUE.values()), given, embeddings=vectors, folds=1)
+
+
+def test_the_first_rows_of_a_fresh_queue_cover_every_topic(topics):
+    texts, truth, vectors = topics
+    queue = next_to_label(texts, list(OPAQUE.values()), k=20, embeddings=vectors)
+    assert len(queue) == 20 and len(set(queue)) == 20
+    assert {truth[row] for row in queue[:3]} == set(CLASSES)  # a person who labels three rows meets all three
