@@ -36,12 +36,13 @@ _CURVE_SERIES = {"cross-validated": "#16a34a"}
 _INTRO = ("Label texts that have few or no labels. Load them on the **Data** tab (a text column, and a label column "
           "that may be empty or partly filled), type the class names, and press **Start labelling**. Every row gets a "
           "suggested label (zero-shot from the class names at first, then from a quick model of your labels); the row "
-          "shown is the one the model is least sure of. Keys, with the focus outside a text field: **1–9** pick a "
+          "shown is the most useful to label next (at first rows that cover the table, then rows the model is "
+          "unsure of, spread out). Keys, with the focus outside a text field: **1–9** pick a "
           "class, **Enter** accepts the suggestion, **S** skips, **U** undoes. Suggestions use the bundled sentence "
           "encoder whatever model you train; only your labels (and suggestions you accept) are used for training.")
 
 _CURVE_NOTE = ("Each point: how often the suggestions were right on the rows you had labelled, each row scored by "
-               "a model that did not see it. The rows you label are those the model was least sure of, so this "
+               "a model that did not see it. The rows you label are mostly those the model was least sure of, so this "
                "understates how often the suggestions are right on the other rows.")
 
 # Installed once per page: keys go to the tab's buttons while its card is on screen and no text field has the focus
@@ -195,8 +196,8 @@ def render_card(session: Optional[LabelSession]) -> str:
     label, confidence = found.labels[row], float(found.confidence[row])
     free = session.count(SUGGESTION)
     return (f'<div id="label-card" data-row="{row}" data-suggestion="{html.escape(label)}" style="{_CARD_STYLE}">'
-            f'<div style="color:#4b5563">Row {session.positions[row] + 1} · label next: the model is least sure '
-            f'here · {free} row{"" if free == 1 else "s"} without a label</div>'
+            f'<div style="color:#4b5563">Row {session.positions[row] + 1} · label next · {free} '
+            f'row{"" if free == 1 else "s"} without a label</div>'
             f'<div id="label-text" style="font-size:1.15em;margin:8px 0;white-space:pre-wrap">'
             f'{html.escape(shown(session.texts[row]))}</div>'
             f'<div>Suggestion: <b id="label-suggestion">{html.escape(label)}</b> (confidence {confidence:.2f}) · '
