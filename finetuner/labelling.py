@@ -192,11 +192,11 @@ def label_queue(probabilities: np.ndarray, embeddings: np.ndarray, labelled: np.
       most probable classes (``probabilities``, rows × classes) are grouped into ``k`` clusters (k-means weighted by
       how unsure the model is), and the row nearest each cluster's centre is taken, least sure first.
     - **Covering the table** while nobody has labelled a row and there are at most
-      :data:`COVER_FIRST_MAX_CLASSES` classes: all the rows grouped into ``k`` clusters, the row nearest each
-      centre; the largest cluster's first, then each time the one least like those before it (a person who labels
-      only the first few still covers the table). With two or three broad classes the zero-shot model's least sure rows are the
-      ambiguous ones along one boundary, and labelling those first lost 9 points on SST-2
-      (bench/results/labelling.md#queue).
+      :data:`COVER_FIRST_MAX_CLASSES` classes: the rows of each suggested class grouped into an even share of
+      ``k`` clusters, the row nearest each centre; the largest cluster's first, then each time the one least like
+      those before it (a person who labels only the first few still covers the table). With two or three broad
+      classes the zero-shot model's least sure rows are the ambiguous ones along one boundary: labelling those
+      first cost SST-2 up to 9 points (bench/results/labelling.md#queue).
 
     ``seed`` fixes the clustering; ties go to the earlier row."""
     if k < 1:
@@ -212,17 +212,34 @@ def label_queue(probabilities: np.ndarray, embeddings: np.ndarray, labelled: np.
         known = np.zeros(int(free.sum()), dtype=bool)
     rows, repeats = np.flatnonzero(free)[~known], np.flatnonzero(free)[known]
     margins = _margins(probabilities)
+    # The clustering's random state differs with the number of labels: one fixed state made every round's k-means
+    # start alike and its picks alike (AG News: -1 point at 32 and 64 labels; bench/results/labelling.md#queue).
+    state = int(np.random.default_rng([seed, int(labelled.sum())]).integers(2 ** 31))
     if not labelled.any() and probabilities.shape[1] <= COVER_FIRST_MAX_CLASSES:
-        picked = _cluster_centres(embeddings, rows, np.ones(len(rows)), k, seed, by_size=True)
+        picked = _cover(embeddings, rows, probabilities.argmax(axis=1)[rows], k, state)
     else:
         pool = rows[np.argsort(margins[rows], kind="stable")][:pool_factor * k]
-        picked = _cluster_centres(embeddings, pool, 1 - margins[pool] + 1e-3, k, seed, by_size=False)
+        picked = _cluster_centres(embeddings, pool, 1 - margins[pool] + 1e-3, k, state, by_size=False)
         picked.sort(key=lambda row: (margins[row], row))
     # Fewer distinct texts than k: the other rows follow, the near duplicates of labelled rows last.
     chosen = set(picked)
     rest = [int(row) for row in rows[np.argsort(margins[rows], kind="stable")] if row not in chosen]
     rest += [int(row) for row in repeats[np.argsort(margins[repeats], kind="stable")]]
     return picked + rest[:k - len(picked)]
+
+
+def _cover(embeddings: np.ndarray, rows: np.ndarray, suggested: np.ndarray, k: int, state: int) -> List[int]:
+    """``k`` rows that cover ``rows``: for each suggested class in turn an even share of ``k``, the row nearest each
+    centre of a k-means of the rows suggested as it (so the batch is not all one class when the texts cluster by
+    something else, e.g. by topic in a sentiment task); far-apart rows first (:func:`_spread_order`)."""
+    present = np.unique(suggested)
+    picked: List[int] = []
+    for index, value in enumerate(present):
+        share = k // len(present) + (index < k % len(present))
+        if share:
+            picked += _cluster_centres(embeddings, rows[suggested == value], np.ones(int((suggested == value).sum())),
+                                       share, state, by_size=True)
+    return _spread_order(embeddings, picked)
 
 
 def _cluster_centres(embeddings: np.ndarray, rows: np.ndarray, weights: np.ndarray, k: int, seed: int, *,
