@@ -91,8 +91,8 @@ def test_label_with_the_keyboard_then_train_and_export(page, url, tmp_path):
                   f"label {done} was not taken: {_status(page)}")
     assert 0 < by_enter < 10  # both keys were used: Enter to accept a suggestion, a digit to pick a class
     status = _status(page)
-    changed = [int(n) for n in re.findall(r"(\d+) suggestion\(s\) changed", status)]
-    assert changed and changed[0] > 0, status
+    # The refit says what it changed (maybe nothing by now: the export below compares with the zero-shot ones).
+    assert re.search(r"Refitted on 10 label\(s\): \d+ suggestion\(s\) changed", status), status
     assert "cross-validated accuracy" in status
     page.locator("#label-curve-chart circle").first.wait_for()
     _shot(page, "label_3_after_10_labels")
