@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import random
 import socket
 from pathlib import Path
@@ -232,3 +233,14 @@ def browser():
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+# --------------------------------------------------------------------------------------- garbage collection
+
+def pytest_collection_finish(session):
+    """Collection has imported torch, transformers, Gradio and the rest (over half a million objects that live as
+    long as the session): move them out of the garbage collector's reach. Every training ends with a full
+    ``gc.collect()`` (accelerate's ``free_memory``), which otherwise walks them all each time; objects made later
+    are collected as before."""
+    gc.collect()
+    gc.freeze()

@@ -4,7 +4,7 @@ optimum-onnx (0.1.0, the newest release) requires transformers < 4.58, so it can
 finetuner's transformers 5; ``.ci/run`` makes a second venv for it from ``requirements-optimum.txt``, and
 tests/test_optimum.py runs this file there:
 
-    .venv-optimum/bin/python tests/optimum_predict.py EXPORT_DIR TEXTS.json OUT.json
+    .venv-optimum/bin/python tests/optimum_predict.py EXPORT_DIR TEXTS.json OUT.json [EXPORT_DIR ... ...]
 
 It imports nothing of finetuner: what it shows is that a user with optimum alone gets the model's predictions.
 """
@@ -31,4 +31,8 @@ def main(directory: str, texts_file: str, output: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    arguments = sys.argv[1:]
+    if not arguments or len(arguments) % 3:
+        sys.exit(__doc__)
+    for start in range(0, len(arguments), 3):  # one start of this venv for several exports
+        main(*arguments[start:start + 3])

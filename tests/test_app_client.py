@@ -173,7 +173,8 @@ def test_auto_trains_with_the_method_it_chose_and_says_which_and_why(url, tmp_pa
 
 def test_a_preset_given_to_train_applies_its_settings_unless_given_otherwise(url):
     client = _client(url)
-    progress, _, epochs, _ = client.predict(preset_name="best", epochs=1, api_name="/train")
+    # Fully fine-tuned: one training (auto would train each candidate first), whose settings the card records.
+    progress, _, epochs, _ = client.predict(preset_name="best", method="finetune", epochs=1, api_name="/train")
     assert "Completed" in progress, progress
     assert len(epochs["data"]) == 1  # epochs given: 1, not the preset's 6
     run_id = RUN_ID.search(progress)[0]

@@ -51,7 +51,9 @@ def mounted_app(runs_dir: Path, model: str) -> Iterator[str]:
     """The app mounted into a FastAPI server (``gr.mount_gradio_app``) under uvicorn in this process."""
     server_app = gr.mount_gradio_app(fastapi.FastAPI(), build_app(runs_dir=runs_dir, model=model), path="/")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(server_app, host="127.0.0.1", port=port, log_level="warning"))
+    # Gradio's event streams stay open: without a timeout, shutting down waits for them until join() gives up.
+    server = uvicorn.Server(uvicorn.Config(server_app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -108,10 +108,18 @@ def _auto(tiny_bert, **settings) -> TrainConfig:
     return TrainConfig(seed=0, batch_size=16, learning_rate=3e-3, epochs=2, **settings)
 
 
-def test_auto_tries_candidates_on_held_out_training_rows_and_keeps_the_leaderboard(tiny_bert, data, tmp_path):
+@pytest.fixture(scope="module")
+def auto_run(tiny_bert, data):
+    """One auto run on the module's training rows with its evaluation rows, and what its listener heard: read by
+    the leaderboard, evaluation-rows and too-few-held-out-rows tests (none of them changes the model)."""
     model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert))
     seen = []
     model.fine_tune(*data, listener=seen.append)
+    return model, seen
+
+
+def test_auto_tries_candidates_on_held_out_training_rows_and_keeps_the_leaderboard(auto_run, data, tmp_path):
+    model, seen = auto_run
     choice = model.method_choice
     board = {c["method"]: c for c in choice.candidates}
     assert set(board) == {"head", "fewshot", "head_finetune"}
@@ -124,14 +132,12 @@ def test_auto_tries_candidates_on_held_out_training_rows_and_keeps_the_leaderboa
     np.testing.assert_allclose(loaded.predict_proba_array(data[2]), model.predict_proba_array(data[2]), atol=1e-5)
 
 
-def test_auto_never_looks_at_the_evaluation_rows(tiny_bert, data):
+def test_auto_never_looks_at_the_evaluation_rows(tiny_bert, data, auto_run):
     texts, labels, eval_texts, eval_labels = data
     flipped = ["negative" if label == "positive" else "positive" for label in eval_labels]
-    runs = []
-    for given in (eval_labels, flipped):
-        model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert))
-        model.fine_tune(texts, labels, eval_texts, given)
-        runs.append(model)
+    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert))
+    model.fine_tune(texts, labels, eval_texts, flipped)  # the shared run was given the true evaluation labels
+    runs = [auto_run[0], model]
     first, second = (run.method_choice for run in runs)
     assert (first.method, first.temperature) == (second.method, second.temperature)
     assert [(c["method"], c["score"]) for c in first.candidates] == [(c["method"], c["score"])
@@ -162,9 +168,9 @@ def test_auto_calibrates_the_winner_on_enough_held_out_rows(tiny_bert):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_too_few_held_out_rows_leave_the_winner_uncalibrated(tiny_bert, data):
-    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert))
-    model.fine_tune(*data[:2])  # 24 held out
+def test_too_few_held_out_rows_leave_the_winner_uncalibrated(auto_run):
+    model = auto_run[0]  # 120 training rows: 24 held out
+    assert model.method_choice.held_out_rows == 24
     assert model.method_choice.temperature is None and "24 held-out rows are too few" in model.method_choice.reason
     assert should_calibrate(MIN_CALIBRATION_ROWS) == (True, "") and not should_calibrate(MIN_CALIBRATION_ROWS - 1)[0]
 

@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_sigkill_after_a_checkpoint_then_resume(tmp_path, tiny_bert):
-    texts, labels = make_sentiment_data(6000, seed=3)
+    # About 150 steps an epoch (the rows left after the evaluation and held-out splits, in batches of 8): the
+    # first checkpoint comes after one epoch, and the kill while three are left (seconds of training even on an
+    # idle machine; the checkpoints are polled every 50 ms).
+    texts, labels = make_sentiment_data(1600, seed=3)
     data = tmp_path / "train.csv"
     pd.DataFrame({"text": texts, "label": labels}).to_csv(data, index=False)
     run = tmp_path / "run"

@@ -15,6 +15,7 @@ from finetuner import LLMFinetuner
 
 ROOT = Path(__file__).resolve().parent.parent
 OPTIMUM_PYTHON = ROOT / ".venv-optimum" / "bin" / "python"
+METHODS = ["finetune", "head_finetune"]
 
 pytestmark = pytest.mark.skipif(
     not OPTIMUM_PYTHON.exists(),
@@ -22,19 +23,31 @@ pytestmark = pytest.mark.skipif(
            "requirements-optimum.txt (.ci/run makes it)")
 
 
-@pytest.mark.parametrize("method", ["finetune", "head_finetune"])
-def test_optimum_loads_the_export_and_predicts_what_finetuner_does(tiny_bert, tmp_path, method):
+@pytest.fixture(scope="module")
+def predicted(tiny_bert, tmp_path_factory):
+    """Each method's model exported to ONNX, and what optimum predicts from each export: {method: (finetuner,
+    texts, optimum's output)}. One run of the optimum venv reads every export (its start is most of the time)."""
     train_texts, labels = make_sentiment_data(60, seed=1)
-    # Truncated like optimum's pipeline: finetuner reads a long text in windows, which the pipeline does not do.
-    finetuner = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(method=method, epochs=2, long_texts="truncate"))
-    finetuner.fine_tune(train_texts, labels)
-    finetuner.export_onnx(tmp_path / "onnx")
     texts = make_sentiment_data(100, seed=5)[0] + [" ".join(make_sentiment_data(40, seed=6)[0])]  # one over the limit
-    (tmp_path / "texts.json").write_text(json.dumps(texts))
-    subprocess.run([str(OPTIMUM_PYTHON), str(ROOT / "tests" / "optimum_predict.py"), str(tmp_path / "onnx"),
-                    str(tmp_path / "texts.json"), str(tmp_path / "out.json")], check=True, timeout=300,
-                   capture_output=True)
-    out = json.loads((tmp_path / "out.json").read_text())
+    folder = tmp_path_factory.mktemp("optimum")
+    (folder / "texts.json").write_text(json.dumps(texts))
+    models, arguments = {}, []
+    for method in METHODS:
+        # Truncated like optimum's pipeline: finetuner reads a long text in windows, which the pipeline does not do.
+        finetuner = LLMFinetuner(tiny_bert, config=TINY_CONFIG.replace(method=method, epochs=2, long_texts="truncate"))
+        finetuner.fine_tune(train_texts, labels)
+        finetuner.export_onnx(folder / method / "onnx")
+        models[method] = finetuner
+        arguments += [str(folder / method / "onnx"), str(folder / "texts.json"), str(folder / method / "out.json")]
+    subprocess.run([str(OPTIMUM_PYTHON), str(ROOT / "tests" / "optimum_predict.py"), *arguments], check=True,
+                   timeout=300, capture_output=True)
+    return {method: (models[method], texts, json.loads((folder / method / "out.json").read_text()))
+            for method in METHODS}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_optimum_loads_the_export_and_predicts_what_finetuner_does(predicted, method):
+    finetuner, texts, out = predicted[method]
     assert out["model_class"] == "ORTModelForSequenceClassification" and out["names"] == finetuner.labels
     theirs = np.asarray(out["probabilities"])
     ours = finetuner.predict_proba_array(texts)
