@@ -153,6 +153,7 @@ def summarise(datasets: Sequence[str], budgets: Sequence[int], batch: int, seeds
     for line in lines:
         if line.get("what") == "simulate" and line["batch"] == batch and line["seed"] in seeds:
             runs[(line["dataset"], line["chosen"], line["seed"], line["labels"])] = line
+    notes: List[str] = []
     out = ["| dataset | chosen | zero-shot | " + " | ".join(f"{b} labels" for b in budgets) + " |",
            "|---" * (3 + len(budgets)) + "|"]
     for dataset in datasets:
@@ -172,9 +173,10 @@ def summarise(datasets: Sequence[str], budgets: Sequence[int], batch: int, seeds
         if target is None or "queue" not in mean:
             continue
         reached = next((n for n in sorted(mean["queue"]) if mean["queue"][n] >= target), None)
-        out.append(f"| {dataset} | labels the queue needed to reach random's {max(budgets)}-label accuracy | | "
-                   f"{reached if reached is not None else 'not reached'} |" + " |" * (len(budgets) - 1))
-    return "\n".join(out)
+        notes.append(f"- {dataset}: random's {max(budgets)}-label accuracy ({target:.3f}) " + (
+            f"reached by the queue with {reached} labels ({max(budgets) - reached} saved)" if reached is not None
+            else "not reached by the queue"))
+    return "\n".join(out + [""] + notes)
 
 
 def _accuracy(probabilities: np.ndarray, truth: np.ndarray, rows: np.ndarray) -> float:
