@@ -225,6 +225,18 @@ def page(browser):
     page.close()
 
 
+def screenshot(page, name: str) -> None:
+    """The whole page as ``SCREENSHOTS/<name>.png``."""
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_app_url(tmp_path_factory, tiny_bert):
+    """The app served for a module's browser tests, its default model the tiny BERT, runs in a fresh folder."""
+    with serve_app(tmp_path_factory.mktemp("runs"), tiny_bert) as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""

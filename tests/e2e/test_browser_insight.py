@@ -10,21 +10,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from conftest import serve_app
+from conftest import screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "artifacts" / "screenshots"
 NOUNS = ["movie", "film", "product", "service", "food", "book", "show", "day"]
 GOOD = ["great", "excellent", "wonderful", "fantastic", "superb"]
 BAD = ["awful", "terrible", "horrible", "boring", "dull"]
 MISLABELLED = (6, 10)  # 0-based rows of clearly positive texts labelled "negative"
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory, tiny_bert):
-    with serve_app(tmp_path_factory.mktemp("runs"), tiny_bert) as url:
-        yield url
 
 
 def _reviews(path: Path) -> Path:
@@ -40,10 +32,6 @@ def _reviews(path: Path) -> Path:
     return path
 
 
-def _shot(page, name: str) -> None:
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
 def _pick_issue(page, row: int) -> None:
     """Click the flagged row numbered ``row`` (1-based) in the list; the fix panel opens for it."""
     cells = page.locator("#data-issues [data-testid^=cell-][data-testid$='-0']")
@@ -55,8 +43,8 @@ def _grid_cell(page, row: int, column: int) -> str:
     return page.locator(f"#data-grid [data-testid=cell-{row}-{column}]").inner_text().strip()
 
 
-def test_check_fix_train_compare_and_explain(page, url, tmp_path):
-    page.goto(url)
+def test_check_fix_train_compare_and_explain(page, tiny_app_url, tmp_path):
+    page.goto(tiny_app_url)
     page.locator("#data-summary").get_by_text("400 rows").wait_for()
     page.locator("#data-upload input[type=file]").set_input_files(str(_reviews(tmp_path / "reviews.csv")))
     page.locator("#data-summary").get_by_text("negative: 26, positive: 22").wait_for()
@@ -66,14 +54,14 @@ def test_check_fix_train_compare_and_explain(page, url, tmp_path):
     page.locator("#data-issues-status").get_by_text("may be mislabelled").wait_for()
     listed = page.locator("#data-issues").inner_text()
     assert all(f"i really love this {NOUNS[r // 2 % len(NOUNS)]}" in listed for r in MISLABELLED), listed
-    _shot(page, "insight_1_data_label_issues")
+    screenshot(page, "insight_1_data_label_issues")
 
     # Delete the first: the grid loses it, and the other flagged row now points one row up.
     first, second = (r + 1 for r in MISLABELLED)
     second_text = _grid_cell(page, second - 1, 0)
     _pick_issue(page, first)
     page.locator("#data-issue-accept").wait_for()
-    _shot(page, "insight_2_data_issue_picked")
+    screenshot(page, "insight_2_data_issue_picked")
     page.locator("#data-issue-delete").click()
     page.locator("#data-issues-status").get_by_text(f"Row {first} deleted").wait_for()
     assert "Rows 1–47 of 47" in page.locator("#data-page-info").inner_text()
@@ -85,7 +73,7 @@ def test_check_fix_train_compare_and_explain(page, url, tmp_path):
     page.locator("#data-issues-status").get_by_text(f"Row {second - 1} relabelled").wait_for()
     assert _grid_cell(page, second - 2, 1) == "positive"
     page.locator("#data-summary").get_by_text("negative: 24, positive: 23").wait_for()
-    _shot(page, "insight_3_data_issues_fixed")
+    screenshot(page, "insight_3_data_issues_fixed")
 
     page.locator("#data-find-duplicates").click()
     page.locator("#data-duplicates-status").get_by_text("Duplicates:").wait_for()
@@ -110,7 +98,7 @@ def test_check_fix_train_compare_and_explain(page, url, tmp_path):
     comparison.get_by_text("TF-IDF + logistic regression").wait_for()
     assert "Fine-tuned model" in comparison.inner_text() and "F1 (macro)" in comparison.inner_text()
     assert "Fine-tuning:" in page.locator("#evaluate-baselines-note").inner_text()
-    _shot(page, "insight_4_evaluate_baselines")
+    screenshot(page, "insight_4_evaluate_baselines")
 
     # Predict, then ask why: the words are highlighted.
     page.get_by_role("tab", name="5 · Predict").click()
@@ -123,4 +111,4 @@ def test_check_fix_train_compare_and_explain(page, url, tmp_path):
     explanation = page.locator("#predict-explanation")
     assert "love" in explanation.inner_text() and "great" in explanation.inner_text()
     assert explanation.locator("[style*=background-color]").count() >= 3
-    _shot(page, "insight_5_predict_explained")
+    screenshot(page, "insight_5_predict_explained")

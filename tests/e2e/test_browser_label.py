@@ -10,26 +10,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from conftest import serve_app
+from conftest import screenshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from topic_data import topic_data  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "artifacts" / "screenshots"
 # Class names that say nothing about the topics: the zero-shot suggestions are poor, a few labels fix them.
 NAMES = {"sports": "alpha", "cooking": "beta", "weather": "gamma"}
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory, tiny_bert):
-    with serve_app(tmp_path_factory.mktemp("runs"), tiny_bert) as url:
-        yield url
-
-
-def _shot(page, name: str) -> None:
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def _download(page, name: str, folder: Path) -> Path:
@@ -52,17 +40,17 @@ def _wait_for(condition, what: str, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_label_with_the_keyboard_then_train_and_export(page, url, tmp_path):
+def test_label_with_the_keyboard_then_train_and_export(page, tiny_app_url, tmp_path):
     texts, topics = topic_data(12)  # 36 short texts, three topics
     truth = {text: NAMES[topic] for text, topic in zip(texts, topics)}
     table = tmp_path / "unlabelled.csv"
     pd.DataFrame({"text": texts, "label": [""] * len(texts)}).to_csv(table, index=False)
 
-    page.goto(url)
+    page.goto(tiny_app_url)
     page.locator("#data-summary").get_by_text("400 rows").wait_for()
     page.locator("#data-upload input[type=file]").set_input_files(str(table))
     page.locator("#data-summary").get_by_text("36 rows have no label yet").wait_for()
-    _shot(page, "label_1_data_unlabelled")
+    screenshot(page, "label_1_data_unlabelled")
 
     page.get_by_role("tab", name="2 · Label").click()
     page.locator("#label-classes textarea, #label-classes input").first.fill("alpha, beta, gamma")
@@ -74,7 +62,7 @@ def test_label_with_the_keyboard_then_train_and_export(page, url, tmp_path):
         assert page.locator(f"#label-class-{n}").inner_text().strip() == f"{n} · {name}"
     page.locator("#label-export").click()
     first = pd.read_csv(_download(page, "labelled.csv", tmp_path / "before"))
-    _shot(page, "label_2_zero_shot")
+    screenshot(page, "label_2_zero_shot")
 
     page.locator("#label-card").click()  # keys act while no text field has the focus
     by_enter = 0
@@ -95,7 +83,7 @@ def test_label_with_the_keyboard_then_train_and_export(page, url, tmp_path):
     assert re.search(r"Refitted on 10 label\(s\): \d+ suggestion\(s\) changed", status), status
     assert "cross-validated accuracy" in status
     page.locator("#label-curve-chart circle").first.wait_for()
-    _shot(page, "label_3_after_10_labels")
+    screenshot(page, "label_3_after_10_labels")
 
     # The suggestions changed: the unlabelled rows' suggestions differ from the zero-shot ones in the export.
     page.locator("#label-export").click()
@@ -142,7 +130,7 @@ def test_label_with_the_keyboard_then_train_and_export(page, url, tmp_path):
     progress = page.locator("#progress-text").inner_text()
     assert box.get_attribute("data-state") == "completed", progress
     assert f"on {split[1]} training rows" in page.locator("#train-log textarea").input_value()
-    _shot(page, "label_4_trained")
+    screenshot(page, "label_4_trained")
 
     page.get_by_role("tab", name="2 · Label").click()
     page.locator("#label-export").click()
@@ -157,4 +145,4 @@ def test_label_with_the_keyboard_then_train_and_export(page, url, tmp_path):
     assert (person["label"] == [truth[t] for t in person["text"]]).all()
     assert exported.loc[exported["labelled_by"] == "suggestion", "label"].isna().all()
     assert lines["labelled_by"].tolist() == exported["labelled_by"].tolist()
-    _shot(page, "label_5_exported")
+    screenshot(page, "label_5_exported")

@@ -6,18 +6,10 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
-from conftest import serve_app
 from gradio_client import Client
 
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory, tiny_bert):
-    with serve_app(tmp_path_factory.mktemp("runs"), tiny_bert) as url:
-        yield url
 
 
 def _model_zip(url: str) -> str:
@@ -40,12 +32,12 @@ def _export_tab(page) -> None:
     page.locator("#export-history").wait_for()
 
 
-def test_a_browser_keeps_its_runs_across_reloads_and_others_do_not_see_them(url, browser):
-    archive = _model_zip(url)
+def test_a_browser_keeps_its_runs_across_reloads_and_others_do_not_see_them(tiny_app_url, browser):
+    archive = _model_zip(tiny_app_url)
     first = browser.new_context(viewport={"width": 1280, "height": 900})
     page = first.new_page()
     page.set_default_timeout(60_000)
-    page.goto(url)
+    page.goto(tiny_app_url)
     page.locator("#data-summary").get_by_text("rows").first.wait_for()
     _export_tab(page)
     page.locator("#export-import input[type=file]").set_input_files(archive)
@@ -64,7 +56,7 @@ def test_a_browser_keeps_its_runs_across_reloads_and_others_do_not_see_them(url,
     second = browser.new_context(viewport={"width": 1280, "height": 900})  # another browser: empty storage
     other = second.new_page()
     other.set_default_timeout(60_000)
-    other.goto(url)
+    other.goto(tiny_app_url)
     other.locator("#data-summary").get_by_text("rows").first.wait_for()
     _export_tab(other)
     other.get_by_role("button", name="Refresh list").click()

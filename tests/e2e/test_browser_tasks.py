@@ -9,29 +9,17 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from conftest import make_multi_label_data, serve_app
+from conftest import make_multi_label_data, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "artifacts" / "screenshots"
 
 
-@pytest.fixture(scope="module")
-def url(tmp_path_factory, tiny_bert):
-    with serve_app(tmp_path_factory.mktemp("runs"), tiny_bert) as url:
-        yield url
-
-
-def _shot(page, name: str) -> None:
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def test_several_labels_per_text_upload_train_predict(page, url, tmp_path):
+def test_several_labels_per_text_upload_train_predict(page, tiny_app_url, tmp_path):
     texts, labels = make_multi_label_data(96, seed=1)
     table = tmp_path / "reviews_tags.csv"
     pd.DataFrame({"text": texts, "labels": labels}).to_csv(table, index=False)
 
-    page.goto(url)
+    page.goto(tiny_app_url)
     page.locator("#data-summary").get_by_text("400 rows").wait_for()
     page.locator("#data-upload input[type=file]").set_input_files(str(table))
     summary = page.locator("#data-summary")
@@ -43,7 +31,7 @@ def test_several_labels_per_text_upload_train_predict(page, url, tmp_path):
     page.locator("#data-check-labels").click()
     page.locator("#data-issues-status").get_by_text("does not apply").wait_for()
     assert page.locator("#data-grid [data-testid=cell-0-1]").inner_text().strip() in ("praise;recommend", "complaint")
-    _shot(page, "tasks_1_data_multi_label")
+    screenshot(page, "tasks_1_data_multi_label")
 
     page.get_by_role("tab", name="3 · Train").click()
     assert page.locator("#train-task").get_by_role("combobox").input_value() == "Detect from the label column"
@@ -70,7 +58,7 @@ def test_several_labels_per_text_upload_train_predict(page, url, tmp_path):
     assert "F1 (macro)" in progress and "accuracy" not in progress
     assert "F1 (micro)" in page.locator("#train-epochs").inner_text()
     assert "Task: several labels per text" in page.locator("#train-log textarea").input_value()
-    _shot(page, "tasks_2_train_multi_label")
+    screenshot(page, "tasks_2_train_multi_label")
 
     page.get_by_role("tab", name="4 · Evaluate").click()
     page.locator("#evaluate-status").get_by_text("label set").wait_for()
@@ -78,7 +66,7 @@ def test_several_labels_per_text_upload_train_predict(page, url, tmp_path):
     page.locator("#evaluate-baselines").get_by_text("one-vs-rest").first.wait_for()
     note = page.locator("#evaluate-baselines-note").inner_text()
     assert note.startswith("Fine-tuning:") and "macro F1" in note and "best baseline" in note
-    _shot(page, "tasks_3_evaluate_multi_label")
+    screenshot(page, "tasks_3_evaluate_multi_label")
 
     page.get_by_role("tab", name="5 · Predict").click()
     sentence = page.locator("#predict-text textarea")
@@ -90,4 +78,4 @@ def test_several_labels_per_text_upload_train_predict(page, url, tmp_path):
     assert "complaint" not in chosen.inner_text()
     probabilities = page.locator("#predict-label").inner_text()
     assert all(name in probabilities for name in ("praise", "recommend", "complaint"))  # the others' too
-    _shot(page, "tasks_4_predict_multi_label")
+    screenshot(page, "tasks_4_predict_multi_label")
