@@ -112,8 +112,8 @@ def refit(dataset: str, budgets: Sequence[int], seeds: Sequence[int]) -> None:
                          "seconds_without_embedding": round(time.perf_counter() - started, 2)})
 
 
-def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[int]) -> None:
-    from finetuner.labelling import label_queue, suggest_labels
+def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[int], curve: bool = False) -> None:
+    from finetuner.labelling import cross_validated_accuracy, label_queue, suggest_labels
 
     texts, truth, classes, vectors = _data(dataset)
     for seed in seeds:
@@ -136,7 +136,13 @@ def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[i
                     labels[row] = classes[truth[row]]
                 found = suggest_labels(texts, classes, labels, embeddings=vectors, seed=seed)
                 given = [row for row, label in enumerate(labels) if label is not None]
-                _record({"dataset": dataset, "what": "simulate", "chosen": how, "labels": len(given), "seed": seed,
+                estimates = {}
+                if curve:  # the Label tab's two learning-curve estimates, beside the accuracy they estimate
+                    estimates = {"cross_validated": round(cross_validated_accuracy(
+                        texts, classes, labels, embeddings=vectors) or float("nan"), 4),
+                        "expected": round(found.expected_accuracy(), 4)}
+                _record({**estimates, "dataset": dataset, "what": "simulate", "chosen": how, "labels": len(given),
+                         "seed": seed,
                          "batch": batch, "classes_labelled": len({truth[row] for row in given}),
                          "rows": len(texts), "held_out_rows": len(held_out), "zero_shot_accuracy": round(zero_shot, 4),
                          "accuracy": round(_accuracy(found.probabilities, truth, held_out), 4),
@@ -194,6 +200,8 @@ def main() -> None:
     parser.add_argument("--budgets", default="16,64")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--batch", type=int, default=16, help="simulate: rows labelled per round")
+    parser.add_argument("--curve", action="store_true",
+                        help="simulate: also the learning-curve estimates (cross-validated, expected) each round")
     args = parser.parse_args()
     budgets, seeds = [int(b) for b in args.budgets.split(",")], [int(s) for s in args.seeds.split(",")]
     if args.part == "summary":
@@ -203,7 +211,7 @@ def main() -> None:
         if args.part == "zero-shot":
             zero_shot(dataset)
         elif args.part == "simulate":
-            simulate(dataset, budgets, args.batch, seeds)
+            simulate(dataset, budgets, args.batch, seeds, args.curve)
         else:
             refit(dataset, budgets, seeds)
 

@@ -88,6 +88,13 @@ class Suggestions:
             "labelled_by": np.where(self.labelled, PERSON, SUGGESTION),
         }, columns=list(SUGGESTION_COLUMNS))
 
+    def expected_accuracy(self, rows: Optional[Sequence[int]] = None) -> Optional[float]:
+        """How often the suggestions on ``rows`` (default: those nobody labelled) should be right by the model's own
+        confidence: their mean. It runs a few points high (bench/results/labelling.md#learning-curve); ``None`` for
+        no rows."""
+        rows = np.flatnonzero(~self.labelled) if rows is None else np.asarray(rows, dtype=int)
+        return float(self.confidence[rows].mean()) if len(rows) else None
+
     def margins(self) -> np.ndarray:
         """Per row, the probability of the top class minus that of the runner-up (small: the model is unsure)."""
         return _margins(self.probabilities)

@@ -35,6 +35,8 @@ def test_zero_shot_from_the_class_names_alone(topics):
     assert found.reason.startswith("Zero-shot") and not found.labelled.any()
     assert _accuracy(found, truth, range(len(texts))) >= 0.9
     assert ((found.confidence > 1 / 3) & (found.confidence <= 1)).all()
+    assert found.expected_accuracy() == pytest.approx(found.confidence.mean())
+    assert found.expected_accuracy([0, 1]) == pytest.approx(found.confidence[:2].mean())
     np.testing.assert_allclose(found.probabilities.sum(axis=1), 1, atol=1e-6)
     frame = found.to_frame()
     assert tuple(frame.columns) == SUGGESTION_COLUMNS and set(frame["labelled_by"]) == {"suggestion"}

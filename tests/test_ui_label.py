@@ -60,9 +60,9 @@ def test_a_session_starts_zero_shot_and_refits_after_each_batch(topics):
     assert changed == sum(a != b for a, b, who in zip(before, session.suggestions.labels, session.by) if not who)
     assert changed > 0 and "starts at 10 labels (5 more)" in session.news and session.curve == []
     _label_next(session, truth, 5)
-    assert [n for n, _ in session.curve] == [10] and "cross-validated accuracy" in session.news
+    assert [point[0] for point in session.curve] == [10] and "cross-validated accuracy" in session.news
     _label_next(session, truth, 5)
-    assert [n for n, _ in session.curve] == [10, 15] and "→" in session.news and "after 5 more label(s)" in \
+    assert [point[0] for point in session.curve] == [10, 15] and "→" in session.news and "after 5 more label(s)" in \
         session.news
     unlabelled = [row for row, who in enumerate(session.by) if not who]
     right = np.mean([session.suggestions.labels[row] == truth[row] for row in unlabelled])
@@ -156,7 +156,9 @@ def test_what_the_page_shows(topics):
     updates = render(session, "labelled by a person", "Done.")
     assert updates[2] == session.current() and updates[3].startswith("Done. **10** labelled by a person")
     assert len(updates[5]) == 10 and set(updates[5]["labelled_by"]) == {"person"}
-    assert '<circle data-series="cross-validated"' in updates[4] and "labels by a person" in updates[4]
+    assert '<circle data-series="cross-validated on your labels"' in updates[4] and "labels by a person" in updates[4]
+    assert '<circle data-series="expected on the rest"' in updates[4]
+    assert 0 < session.curve[-1][2] <= 1 and "expected on the rows without a label" in session.news
     assert "starts at 10 labels" in curve_chart([])
     assert len(grid_view(session, "all rows")) == 24
     names, *buttons, other = class_updates(session)

@@ -52,7 +52,8 @@ class LabelSession:
     suggestions: Optional[Suggestions] = field(default=None, repr=False)
     queue: List[int] = field(default_factory=list)
     skipped: Set[int] = field(default_factory=set)
-    curve: List[Tuple[int, float]] = field(default_factory=list)  # (labels by a person, cross-validated accuracy)
+    # (labels by a person, cross-validated accuracy on them, expected accuracy on the rows without a label)
+    curve: List[Tuple[int, float, Optional[float]]] = field(default_factory=list)
     undo_stack: List[Change] = field(default_factory=list)
     since_refit: int = 0
     news: str = ""  # what the last refit changed, in a sentence
@@ -153,13 +154,15 @@ class LabelSession:
         count = sum(label is not None for label in person)
         accuracy = (cross_validated_accuracy(self.texts, self.classes, person, embeddings=self.embeddings)
                     if count >= MIN_CURVE_ROWS else None)
-        self.news = self._describe(old, new, count, accuracy)
+        expected = new.expected_accuracy([row for row, who in enumerate(self.by) if not who])
+        self.news = self._describe(old, new, count, accuracy, expected)
         if accuracy is not None:
-            self.curve = [point for point in self.curve if point[0] != count] + [(count, accuracy)]
+            self.curve = [point for point in self.curve if point[0] != count] + [(count, accuracy, expected)]
         self.suggestions, self.since_refit = new, 0
         self.queue = self._next_rows()
 
-    def _describe(self, old: Optional[Suggestions], new: Suggestions, count: int, accuracy: Optional[float]) -> str:
+    def _describe(self, old: Optional[Suggestions], new: Suggestions, count: int, accuracy: Optional[float],
+                  expected: Optional[float]) -> str:
         if old is None:
             parts = [new.reason.rstrip(".")]
         else:
@@ -170,12 +173,14 @@ class LabelSession:
             more = MIN_CURVE_ROWS - count
             parts.append(f"the learning curve starts at {MIN_CURVE_ROWS} labels ({more} more)")
         elif self.curve and self.curve[-1][0] < count:
-            before_count, before = self.curve[-1]
+            before_count, before, _ = self.curve[-1]
             points = round(100 * (accuracy - before))
             parts.append(f"cross-validated accuracy {before:.2f} → {accuracy:.2f} ({points:+d} points) after "
                          f"{count - before_count} more label(s)")
         else:
             parts.append(f"cross-validated accuracy {accuracy:.2f} on {count} labels")
+        if expected is not None:
+            parts.append(f"expected on the rows without a label {expected:.2f}")
         return "; ".join(parts) + "."
 
     def _next_rows(self) -> List[int]:

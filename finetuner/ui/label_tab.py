@@ -32,7 +32,8 @@ GRID_ROWS = 500
 SHOW_CHOICES = ("all rows", "labelled by a person", "accepted suggestions", "suggestions only")
 _SHOWN_BY = {"labelled by a person": PERSON, "accepted suggestions": ACCEPTED, "suggestions only": SUGGESTION}
 GRID_COLUMNS = ("row", "text", "label", "suggested_label", "confidence", "labelled_by")
-_CURVE_SERIES = {"cross-validated": "#16a34a"}
+_CROSS_VALIDATED, _EXPECTED = "cross-validated on your labels", "expected on the rest"
+_CURVE_SERIES = {_CROSS_VALIDATED: "#16a34a", _EXPECTED: "#2563eb"}
 _INTRO = ("Label texts that have few or no labels. Load them on the **Data** tab (a text column, and a label column "
           "that may be empty or partly filled), type the class names, and press **Start labelling**. Every row gets a "
           "suggested label (zero-shot from the class names at first, then from a quick model of your labels); the row "
@@ -41,9 +42,11 @@ _INTRO = ("Label texts that have few or no labels. Load them on the **Data** tab
           "class, **Enter** accepts the suggestion, **S** skips, **U** undoes. Suggestions use the bundled sentence "
           "encoder whatever model you train; only your labels (and suggestions you accept) are used for training.")
 
-_CURVE_NOTE = ("Each point: how often the suggestions were right on the rows you had labelled, each row scored by "
-               "a model that did not see it. The rows you label are mostly those the model was least sure of, so this "
-               "understates how often the suggestions are right on the other rows.")
+_CURVE_NOTE = ("Two estimates of how often the suggestions are right, neither exact. **Green**: on the rows you "
+               "labelled, each scored by a model that did not see it; those are mostly rows the model was least sure "
+               "of, so it runs low and may even fall as you label. **Blue**: the model's own mean confidence on the "
+               "rows without a label; it runs a few points high. The truth lies between (measured: "
+               "bench/results/labelling.md#learning-curve); when the blue line levels off, more labels help little.")
 
 # Installed once per page: keys go to the tab's buttons while its card is on screen and no text field has the focus
 # (Enter on another focused button presses that button, as usual).
@@ -224,9 +227,12 @@ def render_status(session: Optional[LabelSession], message: str = "") -> str:
     return " ".join(filter(None, [message, f"{counts} · {refit}.", f"_{session.news}_" if session.news else ""]))
 
 
-def curve_chart(points: List[Tuple[int, float]]) -> str:
-    """The learning curve: cross-validated accuracy of the suggestions against the number of a person's labels."""
-    return loss_chart([{"step": n, "loss": accuracy, "series": "cross-validated"} for n, accuracy in points],
+def curve_chart(points: List[Tuple[int, float, Optional[float]]]) -> str:
+    """The learning curve against the number of a person's labels: the suggestions' cross-validated accuracy on
+    those labels, and their expected accuracy on the rows without a label (the model's mean confidence)."""
+    drawn = [{"step": n, "loss": accuracy, "series": _CROSS_VALIDATED} for n, accuracy, _ in points]
+    drawn += [{"step": n, "loss": expected, "series": _EXPECTED} for n, _, expected in points if expected is not None]
+    return loss_chart(drawn,
                       series=_CURVE_SERIES, marked=tuple(_CURVE_SERIES), chart_id="label-curve-chart",
                       title="Accuracy", x_label="labels by a person", y_top=1.0,
                       empty=f"The learning curve starts at {MIN_CURVE_ROWS} labels.")
