@@ -45,8 +45,9 @@ _INTRO = ("Label texts that have few or no labels. Load them on the **Data** tab
 _CURVE_NOTE = ("Two estimates of how often the suggestions are right, neither exact. **Green**: on the rows you "
                "labelled, each scored by a model that did not see it; those are mostly rows the model was least sure "
                "of, so it runs low and may even fall as you label. **Blue**: the model's own mean confidence on the "
-               "rows without a label; it runs a few points high. The truth lies between (measured: "
-               "bench/results/labelling.md#learning-curve); when the blue line levels off, more labels help little.")
+               "rows without a label; it runs high and rises with every label. The truth lies between: on SST-2 and "
+               "AG News, from 16 to 128 labels, green read 0.54–0.79 and blue 0.84–0.91 where the suggestions were "
+               "right 0.73–0.85 of the time (bench/results/labelling.md#learning-curve).")
 
 # Installed once per page: keys go to the tab's buttons while its card is on screen and no text field has the focus
 # (Enter on another focused button presses that button, as usual).
