@@ -90,8 +90,8 @@ class Suggestions:
 
     def expected_accuracy(self, rows: Optional[Sequence[int]] = None) -> Optional[float]:
         """How often the suggestions on ``rows`` (default: those nobody labelled) should be right by the model's own
-        confidence: their mean. It runs high, 3–13 points from 16 to 128 labels (bench/results/labelling.md#learning-curve);
-        ``None`` for no rows."""
+        confidence: their mean. It runs high, by 3–13 points from 16 to 128 labels
+        (bench/results/labelling.md#learning-curve); ``None`` for no rows."""
         rows = np.flatnonzero(~self.labelled) if rows is None else np.asarray(rows, dtype=int)
         return float(self.confidence[rows].mean()) if len(rows) else None
 
