@@ -131,7 +131,10 @@ def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[i
                 if how == "queue":
                     rows = label_queue(found.probabilities, vectors, found.labelled, batch, seed=seed, eligible=pool)
                 else:
-                    rows = rng.choice(np.flatnonzero(pool & ~found.labelled), batch, replace=False).tolist()
+                    free = np.flatnonzero(pool & ~found.labelled)
+                    rows = rng.choice(free, min(batch, len(free)), replace=False).tolist()
+                if len(rows) == 0:
+                    break  # the pool has no unlabelled row left
                 for row in rows:
                     labels[row] = classes[truth[row]]
                 found = suggest_labels(texts, classes, labels, embeddings=vectors, seed=seed)

@@ -5,7 +5,7 @@ Suggestions need only the texts and the class names. Three steps, all on sentenc
 
 1. **Class vectors from the names**: each class name (:func:`~finetuner.training.sentence_classifier.spoken_name`)
    in the :data:`NAME_TEMPLATES` sentences, their embeddings averaged.
-2. **Refined on the table's own texts** (a k-means seeded by the names and the labelled rows): each class vector
+2. **Refined on the table's own texts** (a k-means started from the names): each class vector
    becomes the name vector plus the mean of the rows labelled by a person as that class (weighing
    :data:`PERSON_WEIGHT` each) and of the more confident half of the unlabelled rows nearest it;
    :data:`REFINE_ROUNDS` times.
@@ -192,18 +192,18 @@ def label_queue(probabilities: np.ndarray, embeddings: np.ndarray, labelled: np.
                 eligible: Optional[np.ndarray] = None) -> List[int]:
     """Up to ``k`` unlabelled rows to label next, spread over the table, the most useful first.
 
-    Rows at least ``near_duplicate`` similar (cosine of unit ``embeddings``) to a labelled row are left for last,
-    and so is a second copy of a text. Of the rest (``eligible`` limits them further):
+    A second copy of a text waits until the distinct texts are taken, and rows at least ``near_duplicate`` similar
+    (cosine of unit ``embeddings``) to a labelled row come last. Of the rest (``eligible`` limits them further):
 
     - **Uncertain and diverse** (the rule): the ``pool_factor × k`` rows with the smallest margin between the two
       most probable classes (``probabilities``, rows × classes) are grouped into ``k`` clusters (k-means weighted by
       how unsure the model is), and the row nearest each cluster's centre is taken, least sure first.
     - **Covering the table** while nobody has labelled a row and there are at most
       :data:`COVER_FIRST_MAX_CLASSES` classes: the rows of each suggested class grouped into an even share of
-      ``k`` clusters, the row nearest each centre; the largest cluster's first, then each time the one least like
-      those before it (a person who labels only the first few still covers the table). With two or three broad
-      classes the zero-shot model's least sure rows are the ambiguous ones along one boundary: labelling those
-      first cost SST-2 up to 9 points (bench/results/labelling.md#queue).
+      ``k`` clusters, the row nearest each centre; the first suggested class's largest cluster's first, then each
+      time the one least like those before it (a person who labels only the first few still covers the table).
+      With two or three broad classes the zero-shot model's least sure rows are the ambiguous ones along one
+      boundary: labelling those first cost SST-2 up to 9 points (bench/results/labelling.md#queue).
 
     ``seed`` fixes the clustering; ties go to the earlier row."""
     if k < 1:
@@ -218,6 +218,11 @@ def label_queue(probabilities: np.ndarray, embeddings: np.ndarray, labelled: np.
     else:
         known = np.zeros(int(free.sum()), dtype=bool)
     rows, repeats = np.flatnonzero(free)[~known], np.flatnonzero(free)[known]
+    copies = np.zeros(0, dtype=int)
+    if len(rows):  # a second copy of a text waits, before the near duplicates of labelled rows
+        _, first = np.unique(embeddings[rows].round(6), axis=0, return_index=True)
+        copies = np.setdiff1d(rows, rows[first])
+        rows = rows[np.sort(first)]
     margins = _margins(probabilities)
     # The clustering's random state differs with the number of labels: one fixed state made every round's k-means
     # start alike and its picks alike (AG News: -1 point at 32 and 64 labels; bench/results/labelling.md#queue).
@@ -231,7 +236,8 @@ def label_queue(probabilities: np.ndarray, embeddings: np.ndarray, labelled: np.
     # Fewer distinct texts than k: the other rows follow, the near duplicates of labelled rows last.
     chosen = set(picked)
     rest = [int(row) for row in rows[np.argsort(margins[rows], kind="stable")] if row not in chosen]
-    rest += [int(row) for row in repeats[np.argsort(margins[repeats], kind="stable")]]
+    for waiting in (copies, repeats):
+        rest += [int(row) for row in waiting[np.argsort(margins[waiting], kind="stable")]]
     return picked + rest[:k - len(picked)]
 
 
@@ -307,7 +313,7 @@ def class_vectors(classes: Sequence[str], model_name: str = DEFAULT_MODEL,
 
 def refine_class_vectors(embeddings: np.ndarray, names: np.ndarray, label_ids: np.ndarray,
                          rounds: int = REFINE_ROUNDS, share: float = CONFIDENT_SHARE) -> np.ndarray:
-    """The class vectors moved towards the table's rows (a k-means seeded by the names and the labelled rows).
+    """The class vectors moved towards the table's rows (a k-means started from the names).
 
     A class's vector starts as its name vector; each round it becomes the name vector plus the weighted mean of the
     rows labelled as it (``label_ids``, -1 for unlabelled; each weighing :data:`PERSON_WEIGHT`) and of the ``share``

@@ -216,3 +216,18 @@ def test_the_first_rows_of_a_fresh_queue_cover_every_topic(topics):
     queue = next_to_label(texts, list(OPAQUE.values()), k=20, embeddings=vectors)
     assert len(queue) == 20 and len(set(queue)) == 20
     assert {truth[row] for row in queue[:3]} == set(CLASSES)  # a person who labels three rows meets all three
+
+
+def test_label_queue_asks_each_text_once_before_its_copies():
+    rng = np.random.default_rng(0)
+    distinct = rng.standard_normal((6, 8))
+    embeddings = np.vstack([np.repeat(distinct[:1], 5, axis=0), distinct[1:]])  # rows 0-4: one text five times
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    probabilities = np.c_[np.full(10, 0.5), np.full(10, 0.5)]
+    probabilities[:5] = [0.5, 0.5]  # the copies are the least sure rows
+    probabilities[5:] = [0.8, 0.2]
+    labelled = np.zeros(10, dtype=bool)
+    labelled[9] = True
+    queue = label_queue(probabilities, embeddings, labelled, 6)
+    assert sum(row < 5 for row in queue[:5]) == 1 and set(queue[:5]) >= {5, 6, 7, 8}
+    assert len(queue) == 6 and queue[5] < 5  # a copy only once the distinct texts are taken

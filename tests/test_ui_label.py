@@ -85,6 +85,33 @@ def test_skip_and_undo(topics):
         session.give(second, "delta")
 
 
+def test_undoing_a_label_the_suggestions_learned_refits_without_it(topics):
+    _, truth, _ = topics
+    session = _session(topics, refit_every=1)
+    row = session.current()
+    wrong = next(name for name in CLASSES if name != truth[row])
+    session.give(row, wrong)  # refits at once: the model has learned the wrong label
+    assert session.suggestions.labelled[row] and session.suggested(row) == (wrong, 1.0)
+    session.undo()
+    assert not session.suggestions.labelled[row] and session.current() == row
+    label, confidence = session.suggested(row)
+    assert confidence < 1.0
+    session.accept_above(0.0)  # the undone label is not accepted as if a person had given it
+    assert session.labelled_by(row) == ACCEPTED and session.suggestions.labelled.sum() == 0
+
+
+def test_undo_after_every_row_is_labelled_gives_the_row_back_to_label(topics):
+    _, truth, _ = topics
+    session = _session(topics, refit_every=50)
+    _label_next(session, truth, 24)
+    assert session.current() is None
+    session.undo()
+    row = session.current()
+    assert row is not None and session.labelled_by(row) == "suggestion"
+    session.skip(row)  # the only row left comes back
+    assert session.current() == row
+
+
 def test_skipped_rows_come_back_when_nothing_else_is_left(topics):
     session = _session(topics)
     for _ in range(24):

@@ -19,7 +19,7 @@ import pandas as pd
 from ..embeddings import embed
 from ..errors import DataError
 from ..labelling import (MIN_CURVE_ROWS, PERSON, SUGGESTION, SUGGESTION_COLUMNS, Suggestions,
-                         cross_validated_accuracy, is_unlabelled, next_to_label, suggest_labels)
+                         cross_validated_accuracy, is_unlabelled, label_queue, suggest_labels)
 from ..models import DEFAULT_MODEL
 
 # labelled_by: a person's label, a suggestion accepted in bulk, or (no label yet) a suggestion only.
@@ -118,16 +118,21 @@ class LabelSession:
         if not self.undo_stack:
             raise DataError("Nothing to undo: no row has been labelled in this session yet.")
         change = self.undo_stack.pop()
+        learned = False  # a label the suggestions were fitted on: they are refitted without it
         for row, label, who in reversed(change):
             if self.by[row] == PERSON:
+                learned = learned or bool(self.suggestions.labelled[row])
                 self.since_refit = max(0, self.since_refit - 1)
             self.labels[row], self.by[row] = label, who
+        if learned:
+            self.refit()
         if len(change) == 1 and not change[0][2]:
             row = change[0][0]
             self._dequeue(row)
             self.queue.insert(0, row)
             return f"Undone: row {self.positions[row] + 1} has no label again."
-        self.queue = self._next_rows()
+        if not learned:
+            self.queue = self._next_rows()
         return f"Undone: {len(change)} accepted suggestion(s) are suggestions again."
 
     def accept_above(self, threshold: float) -> str:
@@ -185,15 +190,17 @@ class LabelSession:
 
     def _next_rows(self) -> List[int]:
         """The queue: unlabelled rows not skipped, most useful first (skipped rows again once nothing else is left)."""
-        free = [row for row, who in enumerate(self.by) if not who]
-        if not free:
+        eligible = np.asarray([not who for who in self.by], dtype=bool)
+        if not eligible.any():
             return []
-        if all(row in self.skipped for row in free):
+        waiting = eligible.copy()
+        waiting[list(self.skipped)] = False
+        if waiting.any():
+            eligible = waiting
+        else:
             self.skipped.clear()
-        taken = len(self.skipped) + self.count(ACCEPTED)  # rows the ranking may give that are not free here
-        ranked = next_to_label(self.texts, self.classes, self.person_labels(), k=min(len(self.texts), QUEUE_LENGTH
-                               + taken), embeddings=self.embeddings, suggestions=self.suggestions)
-        return [row for row in ranked if not self.by[row] and row not in self.skipped][:QUEUE_LENGTH]
+        return label_queue(self.suggestions.probabilities, self.embeddings, self.suggestions.labelled,
+                           min(QUEUE_LENGTH, int(eligible.sum())), eligible=eligible)
 
     def _dequeue(self, row: int) -> None:
         if row in self.queue:

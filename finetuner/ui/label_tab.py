@@ -299,7 +299,8 @@ class LabelHandlers:
             raise DataError("Load a table on the Data tab first.")
         frame, kept = data.frame, 0
         text_column = text_column if text_column in frame.columns else _text_column(frame)
-        same = old is not None and old.frame.equals(frame.reset_index(drop=True))
+        same = (old is not None and old.text_column == text_column
+                and old.frame.equals(frame.reset_index(drop=True)))
         if same:  # the same table again (e.g. to change the class names): the labels given here stay
             frame, label_column, kept = old.table(), old.label_column, old.count(PERSON) + old.count(ACCEPTED)
         reuse = old.embeddings if same else None
