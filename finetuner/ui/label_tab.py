@@ -417,8 +417,9 @@ def wire(handlers: LabelHandlers, view: LabelView, data: DataTab) -> None:
           [*view.loop_out, *view.classes_out], **private).then(None, js=_BLUR_JS, **private)
     for index, button in enumerate(view.class_buttons):
         button.click(handlers.labeller(index), step_in, view.loop_out, **quick)
+    # The list is emptied after each pick, so the same class can be picked again for the next row.
     view.other.input(handlers.other_class, [view.session, view.shown_row, view.other, view.show], view.loop_out,
-                     **quick)
+                     **quick).then(lambda: gr.Dropdown(value=None), None, view.other, **private)
     view.accept.click(handlers.step(lambda session, row: session.accept(row)), step_in, view.loop_out, **quick)
     view.skip.click(handlers.step(lambda session, row: session.skip(row)), step_in, view.loop_out, **quick)
     view.undo.click(handlers.undo, [view.session, view.show], view.loop_out, **quick)
