@@ -299,6 +299,7 @@ def _spread_order(embeddings: np.ndarray, rows: List[int]) -> List[int]:
 
 
 def _margins(probabilities: np.ndarray) -> np.ndarray:
+    """Per row, the top score minus the runner-up's (of probabilities, or of similarities to the classes)."""
     top_two = np.sort(probabilities, axis=1)[:, -2:]
     return top_two[:, 1] - top_two[:, 0]
 
@@ -361,8 +362,7 @@ def _confident_rows(similarities: np.ndarray, free: np.ndarray, share: float):
     """``(nearest class per row, mask of the free rows among the ``share`` of each class's nearest free rows
     with the largest top-two gap)``."""
     nearest = similarities.argmax(axis=1)
-    top_two = np.sort(similarities, axis=1)[:, -2:]
-    gap = top_two[:, 1] - top_two[:, 0]
+    gap = _margins(similarities)
     confident = np.zeros(len(similarities), dtype=bool)
     for index in np.unique(nearest[free]):
         rows = np.flatnonzero(free & (nearest == index))
