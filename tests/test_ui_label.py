@@ -19,7 +19,7 @@ from finetuner.ui.common import TableData
 from finetuner.ui.data_tab import LOADED_COUNT, unlabelled_note
 from finetuner.ui.label_session import ACCEPTED, parse_classes, start_session
 from finetuner.ui.label_tab import (KEYED_CLASSES, LabelHandlers, class_updates, curve_chart, grid_view, render,
-                                    render_card)
+                                    render_card, render_status)
 
 # Class names that say nothing about the topics: only labelled rows can tell which is which.
 OPAQUE = {"sports": "alpha", "cooking": "beta", "weather": "gamma"}
@@ -98,6 +98,17 @@ def test_undoing_a_label_the_suggestions_learned_refits_without_it(topics):
     assert confidence < 1.0
     session.accept_above(0.0)  # the undone label is not accepted as if a person had given it
     assert session.labelled_by(row) == ACCEPTED and session.suggestions.labelled.sum() == 0
+
+
+def test_the_status_counts_down_to_the_next_refit_even_after_the_slider_is_lowered(topics):
+    _, truth, _ = topics
+    session = _session(topics, refit_every=10)
+    _label_next(session, truth, 3)
+    assert "next refit after 7 more labels" in render_status(session)
+    session.refit_every = 2  # lowered below the 3 labels since the last refit: the next label refits
+    assert "next refit after 1 more label." in render_status(session)
+    _label_next(session, truth, 1)
+    assert session.since_refit == 0
 
 
 def test_undo_after_every_row_is_labelled_gives_the_row_back_to_label(topics):

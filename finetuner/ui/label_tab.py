@@ -223,7 +223,7 @@ def render_status(session: Optional[LabelSession], message: str = "") -> str:
         return message
     counts = (f"**{session.count(PERSON)}** labelled by a person · **{session.count(ACCEPTED)}** accepted "
               f"suggestion(s) · **{session.count(SUGGESTION)}** with a suggestion only")
-    until = session.refit_every - session.since_refit
+    until = max(1, session.refit_every - session.since_refit)  # the slider may have been lowered meanwhile
     refit = f"next refit after {until} more label{'' if until == 1 else 's'}"
     return " ".join(filter(None, [message, f"{counts} · {refit}.", f"_{session.news}_" if session.news else ""]))
 
