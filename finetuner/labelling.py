@@ -257,12 +257,11 @@ def _cover(embeddings: np.ndarray, rows: np.ndarray, suggested: np.ndarray, k: i
 
 def _cluster_centres(embeddings: np.ndarray, rows: np.ndarray, weights: np.ndarray, k: int, seed: int, *,
                      by_size: bool) -> List[int]:
-    """The row of ``rows`` nearest each centre of a weighted k-means into ``min(k, len(rows))`` clusters (as many
-    distinct rows as there are distinct texts at most); with ``by_size``, the largest cluster's row first."""
+    """The row of ``rows`` (distinct texts: :func:`label_queue` sets copies aside) nearest each centre of a weighted
+    k-means into ``min(k, len(rows))`` clusters; with ``by_size``, the largest cluster's row first."""
     from sklearn.cluster import KMeans
 
-    distinct = len(np.unique(embeddings[rows].round(6), axis=0)) if len(rows) else 0
-    clusters = min(k, distinct)
+    clusters = min(k, len(rows))
     if clusters == 0:
         return []
     if clusters == len(rows):
@@ -276,8 +275,7 @@ def _cluster_centres(embeddings: np.ndarray, rows: np.ndarray, weights: np.ndarr
             picked.append(int(rows[members[np.argmin(distances[members, cluster])]]))
             sizes.append(len(members))
     if by_size:
-        picked = _spread_order(embeddings, [row for _, row in sorted(zip(sizes, picked),
-                                                                  key=lambda pair: (-pair[0], pair[1]))])
+        picked = [row for _, row in sorted(zip(sizes, picked), key=lambda pair: (-pair[0], pair[1]))]
     return picked
 
 
