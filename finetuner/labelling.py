@@ -26,9 +26,10 @@ the quick model; SST-2 0.64 / 0.69 / 0.74 / 0.74; CLINC150 0.68 / 0.68 / 0.76 / 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -304,10 +305,18 @@ def _margins(probabilities: np.ndarray) -> np.ndarray:
 
 def class_vectors(classes: Sequence[str], model_name: str = DEFAULT_MODEL,
                   templates: Sequence[str] = NAME_TEMPLATES) -> np.ndarray:
-    """Unit vectors, one per class: the mean embedding of its name in each of ``templates``."""
+    """Unit vectors, one per class: the mean embedding of its name in each of ``templates`` (read-only; kept for
+    the process, as a refit and its learning-curve point ask for the same names)."""
+    return _class_vectors(tuple(classes), model_name, tuple(templates))
+
+
+@functools.lru_cache(maxsize=8)
+def _class_vectors(classes: Tuple[str, ...], model_name: str, templates: Tuple[str, ...]) -> np.ndarray:
     spoken = [spoken_name(name) for name in classes]
     sentences = embed([template.format(name) for template in templates for name in spoken], model_name)
-    return _unit(sentences.reshape(len(templates), len(spoken), -1).mean(axis=0))
+    vectors = _unit(sentences.reshape(len(templates), len(spoken), -1).mean(axis=0))
+    vectors.flags.writeable = False
+    return vectors
 
 
 def refine_class_vectors(embeddings: np.ndarray, names: np.ndarray, label_ids: np.ndarray,
