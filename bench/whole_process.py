@@ -2,6 +2,11 @@
 against a careful plain ``Trainer`` script, same rows, one fresh process each, alternating (issue #21).
 
     python -m bench.whole_process [--rows 2000] [--epochs 2] [--batch-size 16] [--repeats 1] [--seed 0]
+    python -m bench.whole_process --train T.csv --test E.csv --cli-defaults --epochs 3 --output NAME.json
+
+The second form takes any ``text,label`` files (every row of T.csv) and runs finetuner on nothing but
+``--data``/``--eval`` (its own epochs, batch size and method), while the plain script keeps ``--epochs`` and
+``--batch-size``: the check of the command line's defaults on tasks outside the shared datasets.
 
 Both scripts: import, load the bundled MiniLM, tokenize, train, evaluate on the SST-2 test file (872 rows), save.
 The plain script: ``AutoModelForSequenceClassification``, dynamic padding (``DataCollatorWithPadding``), random
@@ -19,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pandas as pd
 
@@ -85,10 +90,11 @@ def _run_plain(train: Path, test: Path, work: Path, epochs: float, batch: int, s
             "stages": {k: round(v, 2) for k, v in result["stages"].items()}}
 
 
-def _run_finetuner(train: Path, test: Path, work: Path, epochs: float, batch: int, seed: int) -> Dict[str, Any]:
-    command = [sys.executable, "-m", "finetuner", "train", "--data", str(train), "--eval", str(test), "--epochs",
-               str(epochs), "--batch-size", str(batch), "--seed", str(seed), "--output", str(work / "run"),
-               "--quiet"]
+def _run_finetuner(train: Path, test: Path, work: Path, epochs: float, batch: int, seed: int,
+                   defaults: bool = False) -> Dict[str, Any]:
+    shape = [] if defaults else ["--epochs", str(epochs), "--batch-size", str(batch)]
+    command = [sys.executable, "-m", "finetuner", "train", "--data", str(train), "--eval", str(test), *shape,
+               "--seed", str(seed), "--output", str(work / "run"), "--quiet"]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -103,9 +109,13 @@ def _run_finetuner(train: Path, test: Path, work: Path, epochs: float, batch: in
             "command": " ".join(command[1:])}
 
 
-def run(rows: int, epochs: float, batch: int, repeats: int, seed: int) -> Dict[str, Any]:
-    data = pd.read_csv(DATA_DIR / "sst2" / "train.csv").sample(n=rows, random_state=seed)
-    test = DATA_DIR / "sst2" / "test.csv"
+def run(rows: int, epochs: float, batch: int, repeats: int, seed: int, train_file: Optional[Path] = None,
+        test_file: Optional[Path] = None, cli_defaults: bool = False) -> Dict[str, Any]:
+    if train_file is None:
+        data = pd.read_csv(DATA_DIR / "sst2" / "train.csv").sample(n=rows, random_state=seed)
+    else:
+        data = pd.read_csv(train_file, keep_default_na=False)
+    test = test_file or DATA_DIR / "sst2" / "test.csv"
     results: List[Dict[str, Any]] = []
     load_start = load_avg()
     with tempfile.TemporaryDirectory(prefix="whole-process-") as tmp:
@@ -115,12 +125,18 @@ def run(rows: int, epochs: float, batch: int, repeats: int, seed: int) -> Dict[s
             for name, runner in (("finetuner_cli", _run_finetuner), ("plain_trainer", _run_plain)):
                 work = Path(tmp) / f"{name}-{repeat}"
                 work.mkdir()
-                result = runner(train, test, work, epochs, batch, seed)
+                if runner is _run_finetuner:
+                    result = runner(train, test, work, epochs, batch, seed, defaults=cli_defaults)
+                else:
+                    result = runner(train, test, work, epochs, batch, seed)
                 result["repeat"] = repeat
                 results.append(result)
                 print(f"{name}: {result['wall_s']:.1f} s, accuracy {result['accuracy']:.3f}, {result['stages']}",
                       flush=True)
-    return {"settings": {"rows": rows, "epochs": epochs, "batch_size": batch, "repeats": repeats, "seed": seed},
+    settings = {"rows": len(data), "epochs": epochs, "batch_size": batch, "repeats": repeats, "seed": seed,
+                "train": str(train_file or "sst2/train.csv sample"), "test": str(test),
+                "finetuner": "its defaults (--data/--eval only)" if cli_defaults else "same epochs and batch size"}
+    return {"settings": settings,
             "machine": machine_info(), "load_avg_start": load_start, "load_avg_end": load_avg(), "runs": results}
 
 
@@ -131,10 +147,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", type=Path, help="a text,label CSV to train on (every row) instead of SST-2")
+    parser.add_argument("--test", type=Path, help="the text,label CSV to evaluate on (with --train)")
+    parser.add_argument("--cli-defaults", action="store_true",
+                        help="finetuner gets only --data/--eval (its own epochs, batch size, method)")
+    parser.add_argument("--output", default="whole_process.json", help="file name under bench/results/")
     args = parser.parse_args()
-    result = run(args.rows, args.epochs, args.batch_size, args.repeats, args.seed)
+    if (args.train is None) != (args.test is None):
+        parser.error("--train and --test go together")
+    result = run(args.rows, args.epochs, args.batch_size, args.repeats, args.seed, args.train, args.test,
+                 args.cli_defaults)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "whole_process.json").write_text(json.dumps(result, indent=2))
+    (RESULTS_DIR / args.output).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -38,14 +38,16 @@ def tfidf_classifier(seed: int = 0) -> Pipeline:
 
 def score_baselines(train_texts: Sequence[str], train_labels: Sequence[Any], eval_texts: Sequence[str],
                     eval_labels: Sequence[Any], *, model_name: str = DEFAULT_MODEL,
-                    seed: int = 0, task: str = "auto") -> Dict[str, Dict[str, float]]:
+                    seed: int = 0, task: str = "auto",
+                    predictions: Optional[Dict[str, List[str]]] = None) -> Dict[str, Dict[str, float]]:
     """Train each baseline on the training rows and score it on the evaluation rows.
 
     Returns ``{name: summary_metrics + {"seconds": wall time of fit and scoring}}``; the embedding baseline's
     time includes embedding the texts. An evaluation label that never occurs in training counts as an error.
     ``task`` (:data:`finetuner.tasks.TASKS`; "auto": read from the labels): several labels per text are scored by
     one-vs-rest logistic regressions with thresholds tuned on a tenth of the training rows
-    (:func:`task_baselines`), numbers by ridge regressions.
+    (:func:`task_baselines`), numbers by ridge regressions. ``predictions``, when given, receives each
+    single-label baseline's predicted class per evaluation row (for :func:`paired_counts` once the model is scored).
     """
     choice = detect_task(train_labels, task)
     if choice.task != "single_label":
@@ -70,7 +72,31 @@ def score_baselines(train_texts: Sequence[str], train_labels: Sequence[Any], eva
         predicted = fit_and_predict()
         scores[name] = {**summary_metrics(y_eval, predicted, len(label_map)),
                         "seconds": round(time.perf_counter() - started, 3)}
+        if predictions is not None:
+            predictions[name] = [str(v) for v in label_map.decode(predicted.tolist())]
     return scores
+
+
+# A gap between the model and a baseline on the same rows is called beyond noise below this two-sided p-value of the
+# exact sign test on the rows where the two disagree (McNemar's exact test).
+NOISE_P_VALUE = 0.05
+
+
+def paired_counts(truth: Sequence[Any], model_predicted: Sequence[Any],
+                  baseline_predicted: Sequence[Any]) -> Dict[str, float]:
+    """The same evaluation rows scored by the model and by a baseline: how many rows only the model gets right,
+    how many only the baseline, and the two-sided p-value of McNemar's exact test on those rows (how likely a gap
+    this large is when the two are equally good) — what decides whether an accuracy gap is beyond noise."""
+    from scipy.stats import binomtest
+
+    truth = [str(v) for v in truth]
+    model_right = np.asarray([str(p) == t for p, t in zip(model_predicted, truth)])
+    baseline_right = np.asarray([str(p) == t for p, t in zip(baseline_predicted, truth)])
+    only_model, only_baseline = int((model_right & ~baseline_right).sum()), int((~model_right & baseline_right).sum())
+    disagree = only_model + only_baseline
+    p_value = binomtest(only_model, disagree, 0.5).pvalue if disagree else 1.0
+    return {"only_model_right": float(only_model), "only_baseline_right": float(only_baseline),
+            "paired_p_value": round(float(p_value), 4)}
 
 
 def task_baselines(train_texts: Sequence[str], train_labels: Sequence[Any], eval_texts: Sequence[str],

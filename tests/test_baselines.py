@@ -10,7 +10,7 @@ import pytest
 from conftest import make_sentiment_data
 
 import finetuner.baselines as baselines
-from finetuner.baselines import BASELINE_NAMES, format_baselines, score_baselines
+from finetuner.baselines import BASELINE_NAMES, format_baselines, paired_counts, score_baselines
 from finetuner.data import split_train_eval
 from finetuner.errors import DataError
 from finetuner.metrics import SUMMARY_KEYS
@@ -75,6 +75,13 @@ def test_a_run_scores_the_baselines_before_training_and_records_them(tmp_path, t
     record = runner.store.get(job.record.id)
     assert set(record.baselines) == {"tfidf_logreg", "embedding_logreg"}
     assert record.baselines["embedding_logreg"]["accuracy"] > 0.8 and "seconds" in record.baselines["tfidf_logreg"]
+    # after evaluation each baseline is compared with the model row by row on the same evaluation rows
+    rows = runner.store.load_evaluation(job.record.id)
+    model_right = (rows["label"].astype(str) == rows["predicted_label"].astype(str)).to_numpy()
+    for scores in record.baselines.values():
+        baseline_right = model_right.sum() - scores["only_model_right"] + scores["only_baseline_right"]
+        assert baseline_right == round(scores["accuracy"] * len(rows)), scores
+        assert 0.0 <= scores["paired_p_value"] <= 1.0
     lines = _events(job)
     first_baseline = next(i for i, line in enumerate(lines) if line.startswith("Baselines: "))
     assert first_baseline < next(i for i, line in enumerate(lines) if line.startswith("Training on"))
@@ -103,3 +110,16 @@ def test_records_keep_baselines_and_old_records_without_them_still_load(tmp_path
     del values["baselines"]  # a run.json written before baselines existed
     path.write_text(json.dumps(values))
     assert store.get(record.id).baselines == {}
+
+
+def test_paired_counts_say_which_rows_each_gets_right_and_how_likely_the_gap_is_by_chance():
+    truth = ["a"] * 10 + ["b"] * 10
+    model = ["a"] * 10 + ["b"] * 10  # all right
+    baseline = ["b"] * 10 + ["b"] * 10  # the first ten wrong
+    counts = paired_counts(truth, model, baseline)
+    assert counts["only_model_right"] == 10 and counts["only_baseline_right"] == 0
+    assert counts["paired_p_value"] == round(2 * 0.5 ** 10, 4)  # McNemar's exact test, two-sided
+    even = paired_counts(truth, ["a"] * 5 + ["b"] * 15, ["b"] * 5 + ["a"] * 5 + ["b"] * 10)
+    assert (even["only_model_right"], even["only_baseline_right"], even["paired_p_value"]) == (5.0, 5.0, 1.0)
+    same = paired_counts([1, 0], [1, 1], [1, 1])  # integer labels; no row where they disagree
+    assert (same["only_model_right"], same["only_baseline_right"], same["paired_p_value"]) == (0.0, 0.0, 1.0)

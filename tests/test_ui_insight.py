@@ -101,6 +101,15 @@ def test_the_fine_tuned_model_beside_its_baselines():
     worse = baseline_reading({"accuracy": 0.8}, baselines)
     assert "**-7.1 points**" in worse and "baseline does better" in worse
     assert baseline_reading(metrics, {}) == ""
+    # with the paired comparison on the same rows (runs since it exists), the line says whether the gap is noise
+    paired = {**baselines["embedding_logreg"], "only_model_right": 4.0, "only_baseline_right": 5.0,
+              "paired_p_value": 1.0}
+    noisy = baseline_reading({"accuracy": 0.859}, {**baselines, "embedding_logreg": paired})
+    assert noisy.startswith("Fine-tuning: **-1.2 points**") and "Within noise: 4 row(s) only the model gets " \
+        "right, 5 only the baseline (p = 1.00)" in noisy
+    clear = {**paired, "only_model_right": 12.0, "only_baseline_right": 1.0, "paired_p_value": 0.0034}
+    assert "Beyond noise: 12 row(s) only the model gets right, 1 only the baseline (p < 0.01)." in baseline_reading(
+        metrics, {**baselines, "embedding_logreg": clear})
 
 
 BINS = [{"low": 0.6, "high": 2 / 3, "confidence": 0.65, "accuracy": 0.5, "count": 4},

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ..config import TrainConfig
 from ..data import Split
@@ -146,8 +146,9 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
 
     record, data = writer.record, spec.data
     lap = _Stages(record)
+    baseline_rows: Dict[str, List[str]] = {}  # each baseline's predicted class per evaluation row
     if spec.baselines and data.eval_texts and not stop_event.is_set() and writer.is_main:
-        _score_baselines(spec, writer, say)
+        baseline_rows = _score_baselines(spec, writer, say)
         lap("baselines")
     say(Notice("loading", f"Run {record.id}: loading {spec.model_name}…"))
     finetuner = LLMFinetuner(spec.model_name, config=spec.config)
@@ -174,6 +175,8 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
     say(Notice("evaluating", "Evaluating…"))
     result = evaluate(finetuner, data.eval_texts, data.eval_labels) if data.eval_texts else None
     lap("evaluate")
+    if result is not None and baseline_rows:
+        _compare_with_baselines(writer.record, result.rows, baseline_rows)
     say(Notice("saving", "Saving the model…"))
     folder = writer.store.path(record.id)
     finetuner.save(folder / MODEL_DIR)
@@ -226,21 +229,37 @@ def _candidates_as_notices(say: Listener) -> Listener:
     return listen
 
 
-def _score_baselines(spec: RunSpec, writer: "_Writer", say: Listener) -> None:
-    """Score the instant baselines on the run's split into its record; a failure is logged, never fatal."""
+def _score_baselines(spec: RunSpec, writer: "_Writer", say: Listener) -> Dict[str, List[str]]:
+    """Score the instant baselines on the run's split into its record; a failure is logged, never fatal. Returns
+    each single-label baseline's predicted class per evaluation row ({} when none)."""
     from ..baselines import format_baselines, score_baselines
 
     data = spec.data
     say(Notice("baselines", f"Scoring quick baselines on {len(data.train_texts)} training rows…"))
+    predictions: Dict[str, List[str]] = {}
     try:
         writer.record.baselines = score_baselines(data.train_texts, data.train_labels, data.eval_texts,
-                                                  data.eval_labels, seed=spec.config.seed, task=spec.config.task)
+                                                  data.eval_labels, seed=spec.config.seed, task=spec.config.task,
+                                                  predictions=predictions)
         writer.save()  # shown while the model trains
     except Exception as exc:  # a baseline is a reference point: training goes on without it
         logger.warning("baselines of run %s failed", writer.record.id, exc_info=True)
         say(Notice("baselines", f"Baselines skipped ({described(exc)})."))
-        return
+        return {}
     say(Notice("baselines", f"Baselines: {format_baselines(writer.record.baselines)}."))
+    return predictions
+
+
+def _compare_with_baselines(record: RunRecord, rows: Any, baseline_rows: Dict[str, List[str]]) -> None:
+    """Add to each baseline's scores the paired comparison with the model on the same evaluation rows
+    (:func:`finetuner.baselines.paired_counts`), which says whether the gap between them is beyond noise."""
+    from ..baselines import paired_counts
+
+    if "predicted_label" not in rows.columns:
+        return
+    for name, predicted in baseline_rows.items():
+        if name in record.baselines and len(predicted) == len(rows):
+            record.baselines[name].update(paired_counts(rows["label"], rows["predicted_label"], predicted))
 
 
 def _failed(writer: "_Writer", say: Listener, message: str) -> None:

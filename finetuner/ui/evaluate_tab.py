@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import gradio as gr
 import pandas as pd
 
-from ..baselines import BASELINE_NAMES
+from ..baselines import BASELINE_NAMES, NOISE_P_VALUE
 from ..data import detect_columns, read_table, table_to_labelled
 from ..errors import DataError
 from ..evaluation import (MISCLASSIFIED_COLUMNS, evaluate, metric_name, metrics_table, misclassified,
@@ -178,10 +178,26 @@ def baseline_reading(metrics: Dict[str, float], baselines: Dict[str, Dict[str, f
     best = max(scored, key=scored.get)
     points = 100 * (metrics[key] - scored[best])
     name, words = BASELINE_NAMES.get(best, best), MAIN_METRIC_WORDS[key]
+    noise = _noise(baselines[best])
     if abs(points) < 0.05:
-        return f"Fine-tuning: the same {words} as the best baseline ({name})."
+        return f"Fine-tuning: the same {words} as the best baseline ({name}).{noise}"
     verdict = "" if points > 0 else " — the quick baseline does better on these rows"
-    return f"Fine-tuning: **{points:+.1f} points** {words} over the best baseline ({name}){verdict}."
+    return f"Fine-tuning: **{points:+.1f} points** {words} over the best baseline ({name}){verdict}.{noise}"
+
+
+def _noise(scores: Dict[str, float]) -> str:
+    """Whether the gap to a baseline is beyond noise, from the paired comparison on the same rows
+    (:func:`finetuner.baselines.paired_counts`; runs recorded before it have none: nothing is said)."""
+    if "paired_p_value" not in scores:
+        return ""
+    model, baseline, p_value = (int(scores["only_model_right"]), int(scores["only_baseline_right"]),
+                                scores["paired_p_value"])
+    chance = f"p = {p_value:.2f}" if p_value >= 0.01 else "p < 0.01"
+    rows = f"{model} row(s) only the model gets right, {baseline} only the baseline ({chance})"
+    if p_value < NOISE_P_VALUE:
+        return f" Beyond noise: {rows}."
+    return (f" Within noise: {rows}; on these rows the two cannot be told apart — more held-out rows would "
+            "tell.")
 
 
 def _views(title: str, metrics: Dict[str, float], report: Dict[str, Any], rows: Optional[pd.DataFrame],
