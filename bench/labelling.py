@@ -3,6 +3,7 @@
     python -m bench.labelling zero-shot [--datasets agnews,sst2,clinc150]
     python -m bench.labelling refit [--datasets ...] [--budgets 16,64] [--seeds 0,1,2]
     python -m bench.labelling simulate [--datasets ...] [--budgets 16,32,64,128] [--batch 16] [--seeds 0,1,2]
+                                       [--pool test|train] [--pool-rows 2000]
 
 ``zero-shot``: accuracy from the class names alone (the file's label values, spoken: ``Sci/Tech`` → "Sci or Tech",
 ``book_flight`` → "book flight") of: cosine similarity to the embedded bare names (the plain baseline), to one
@@ -19,7 +20,9 @@ half, which nobody labels, so the two ways of choosing are scored on the same ro
 first is where rows are picked, the second is never labelled and scores the suggestions (both halves are the
 table the suggestions are made for). Each round ``--batch`` rows get their true label (the oracle), picked by
 :func:`label_queue` or at random, and the suggestions are refitted; accuracy is recorded after every round, up to
-the largest budget.
+the largest budget. ``--pool train [--pool-rows 2000]``: rows are picked from that many rows drawn from the training
+file instead (the seed draws them; texts also in the test file left out), and the whole test file, in the same
+table but never labelled, scores the suggestions — a table the size users bring, and twice the scored rows.
 
 Each measurement is one JSON line in bench/results/labelling.jsonl (with the machine's load average);
 bench/results/labelling.md is written from them by hand. Embeddings are cached in bench/.cache/emb.
@@ -112,15 +115,40 @@ def refit(dataset: str, budgets: Sequence[int], seeds: Sequence[int]) -> None:
                          "seconds_without_embedding": round(time.perf_counter() - started, 2)})
 
 
-def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[int], curve: bool = False) -> None:
+def _train_pool(dataset: str, rows: int, seed: int):
+    """The table of ``--pool train``: ``rows`` training rows drawn with ``seed`` (none whose text is also a test
+    text), then the whole test file; the mask of the drawn rows (where rows are picked)."""
+    train_texts, train_labels = load_split(dataset, "train")
+    test_texts, test_labels = load_split(dataset, "test")
+    in_test = set(test_texts)
+    order = [i for i in np.random.default_rng(seed).permutation(len(train_texts)) if train_texts[i] not in in_test]
+    drawn = order[:rows]
+    texts = [train_texts[i] for i in drawn] + test_texts
+    labels = [train_labels[i] for i in drawn] + test_labels
+    classes = sorted(set(train_labels) | set(test_labels))
+    cache = EmbeddingCache(dataset)
+    vectors = cache.embed(texts)
+    cache.save()
+    pool = np.zeros(len(texts), dtype=bool)
+    pool[:len(drawn)] = True
+    return texts, np.asarray([classes.index(label) for label in labels]), classes, vectors, pool
+
+
+def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[int], curve: bool = False,
+             pool_from: str = "test", pool_rows: int = 2000) -> None:
     from finetuner.labelling import cross_validated_accuracy, label_queue, suggest_labels
 
-    texts, truth, classes, vectors = _data(dataset)
+    if pool_from == "test":
+        texts, truth, classes, vectors = _data(dataset)
     for seed in seeds:
-        order = np.random.default_rng(seed).permutation(len(texts))
-        pool = np.zeros(len(texts), dtype=bool)
-        pool[order[:len(texts) // 2]] = True
+        if pool_from == "test":
+            order = np.random.default_rng(seed).permutation(len(texts))
+            pool = np.zeros(len(texts), dtype=bool)
+            pool[order[:len(texts) // 2]] = True
+        else:
+            texts, truth, classes, vectors, pool = _train_pool(dataset, pool_rows, seed)
         held_out = np.flatnonzero(~pool)
+        where = "test halves" if pool_from == "test" else f"train:{int(pool.sum())}"
         for how in ("queue", "random"):
             rng = np.random.default_rng(seed)
             labels: List = [None] * len(texts)
@@ -145,22 +173,26 @@ def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[i
                         texts, classes, labels, embeddings=vectors) or float("nan"), 4),
                         "expected": round(found.expected_accuracy(), 4)}
                 _record({**estimates, "dataset": dataset, "what": "simulate", "chosen": how, "labels": len(given),
-                         "seed": seed,
+                         "seed": seed, "pool": where,
                          "batch": batch, "classes_labelled": len({truth[row] for row in given}),
                          "rows": len(texts), "held_out_rows": len(held_out), "zero_shot_accuracy": round(zero_shot, 4),
                          "accuracy": round(_accuracy(found.probabilities, truth, held_out), 4),
                          "seconds_without_embedding": round(time.perf_counter() - started, 2)})
 
 
-def summarise(datasets: Sequence[str], budgets: Sequence[int], batch: int, seeds: Sequence[int]) -> str:
-    """The simulation's markdown table from the newest matching JSON lines: mean accuracy over ``seeds`` per
-    budget, and how many labels the queue needed to reach random's accuracy at the largest budget."""
+def summarise(datasets: Sequence[str], budgets: Sequence[int], batch: int, seeds: Sequence[int],
+              pool_from: str = "test") -> str:
+    """The simulation's markdown table from the newest matching JSON lines (of the pool ``pool_from``: "test" or
+    "train"): mean accuracy over ``seeds`` per budget, and how many labels the queue needed to reach random's
+    accuracy at the largest budget."""
     import json
 
     lines = [json.loads(line) for line in OUT.read_text().splitlines() if line.strip()]
     runs: Dict = {}
     for line in lines:
-        if line.get("what") == "simulate" and line["batch"] == batch and line["seed"] in seeds:
+        pool = line.get("pool", "test halves")  # lines written before --pool are all of the test halves
+        if (line.get("what") == "simulate" and line["batch"] == batch and line["seed"] in seeds
+                and pool.startswith(pool_from)):
             runs[(line["dataset"], line["chosen"], line["seed"], line["labels"])] = line
     notes: List[str] = []
     out = ["| dataset | chosen | zero-shot | " + " | ".join(f"{b} labels" for b in budgets) + " |",
@@ -205,16 +237,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="simulate: rows labelled per round")
     parser.add_argument("--curve", action="store_true",
                         help="simulate: also the learning-curve estimates (cross-validated, expected) each round")
+    parser.add_argument("--pool", choices=("test", "train"), default="test",
+                        help="simulate, summary: pick rows from half the test file (scored on the other half), or "
+                             "from --pool-rows rows of the training file (scored on the whole test file)")
+    parser.add_argument("--pool-rows", type=int, default=2000, help="simulate --pool train: rows drawn per seed")
     args = parser.parse_args()
     budgets, seeds = [int(b) for b in args.budgets.split(",")], [int(s) for s in args.seeds.split(",")]
     if args.part == "summary":
-        print(summarise(args.datasets.split(","), budgets, args.batch, seeds))
+        print(summarise(args.datasets.split(","), budgets, args.batch, seeds, args.pool))
         return
     for dataset in args.datasets.split(","):
         if args.part == "zero-shot":
             zero_shot(dataset)
         elif args.part == "simulate":
-            simulate(dataset, budgets, args.batch, seeds, args.curve)
+            simulate(dataset, budgets, args.batch, seeds, args.curve, args.pool, args.pool_rows)
         else:
             refit(dataset, budgets, seeds)
 

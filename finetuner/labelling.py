@@ -60,7 +60,9 @@ COVER_FIRST_MAX_CLASSES = 3
 # cross_validated_accuracy needs this many person-labelled rows to say anything.
 MIN_CURVE_ROWS = 10
 
-PERSON, SUGGESTION = "person", "suggestion"
+# labelled_by: a person's label, a suggestion someone accepted (in bulk: the quick model never learns from these, or
+# it would learn its own guesses), or a suggestion only (no label yet).
+PERSON, ACCEPTED, SUGGESTION = "person", "accepted suggestion", "suggestion"
 SUGGESTION_COLUMNS = ("suggested_label", "confidence", "labelled_by")
 _MAX_LISTED = 5
 
@@ -99,6 +101,20 @@ class Suggestions:
     def margins(self) -> np.ndarray:
         """Per row, the probability of the top class minus that of the runner-up (small: the model is unsure)."""
         return _margins(self.probabilities)
+
+
+def classes_present(labels: Sequence[Any]) -> List[str]:
+    """The class names that ``labels`` hold (blank cells left out), as :func:`suggest_labels` takes them when it is
+    given no class names; at least two, else a :class:`ConfigError` that says to name them."""
+    return _classes(None, _row_labels(labels, len(labels)))
+
+
+def accepted_rows(table: pd.DataFrame) -> np.ndarray:
+    """Per row of ``table``, whether its ``labelled_by`` column (as the Label tab and ``finetuner suggest`` write
+    it) marks the label as an accepted suggestion; all False without that column."""
+    if "labelled_by" not in table.columns:
+        return np.zeros(len(table), dtype=bool)
+    return np.asarray([str(mark).strip() == ACCEPTED for mark in table["labelled_by"]], dtype=bool)
 
 
 def suggest_labels(texts: Sequence[Any], classes: Optional[Sequence[Any]] = None,

@@ -186,6 +186,33 @@ def test_cli_suggest_writes_every_row_with_who_labelled_it(tmp_path, topics):
     assert "24 rows, 3 labelled by a person, 21 suggested" in out and "Label next (4 rows" in out
 
 
+def test_cli_suggest_keeps_accepted_suggestions_without_learning_from_them(tmp_path, topics):
+    texts, truth, _ = topics
+    wrong = {row: next(c for c in CLASSES if c != truth[row]) for row in (3, 4, 5)}
+    table = pd.DataFrame({"text": texts, "label": [truth[row] if row < 3 else wrong.get(row, "")
+                                                   for row in range(len(texts))],
+                          "labelled_by": ["person"] * 3 + ["accepted suggestion"] * 3 + [""] * (len(texts) - 6)})
+    table.to_csv(tmp_path / "in.csv", index=False)
+    code, out, err = run_cli("suggest", "--data", tmp_path / "in.csv", "--output", tmp_path / "out.csv",
+                             "--next", "30")
+    assert code == 0, err
+    written = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert list(written.columns) == ["text", "label", *SUGGESTION_COLUMNS, "label_next"]  # one labelled_by
+    assert list(written["labelled_by"][:7]) == ["person"] * 3 + ["accepted suggestion"] * 3 + ["suggestion"]
+    assert [written.loc[row, "label"] for row in (3, 4, 5)] == list(wrong.values())  # kept as they were
+    # the quick model learned from the three person labels only: the same suggestions as with rows 3-5 unlabelled
+    alone = suggest_labels(texts, CLASSES, [truth[row] if row < 3 else None for row in range(len(texts))])
+    assert list(written["suggested_label"][3:]) == alone.labels[3:]
+    assert written["label_next"][:6].tolist() == [""] * 6  # never asked again
+    assert "3 labelled by a person, 3 accepted suggestion(s) kept (not learned from), 18 suggested" in out
+    # a class that only accepted suggestions name is still a class
+    table.loc[:2, "label"] = ["sports", "sports", "cooking"]
+    table.loc[3, "label"] = "weather"
+    table.to_csv(tmp_path / "in.csv", index=False)
+    code, out, err = run_cli("suggest", "--data", tmp_path / "in.csv")
+    assert code == 0 and "(3 classes: cooking, sports, weather)" in out + err, err
+
+
 def test_cli_suggest_refuses_a_label_outside_the_classes(tmp_path):
     pd.DataFrame({"text": ["The striker scored.", "The chef baked bread."],
                   "label": ["sports", "baking"]}).to_csv(tmp_path / "in.csv", index=False)

@@ -4,9 +4,11 @@ rows to label next (:mod:`finetuner.labelling`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any, List, Optional
 
+import numpy as np
 import pandas as pd
 
 from ..data import LABEL_COLUMN_NAMES, detect_text_column, in_file, read_table
@@ -24,7 +26,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "suggest", parents=[common], help="suggest labels for unlabelled rows and which rows to label next",
         description="Add suggested_label, confidence and labelled_by (person / suggestion) to every row: zero-shot "
                     "from the class names when no row is labelled, else from a quick model of the labelled rows "
-                    "and the names. Rows that have a label keep it.")
+                    "and the names. Rows that have a label keep it; a labelled_by column (as written here and by "
+                    "the app's Label tab) that says 'accepted suggestion' keeps the label but the quick model does "
+                    "not learn from it.")
     p.add_argument("--data", metavar="FILE", required=True, help="table of texts, with or without a label column")
     p.add_argument("--classes", metavar="A,B,C",
                    help="the class names, comma-separated (default: the labels present, at least two)")
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if args.next < 0:
         raise UsageError("--next must be 0 or more", "finetuner suggest")
     classes = _class_names(args.classes)
-    from ..labelling import SUGGESTION_COLUMNS, next_to_label, suggest_labels  # loads torch
+    from ..labelling import (ACCEPTED, SUGGESTION_COLUMNS, accepted_rows, classes_present, next_to_label,
+                             suggest_labels)  # loads torch
 
     console = Console(args.quiet)
     data = Path(args.data).expanduser()
@@ -57,11 +62,18 @@ def run(args: argparse.Namespace) -> int:
         text_column = detect_text_column(frame.drop(columns=[label_column]) if label_column else frame,
                                          args.text_column)
         texts = frame[text_column].tolist()
-        labels = frame[label_column].tolist() if label_column else None
+        accepted = accepted_rows(frame) if label_column else np.zeros(len(frame), dtype=bool)
+        if classes is None and accepted.any():  # the classes are those of every label, accepted ones too
+            classes = classes_present(frame[label_column].tolist())
+        # an accepted suggestion is the model's own guess: it keeps its label but does not teach the model
+        labels = ([None if taken else label for label, taken in zip(frame[label_column].tolist(), accepted)]
+                  if label_column else None)
         console.info(f"Embedding {len(texts)} texts…")
         suggestions = suggest_labels(texts, classes, labels)
-        queue = next_to_label(texts, suggestions=suggestions, k=args.next) if args.next else []
+        queue = (next_to_label(texts, suggestions=_without(suggestions, accepted), k=args.next) if args.next
+                 else [])
     table = suggestions.to_frame()
+    table.loc[accepted, "labelled_by"] = ACCEPTED
     if queue:
         table[NEXT_COLUMN] = pd.Series({row: rank for rank, row in enumerate(queue, start=1)}, dtype="Int64")
     kept = frame.drop(columns=[c for c in (*SUGGESTION_COLUMNS, NEXT_COLUMN) if c in frame.columns])
@@ -72,9 +84,11 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         writer.abort()
         raise
-    person = int(suggestions.labelled.sum())
-    lines = [f"{data.name}: {len(texts)} rows, {person} labelled by a person, {len(texts) - person} suggested "
-             f"({len(suggestions.classes)} classes: {', '.join(suggestions.classes)}). {suggestions.reason}"]
+    person, taken = int(suggestions.labelled.sum()), int(accepted.sum())
+    also = f"{taken} accepted suggestion(s) kept (not learned from), " if taken else ""
+    lines = [f"{data.name}: {len(texts)} rows, {person} labelled by a person, {also}"
+             f"{len(texts) - person - taken} suggested ({len(suggestions.classes)} classes: "
+             f"{', '.join(suggestions.classes)}). {suggestions.reason}"]
     if queue:
         lines.append(f"Label next ({len(queue)} rows; row is the 0-based data row):")
         lines += [f"  row {row}: {suggestions.labels[row]!r} ({suggestions.confidence[row]:.2f}) "
@@ -85,6 +99,13 @@ def run(args: argparse.Namespace) -> int:
     else:  # the table is on standard output
         console.info("\n".join(lines))
     return EXIT_OK
+
+
+def _without(suggestions: Any, rows: np.ndarray) -> Any:
+    """``suggestions`` with ``rows`` marked as labelled (so that the queue never lists a row that has a label)."""
+    if not rows.any():
+        return suggestions
+    return dataclasses.replace(suggestions, labelled=suggestions.labelled | rows)
 
 
 def _class_names(value: Optional[str]) -> Optional[List[str]]:

@@ -18,12 +18,10 @@ import pandas as pd
 
 from ..embeddings import embed
 from ..errors import DataError
-from ..labelling import (MIN_CURVE_ROWS, PERSON, SUGGESTION, SUGGESTION_COLUMNS, Suggestions,
-                         cross_validated_accuracy, is_unlabelled, label_queue, suggest_labels)
+from ..labelling import (ACCEPTED, MIN_CURVE_ROWS, PERSON, SUGGESTION, SUGGESTION_COLUMNS, Suggestions,
+                         accepted_rows, cross_validated_accuracy, is_unlabelled, label_queue, suggest_labels)
 from ..models import DEFAULT_MODEL
 
-# labelled_by: a person's label, a suggestion accepted in bulk, or (no label yet) a suggestion only.
-ACCEPTED = "accepted suggestion"
 LABELLED_BY = (PERSON, ACCEPTED, SUGGESTION)
 REFIT_EVERY = 5  # labels between refits by default (a refit: ~0.5 s for 400 rows, ~1.5 s with the curve point)
 QUEUE_LENGTH = 20  # rows ranked at each refit; labelling them all refits too
@@ -287,10 +285,8 @@ def start_session(frame: pd.DataFrame, text_column: Optional[str], label_column:
 
 def _accepted_rows(frame: pd.DataFrame, positions: List[int]) -> Set[int]:
     """Rows (numbered over ``positions``) that a ``labelled_by`` column marks as an accepted suggestion."""
-    if "labelled_by" not in frame.columns:
-        return set()
-    marks = frame["labelled_by"]
-    return {row for row, position in enumerate(positions) if str(marks.iloc[position]).strip() == ACCEPTED}
+    marked = accepted_rows(frame)
+    return {row for row, position in enumerate(positions) if marked[position]}
 
 
 def _without_suggestion_columns(frame: pd.DataFrame) -> pd.DataFrame:
