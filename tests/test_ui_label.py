@@ -221,6 +221,17 @@ def test_handlers_label_the_row_shown_only_and_keep_labels_on_a_restart(topics):
     again = LabelHandlers.start(session, data, "text", "label", "alpha, beta, gamma", 5, "all rows")
     assert again[0].count("person") == 2 and "2 label(s) given before are kept" in again[3]
     assert again[0].embeddings is session.embeddings
+    # a changed table (rows reordered, one labelled row gone, a row added): labels follow their texts
+    labelled = [r for r, who in enumerate(session.by) if who]
+    kept_rows = [r for r in reversed(range(24)) if r != labelled[0]]
+    changed = TableData(pd.DataFrame({"text": [texts[r] for r in kept_rows] + ["A new text about rain."],
+                                      "note": range(24)}), "topics v2.csv")
+    moved = LabelHandlers.start(again[0], changed, "text", None, "alpha, beta, gamma", 5, "all rows")
+    new = moved[0]
+    assert new.count("person") == 1 and new.label_column == "label" and len(new.texts) == 24
+    assert new.labels[new.texts.index(texts[labelled[1]])] == session.labels[labelled[1]]
+    assert ("1 label(s) given before carried over to the rows with the same text; **1 label(s) given before are "
+            "not carried over: their texts are not in this table**") in moved[3]
     with pytest.raises(gr.Error, match="Press Start labelling first"):
         LabelHandlers.undo(None, "all rows")
 

@@ -283,6 +283,34 @@ def start_session(frame: pd.DataFrame, text_column: Optional[str], label_column:
     return session
 
 
+def carry_labels(old: LabelSession, frame: pd.DataFrame, text_column: str,
+                 label_column: Optional[str]) -> Tuple[pd.DataFrame, Optional[str], int, int]:
+    """``frame`` (a copy) with the labels given in ``old`` (by a person, or accepted, said in a ``labelled_by``
+    column) written into its rows that have the same text and no label yet — labelling a changed table keeps the
+    work done on the old one. Returns the table, its label column, how many rows got a label this way and how many
+    of ``old``'s labelled texts this table does not have (those labels are not carried)."""
+    given = {text: (label, who) for text, label, who in zip(old.texts, old.labels, old.by) if who}
+    if not given:
+        return frame, label_column, 0, 0
+    out = frame.reset_index(drop=True).copy()
+    if label_column not in out.columns or label_column == text_column:
+        label_column = _free_name(out, DEFAULT_LABEL_COLUMN)
+        out[label_column] = None
+    labels = out[label_column].astype(object).copy()
+    marks = (out["labelled_by"].astype(object).copy() if "labelled_by" in out.columns
+             else pd.Series([None] * len(out), dtype=object))
+    texts = [None if is_unlabelled(value) else str(value) for value in out[text_column]]
+    carried = 0
+    for row, text in enumerate(texts):
+        if text in given and is_unlabelled(labels.iloc[row]):  # a label already in the table wins
+            labels.iloc[row], marks.iloc[row] = given[text]
+            carried += 1
+    out[label_column] = labels
+    if carried:
+        out["labelled_by"] = marks
+    return out, label_column, carried, len(set(given) - set(texts))
+
+
 def _accepted_rows(frame: pd.DataFrame, positions: List[int]) -> Set[int]:
     """Rows (numbered over ``positions``) that a ``labelled_by`` column marks as an accepted suggestion."""
     marked = accepted_rows(frame)

@@ -24,7 +24,7 @@ from ..predictions import write_csv
 from .common import (AppContext, TableData, column_widths, kept_outputs, shown, shown_table, status_line,
                      user_errors)
 from .data_tab import LOADED_COUNT, DataTab, show_table
-from .label_session import (ACCEPTED, REFIT_EVERY, LabelSession, parse_classes, start_session)
+from .label_session import (ACCEPTED, REFIT_EVERY, LabelSession, carry_labels, parse_classes, start_session)
 from .progress_view import loss_chart
 
 KEYED_CLASSES = 9  # classes with a button and a number key; more are picked from a list
@@ -301,8 +301,11 @@ class LabelHandlers:
         text_column = text_column if text_column in frame.columns else _text_column(frame)
         same = (old is not None and old.text_column == text_column
                 and old.frame.equals(frame.reset_index(drop=True)))
+        carried = lost = 0
         if same:  # the same table again (e.g. to change the class names): the labels given here stay
             frame, label_column, kept = old.table(), old.label_column, old.count(PERSON) + old.count(ACCEPTED)
+        elif old is not None:  # a changed table: rows with a text labelled before get that label again
+            frame, label_column, carried, lost = carry_labels(old, frame, text_column, label_column)
         reuse = old.embeddings if same else None
         session = start_session(frame, text_column, label_column, parse_classes(classes), data.name,
                                 refit_every=int(refit_every or REFIT_EVERY), embeddings=reuse)
@@ -310,7 +313,11 @@ class LabelHandlers:
             session.frame = old.frame
         started = (f"Labelling `{html.escape(data.name or 'the table')}`: {len(session.texts)} texts from column "
                    f"`{html.escape(session.text_column)}`, labels in `{html.escape(session.label_column)}`"
-                   + (f"; the {kept} label(s) given before are kept." if kept else "."))
+                   + (f"; the {kept} label(s) given before are kept." if kept else "")
+                   + (f"; {carried} label(s) given before carried over to the rows with the same text" if carried
+                      else "")
+                   + (f"; **{lost} label(s) given before are not carried over: their texts are not in this "
+                      "table** (an export of the earlier labelling still has them)" if lost else "") + ".")
         return [*render(session, show, started), *class_updates(session)]
 
     @staticmethod
