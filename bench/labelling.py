@@ -3,7 +3,8 @@
     python -m bench.labelling zero-shot [--datasets agnews,sst2,clinc150]
     python -m bench.labelling refit [--datasets ...] [--budgets 16,64] [--seeds 0,1,2]
     python -m bench.labelling simulate [--datasets ...] [--budgets 16,32,64,128] [--batch 16] [--seeds 0,1,2]
-                                       [--pool test|train] [--pool-rows 2000]
+                                       [--pool train|test] [--pool-rows 2000]
+    python -m bench.labelling summary [--datasets ...] [--budgets ...] [--seeds ...] [--pool train|test]
 
 ``zero-shot``: accuracy from the class names alone (the file's label values, spoken: ``Sci/Tech`` → "Sci or Tech",
 ``book_flight`` → "book flight") of: cosine similarity to the embedded bare names (the plain baseline), to one
@@ -16,13 +17,14 @@ the negative log-likelihood of its confidences.
 halves at random (the seed): rows are picked from the first half only and accuracy is measured on the second
 half, which nobody labels, so the two ways of choosing are scored on the same rows.
 
-``simulate``: the labelling loop from zero labels. Each seed shuffles the test file and cuts it in two halves: the
-first is where rows are picked, the second is never labelled and scores the suggestions (both halves are the
-table the suggestions are made for). Each round ``--batch`` rows get their true label (the oracle), picked by
+``simulate``: the labelling loop from zero labels. The table the suggestions are made for is ``--pool-rows`` rows
+drawn from the training file (the seed draws them; texts also in the test file left out), where rows are picked,
+and the whole test file, never labelled, which scores the suggestions (``--pool train``, the default: the protocol
+of active-learning studies, a pool from the training data scored on the test data). ``--pool test``: each seed
+shuffles the test file and cuts it in two halves instead, picks from the first and scores on the second. Each round
+``--batch`` rows get their true label (the oracle), picked by
 :func:`label_queue` or at random, and the suggestions are refitted; accuracy is recorded after every round, up to
-the largest budget. ``--pool train [--pool-rows 2000]``: rows are picked from that many rows drawn from the training
-file instead (the seed draws them; texts also in the test file left out), and the whole test file, in the same
-table but never labelled, scores the suggestions — a table the size users bring, and twice the scored rows.
+the largest budget.
 
 Each measurement is one JSON line in bench/results/labelling.jsonl (with the machine's load average);
 bench/results/labelling.md is written from them by hand. Embeddings are cached in bench/.cache/emb.
@@ -135,7 +137,7 @@ def _train_pool(dataset: str, rows: int, seed: int):
 
 
 def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[int], curve: bool = False,
-             pool_from: str = "test", pool_rows: int = 2000) -> None:
+             pool_from: str = "train", pool_rows: int = 2000) -> None:
     from finetuner.labelling import cross_validated_accuracy, label_queue, suggest_labels
 
     if pool_from == "test":
@@ -181,7 +183,7 @@ def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[i
 
 
 def summarise(datasets: Sequence[str], budgets: Sequence[int], batch: int, seeds: Sequence[int],
-              pool_from: str = "test") -> str:
+              pool_from: str = "train") -> str:
     """The simulation's markdown table from the newest matching JSON lines (of the pool ``pool_from``: "test" or
     "train"): mean accuracy over ``seeds`` per budget, and how many labels the queue needed to reach random's
     accuracy at the largest budget."""
@@ -237,9 +239,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="simulate: rows labelled per round")
     parser.add_argument("--curve", action="store_true",
                         help="simulate: also the learning-curve estimates (cross-validated, expected) each round")
-    parser.add_argument("--pool", choices=("test", "train"), default="test",
-                        help="simulate, summary: pick rows from half the test file (scored on the other half), or "
-                             "from --pool-rows rows of the training file (scored on the whole test file)")
+    parser.add_argument("--pool", choices=("train", "test"), default="train",
+                        help="simulate, summary: pick rows from --pool-rows rows of the training file (scored on "
+                             "the whole test file; the usual protocol of active-learning studies), or from half "
+                             "the test file (scored on the other half; a pool of 436 rows on SST-2)")
     parser.add_argument("--pool-rows", type=int, default=2000, help="simulate --pool train: rows drawn per seed")
     args = parser.parse_args()
     budgets, seeds = [int(b) for b in args.budgets.split(",")], [int(s) for s in args.seeds.split(",")]
