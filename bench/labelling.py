@@ -183,18 +183,18 @@ def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[i
 
 
 def summarise(datasets: Sequence[str], budgets: Sequence[int], batch: int, seeds: Sequence[int],
-              pool_from: str = "train") -> str:
+              pool_from: str = "train", pool_rows: int = 2000) -> str:
     """The simulation's markdown table from the newest matching JSON lines (of the pool ``pool_from``: "test" or
-    "train"): mean accuracy over ``seeds`` per budget, and how many labels the queue needed to reach random's
-    accuracy at the largest budget."""
+    "train" with ``pool_rows`` rows): mean accuracy over ``seeds`` per budget, and how many labels the queue needed
+    to reach random's accuracy at the largest budget."""
     import json
 
     lines = [json.loads(line) for line in OUT.read_text().splitlines() if line.strip()]
     runs: Dict = {}
     for line in lines:
         pool = line.get("pool", "test halves")  # lines written before --pool are all of the test halves
-        if (line.get("what") == "simulate" and line["batch"] == batch and line["seed"] in seeds
-                and pool.startswith(pool_from)):
+        wanted = "test halves" if pool_from == "test" else f"train:{pool_rows}"
+        if line.get("what") == "simulate" and line["batch"] == batch and line["seed"] in seeds and pool == wanted:
             runs[(line["dataset"], line["chosen"], line["seed"], line["labels"])] = line
     notes: List[str] = []
     out = ["| dataset | chosen | zero-shot | " + " | ".join(f"{b} labels" for b in budgets) + " |",
@@ -243,11 +243,11 @@ def main() -> None:
                         help="simulate, summary: pick rows from --pool-rows rows of the training file (scored on "
                              "the whole test file; the usual protocol of active-learning studies), or from half "
                              "the test file (scored on the other half; a pool of 436 rows on SST-2)")
-    parser.add_argument("--pool-rows", type=int, default=2000, help="simulate --pool train: rows drawn per seed")
+    parser.add_argument("--pool-rows", type=int, default=2000, help="--pool train: rows drawn per seed")
     args = parser.parse_args()
     budgets, seeds = [int(b) for b in args.budgets.split(",")], [int(s) for s in args.seeds.split(",")]
     if args.part == "summary":
-        print(summarise(args.datasets.split(","), budgets, args.batch, seeds, args.pool))
+        print(summarise(args.datasets.split(","), budgets, args.batch, seeds, args.pool, args.pool_rows))
         return
     for dataset in args.datasets.split(","):
         if args.part == "zero-shot":
