@@ -5,6 +5,7 @@
     python -m bench.labelling simulate [--datasets ...] [--budgets 16,32,64,128] [--batch 16] [--seeds 0,1,2]
                                        [--pool train|test] [--pool-rows 2000]
     python -m bench.labelling summary [--datasets ...] [--budgets ...] [--seeds ...] [--pool train|test]
+                                      [--pool-rows 2000]
 
 ``zero-shot``: accuracy from the class names alone (the file's label values, spoken: ``Sci/Tech`` → "Sci or Tech",
 ``book_flight`` → "book flight") of: cosine similarity to the embedded bare names (the plain baseline), to one
@@ -150,7 +151,7 @@ def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[i
         else:
             texts, truth, classes, vectors, pool = _train_pool(dataset, pool_rows, seed)
         held_out = np.flatnonzero(~pool)
-        where = "test halves" if pool_from == "test" else f"train:{int(pool.sum())}"
+        where = "test halves" if pool_from == "test" else f"train:{pool_rows}"  # asked for; pool_size: drawn
         for how in ("queue", "random"):
             rng = np.random.default_rng(seed)
             labels: List = [None] * len(texts)
@@ -175,7 +176,7 @@ def simulate(dataset: str, budgets: Sequence[int], batch: int, seeds: Sequence[i
                         texts, classes, labels, embeddings=vectors) or float("nan"), 4),
                         "expected": round(found.expected_accuracy(), 4)}
                 _record({**estimates, "dataset": dataset, "what": "simulate", "chosen": how, "labels": len(given),
-                         "seed": seed, "pool": where,
+                         "seed": seed, "pool": where, "pool_size": int(pool.sum()),
                          "batch": batch, "classes_labelled": len({truth[row] for row in given}),
                          "rows": len(texts), "held_out_rows": len(held_out), "zero_shot_accuracy": round(zero_shot, 4),
                          "accuracy": round(_accuracy(found.probabilities, truth, held_out), 4),

@@ -8,7 +8,8 @@ The second form takes any ``text,label`` files (every row of T.csv) and runs fin
 ``--data``/``--eval`` (its own epochs, batch size and method), while the plain script keeps ``--epochs`` and
 ``--batch-size``: the check of the command line's defaults on tasks outside the shared datasets.
 
-Both scripts: import, load the bundled MiniLM, tokenize, train, evaluate on the SST-2 test file (872 rows), save.
+Both scripts: import, load the bundled MiniLM, tokenize, train, evaluate on the SST-2 test file (872 rows; or
+``--test``), save.
 The plain script: ``AutoModelForSequenceClassification``, dynamic padding (``DataCollatorWithPadding``), random
 batches, truncation at 512, finetuner's learning rate for the model size (so the two train the same way), eval at
 batch 64, ``save_pretrained``. finetuner: ``python -m finetuner train --data … --eval … --epochs E --batch-size B``
@@ -43,7 +44,7 @@ stages = {"import": time.perf_counter() - t0}
 train_file, test_file, out_dir, epochs, batch, seed = sys.argv[1:7]
 epochs, batch, seed = float(epochs), int(batch), int(seed)
 t = time.perf_counter()
-train, test = pd.read_csv(train_file), pd.read_csv(test_file)
+train, test = (pd.read_csv(f, keep_default_na=False) for f in (train_file, test_file))
 names = sorted(set(train.label.astype(str)) | set(test.label.astype(str)))
 label2id = {n: i for i, n in enumerate(names)}
 set_seed(seed)

@@ -96,7 +96,7 @@ def paired_counts(truth: Sequence[Any], model_predicted: Sequence[Any],
     disagree = only_model + only_baseline
     p_value = binomtest(only_model, disagree, 0.5).pvalue if disagree else 1.0
     return {"only_model_right": float(only_model), "only_baseline_right": float(only_baseline),
-            "paired_p_value": round(float(p_value), 4)}
+            "paired_p_value": float(p_value)}
 
 
 def task_baselines(train_texts: Sequence[str], train_labels: Sequence[Any], eval_texts: Sequence[str],

@@ -103,18 +103,23 @@ class Suggestions:
         return _margins(self.probabilities)
 
 
-def classes_present(labels: Sequence[Any]) -> List[str]:
-    """The class names that ``labels`` hold (blank cells left out), as :func:`suggest_labels` takes them when it is
-    given no class names; at least two, else a :class:`ConfigError` that says to name them."""
-    return _classes(None, _row_labels(labels, len(labels)))
+def resolve_classes(labels: Sequence[Any], classes: Optional[Sequence[Any]] = None) -> List[str]:
+    """The class names as :func:`suggest_labels` takes them — ``classes``, or the labels present (blank cells left
+    out; at least two) — with every label checked to be one of them (:class:`DataError` naming the rows if not)."""
+    given = _row_labels(labels, len(labels))
+    names = _classes(classes, given)
+    _label_ids(given, names)
+    return names
 
 
-def accepted_rows(table: pd.DataFrame) -> np.ndarray:
-    """Per row of ``table``, whether its ``labelled_by`` column (as the Label tab and ``finetuner suggest`` write
-    it) marks the label as an accepted suggestion; all False without that column."""
-    if "labelled_by" not in table.columns:
+def accepted_rows(table: pd.DataFrame, label_column: Optional[str]) -> np.ndarray:
+    """Per row of ``table``, whether it holds an accepted suggestion: a label in ``label_column`` that the
+    ``labelled_by`` column (as the Label tab and ``finetuner suggest`` write it) marks ``accepted suggestion``. All
+    False without either column; a mark on a blank label means nothing."""
+    if label_column is None or label_column not in table.columns or "labelled_by" not in table.columns:
         return np.zeros(len(table), dtype=bool)
-    return np.asarray([str(mark).strip() == ACCEPTED for mark in table["labelled_by"]], dtype=bool)
+    return np.asarray([str(mark).strip() == ACCEPTED and not is_unlabelled(label)
+                       for mark, label in zip(table["labelled_by"], table[label_column])], dtype=bool)
 
 
 def suggest_labels(texts: Sequence[Any], classes: Optional[Sequence[Any]] = None,
@@ -158,11 +163,13 @@ def suggest_labels(texts: Sequence[Any], classes: Optional[Sequence[Any]] = None
 def next_to_label(texts: Sequence[Any], classes: Optional[Sequence[Any]] = None,
                   labels: Optional[Sequence[Any]] = None, k: int = 20, *, model_name: str = DEFAULT_MODEL,
                   embeddings: Optional[np.ndarray] = None, suggestions: Optional[Suggestions] = None,
-                  near_duplicate: float = NEAR_DUPLICATE, seed: int = 0) -> List[int]:
+                  near_duplicate: float = NEAR_DUPLICATE, seed: int = 0,
+                  eligible: Optional[np.ndarray] = None) -> List[int]:
     """The (0-based) unlabelled rows to label next, the most useful first: at most ``k`` (:func:`label_queue`).
 
     ``suggestions`` (from :func:`suggest_labels` on the same rows and labels) saves refitting; otherwise the other
-    arguments are those of :func:`suggest_labels`."""
+    arguments are those of :func:`suggest_labels`. ``eligible``: a mask of the rows that may be picked (default:
+    every unlabelled row), e.g. to leave out rows that already hold an accepted suggestion."""
     if suggestions is None:
         suggestions = suggest_labels(texts, classes, labels, model_name=model_name, embeddings=embeddings,
                                      seed=seed)
@@ -170,7 +177,7 @@ def next_to_label(texts: Sequence[Any], classes: Optional[Sequence[Any]] = None,
         raise DataError(f"The suggestions are for {len(suggestions.labels)} rows but there are {len(texts)} texts; "
                         "make them with suggest_labels on the same texts.")
     return label_queue(suggestions.probabilities, suggestions.embeddings, suggestions.labelled, k,
-                       near_duplicate=near_duplicate, seed=seed)
+                       near_duplicate=near_duplicate, seed=seed, eligible=eligible)
 
 
 def cross_validated_accuracy(texts: Sequence[Any], classes: Optional[Sequence[Any]] = None,

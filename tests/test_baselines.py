@@ -118,7 +118,7 @@ def test_paired_counts_say_which_rows_each_gets_right_and_how_likely_the_gap_is_
     baseline = ["b"] * 10 + ["b"] * 10  # the first ten wrong
     counts = paired_counts(truth, model, baseline)
     assert counts["only_model_right"] == 10 and counts["only_baseline_right"] == 0
-    assert counts["paired_p_value"] == round(2 * 0.5 ** 10, 4)  # McNemar's exact test, two-sided
+    assert counts["paired_p_value"] == pytest.approx(2 * 0.5 ** 10)  # McNemar's exact test, two-sided
     even = paired_counts(truth, ["a"] * 5 + ["b"] * 15, ["b"] * 5 + ["a"] * 5 + ["b"] * 10)
     assert (even["only_model_right"], even["only_baseline_right"], even["paired_p_value"]) == (5.0, 5.0, 1.0)
     same = paired_counts([1, 0], [1, 1], [1, 1])  # integer labels; no row where they disagree

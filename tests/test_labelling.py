@@ -205,12 +205,17 @@ def test_cli_suggest_keeps_accepted_suggestions_without_learning_from_them(tmp_p
     assert list(written["suggested_label"][3:]) == alone.labels[3:]
     assert written["label_next"][:6].tolist() == [""] * 6  # never asked again
     assert "3 labelled by a person, 3 accepted suggestion(s) kept (not learned from), 18 suggested" in out
-    # a class that only accepted suggestions name is still a class
+    # a class that only accepted suggestions name is still a class; a mark on a blank label means nothing
     table.loc[:2, "label"] = ["sports", "sports", "cooking"]
     table.loc[3, "label"] = "weather"
+    table.loc[6, "labelled_by"] = "accepted suggestion"
     table.to_csv(tmp_path / "in.csv", index=False)
-    code, out, err = run_cli("suggest", "--data", tmp_path / "in.csv")
-    assert code == 0 and "(3 classes: cooking, sports, weather)" in out + err, err
+    code, out, err = run_cli("suggest", "--data", tmp_path / "in.csv", "--output", tmp_path / "out.csv")
+    assert code == 0 and "(3 classes: cooking, sports, weather)" in out, err
+    assert pd.read_csv(tmp_path / "out.csv", keep_default_na=False).loc[6, "labelled_by"] == "suggestion"
+    # accepted labels are checked against --classes like a person's
+    code, out, err = run_cli("suggest", "--data", tmp_path / "in.csv", "--classes", "sports,cooking")
+    assert code == 2 and "not among the classes (sports, cooking): row 4 'weather'" in err, err
 
 
 def test_cli_suggest_refuses_a_label_outside_the_classes(tmp_path):

@@ -231,9 +231,25 @@ def test_handlers_label_the_row_shown_only_and_keep_labels_on_a_restart(topics):
     assert new.count("person") == 1 and new.label_column == "label" and len(new.texts) == 24
     assert new.labels[new.texts.index(texts[labelled[1]])] == session.labels[labelled[1]]
     assert ("1 label(s) given before carried over to the rows with the same text; **1 label(s) given before are "
-            "not carried over: their texts are not in this table**") in moved[3]
+            "not carried over: their texts are not in this table or were labelled two ways**") in moved[3]
+    same_again = LabelHandlers.start(new, changed, "text", None, "alpha, beta, gamma", 3, "all rows")
+    assert "the 1 label(s) given before are kept." in same_again[3] and same_again[0].embeddings is new.embeddings
     with pytest.raises(gr.Error, match="Press Start labelling first"):
         LabelHandlers.undo(None, "all rows")
+
+
+def test_carried_labels_prefer_a_person_and_skip_texts_labelled_two_ways(topics):
+    from finetuner.ui.label_session import carry_labels
+
+    texts, _, vectors = topics
+    frame = pd.DataFrame({"text": ["same", "same", "twice", "twice", "other"],
+                          "label": ["alpha", "alpha", "alpha", "beta", None],
+                          "labelled_by": [ACCEPTED, "person", "person", "person", None]})
+    old = start_session(frame, "text", "label", CLASSES, embeddings=vectors[:5])
+    changed = pd.DataFrame({"text": ["twice", "other", "same", "new"]})
+    out, column, carried, lost = carry_labels(old, changed, "text", None)
+    assert column == "label" and carried == 1 and lost == 2  # "twice" is torn: neither label is carried
+    assert out["label"].tolist() == [None, None, "alpha", None] and out.loc[2, "labelled_by"] == "person"
 
 
 def test_use_and_export(topics, tmp_path):

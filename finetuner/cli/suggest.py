@@ -4,11 +4,9 @@ rows to label next (:mod:`finetuner.labelling`)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any, List, Optional
 
-import numpy as np
 import pandas as pd
 
 from ..data import LABEL_COLUMN_NAMES, detect_text_column, in_file, read_table
@@ -51,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.next < 0:
         raise UsageError("--next must be 0 or more", "finetuner suggest")
     classes = _class_names(args.classes)
-    from ..labelling import (ACCEPTED, SUGGESTION_COLUMNS, accepted_rows, classes_present, next_to_label,
+    from ..labelling import (ACCEPTED, SUGGESTION_COLUMNS, accepted_rows, next_to_label, resolve_classes,
                              suggest_labels)  # loads torch
 
     console = Console(args.quiet)
@@ -62,16 +60,16 @@ def run(args: argparse.Namespace) -> int:
         text_column = detect_text_column(frame.drop(columns=[label_column]) if label_column else frame,
                                          args.text_column)
         texts = frame[text_column].tolist()
-        accepted = accepted_rows(frame) if label_column else np.zeros(len(frame), dtype=bool)
-        if classes is None and accepted.any():  # the classes are those of every label, accepted ones too
-            classes = classes_present(frame[label_column].tolist())
+        accepted = accepted_rows(frame, label_column)
+        if accepted.any():  # classes and labels checked over every label, accepted ones too
+            classes = resolve_classes(frame[label_column].tolist(), classes)
         # an accepted suggestion is the model's own guess: it keeps its label but does not teach the model
         labels = ([None if taken else label for label, taken in zip(frame[label_column].tolist(), accepted)]
                   if label_column else None)
         console.info(f"Embedding {len(texts)} texts…")
         suggestions = suggest_labels(texts, classes, labels)
-        queue = (next_to_label(texts, suggestions=_without(suggestions, accepted), k=args.next) if args.next
-                 else [])
+        queue = (next_to_label(texts, suggestions=suggestions, k=args.next, eligible=~accepted & ~suggestions.labelled)
+                 if args.next else [])
     table = suggestions.to_frame()
     table.loc[accepted, "labelled_by"] = ACCEPTED
     if queue:
@@ -99,13 +97,6 @@ def run(args: argparse.Namespace) -> int:
     else:  # the table is on standard output
         console.info("\n".join(lines))
     return EXIT_OK
-
-
-def _without(suggestions: Any, rows: np.ndarray) -> Any:
-    """``suggestions`` with ``rows`` marked as labelled (so that the queue never lists a row that has a label)."""
-    if not rows.any():
-        return suggestions
-    return dataclasses.replace(suggestions, labelled=suggestions.labelled | rows)
 
 
 def _class_names(value: Optional[str]) -> Optional[List[str]]:

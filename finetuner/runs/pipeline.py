@@ -257,9 +257,12 @@ def _compare_with_baselines(record: RunRecord, rows: Any, baseline_rows: Dict[st
 
     if "predicted_label" not in rows.columns:
         return
-    for name, predicted in baseline_rows.items():
-        if name in record.baselines and len(predicted) == len(rows):
-            record.baselines[name].update(paired_counts(rows["label"], rows["predicted_label"], predicted))
+    try:
+        for name, predicted in baseline_rows.items():
+            if name in record.baselines and len(predicted) == len(rows):
+                record.baselines[name].update(paired_counts(rows["label"], rows["predicted_label"], predicted))
+    except Exception:  # a reference point, never a reason to lose the trained model
+        logger.warning("comparing run %s with its baselines failed", record.id, exc_info=True)
 
 
 def _failed(writer: "_Writer", say: Listener, message: str) -> None:

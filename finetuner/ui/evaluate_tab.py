@@ -188,11 +188,11 @@ def baseline_reading(metrics: Dict[str, float], baselines: Dict[str, Dict[str, f
 def _noise(scores: Dict[str, float]) -> str:
     """Whether the gap to a baseline is beyond noise, from the paired comparison on the same rows
     (:func:`finetuner.baselines.paired_counts`; runs recorded before it have none: nothing is said)."""
-    if "paired_p_value" not in scores:
+    if not {"paired_p_value", "only_model_right", "only_baseline_right"} <= set(scores):
         return ""
     model, baseline, p_value = (int(scores["only_model_right"]), int(scores["only_baseline_right"]),
                                 scores["paired_p_value"])
-    chance = f"p = {p_value:.2f}" if p_value >= 0.01 else "p < 0.01"
+    chance = "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}" if p_value < 0.1 else f"p = {p_value:.2f}"
     rows = f"{model} row(s) only the model gets right, {baseline} only the baseline ({chance})"
     if p_value < NOISE_P_VALUE:
         return f" Beyond noise: {rows}."

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import pandas as pd
@@ -273,7 +273,7 @@ def start_session(frame: pd.DataFrame, text_column: Optional[str], label_column:
     if embeddings is None or len(embeddings) != len(texts):
         embeddings = embed_texts(texts)
     found = suggest_labels(texts, classes, given, embeddings=embeddings)
-    accepted = _accepted_rows(frame, positions)
+    accepted = _accepted_rows(frame, label_column, positions)
     by = [(ACCEPTED if row in accepted else PERSON) if labelled else "" for row, labelled in enumerate(found.labelled)]
     labels = [label if labelled else None for label, labelled in zip(found.labels, found.labelled)]
     session = LabelSession(source, frame.reset_index(drop=True), str(text_column),
@@ -287,9 +287,19 @@ def carry_labels(old: LabelSession, frame: pd.DataFrame, text_column: str,
                  label_column: Optional[str]) -> Tuple[pd.DataFrame, Optional[str], int, int]:
     """``frame`` (a copy) with the labels given in ``old`` (by a person, or accepted, said in a ``labelled_by``
     column) written into its rows that have the same text and no label yet — labelling a changed table keeps the
-    work done on the old one. Returns the table, its label column, how many rows got a label this way and how many
-    of ``old``'s labelled texts this table does not have (those labels are not carried)."""
-    given = {text: (label, who) for text, label, who in zip(old.texts, old.labels, old.by) if who}
+    work done on the old one. A text labelled differently in two rows of ``old`` is not carried; one labelled the
+    same by a person and as an accepted suggestion is carried as the person's. Returns the table, its label
+    column, how many rows got a label this way and how many of ``old``'s labelled rows were not carried (their
+    text is not in this table, or was labelled two ways)."""
+    given: Dict[str, Tuple[str, str]] = {}
+    torn: Set[str] = set()
+    for text, label, who in zip(old.texts, old.labels, old.by):
+        if not who:
+            continue
+        if text in given and given[text][0] != label:
+            torn.add(text)
+        elif text not in given or who == PERSON:
+            given[text] = (label, who)
     if not given:
         return frame, label_column, 0, 0
     out = frame.reset_index(drop=True).copy()
@@ -302,18 +312,20 @@ def carry_labels(old: LabelSession, frame: pd.DataFrame, text_column: str,
     texts = [None if is_unlabelled(value) else str(value) for value in out[text_column]]
     carried = 0
     for row, text in enumerate(texts):
-        if text in given and is_unlabelled(labels.iloc[row]):  # a label already in the table wins
+        if text in given and text not in torn and is_unlabelled(labels.iloc[row]):  # a label in the table wins
             labels.iloc[row], marks.iloc[row] = given[text]
             carried += 1
     out[label_column] = labels
     if carried:
         out["labelled_by"] = marks
-    return out, label_column, carried, len(set(given) - set(texts))
+    present = set(texts) - torn
+    not_carried = sum(1 for text, who in zip(old.texts, old.by) if who and text not in present)
+    return out, label_column, carried, not_carried
 
 
-def _accepted_rows(frame: pd.DataFrame, positions: List[int]) -> Set[int]:
+def _accepted_rows(frame: pd.DataFrame, label_column: Optional[str], positions: List[int]) -> Set[int]:
     """Rows (numbered over ``positions``) that a ``labelled_by`` column marks as an accepted suggestion."""
-    marked = accepted_rows(frame)
+    marked = accepted_rows(frame, label_column)
     return {row for row, position in enumerate(positions) if marked[position]}
 
 

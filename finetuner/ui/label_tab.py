@@ -19,12 +19,12 @@ import gradio as gr
 import pandas as pd
 
 from ..errors import DataError
-from ..labelling import MIN_CURVE_ROWS, PERSON, SUGGESTION
+from ..labelling import ACCEPTED, MIN_CURVE_ROWS, PERSON, SUGGESTION
 from ..predictions import write_csv
 from .common import (AppContext, TableData, column_widths, kept_outputs, shown, shown_table, status_line,
                      user_errors)
 from .data_tab import LOADED_COUNT, DataTab, show_table
-from .label_session import (ACCEPTED, REFIT_EVERY, LabelSession, carry_labels, parse_classes, start_session)
+from .label_session import REFIT_EVERY, LabelSession, carry_labels, parse_classes, start_session
 from .progress_view import loss_chart
 
 KEYED_CLASSES = 9  # classes with a button and a number key; more are picked from a list
@@ -309,15 +309,16 @@ class LabelHandlers:
         reuse = old.embeddings if same else None
         session = start_session(frame, text_column, label_column, parse_classes(classes), data.name,
                                 refit_every=int(refit_every or REFIT_EVERY), embeddings=reuse)
-        if same:
-            session.frame = old.frame
+        if same or carried:  # the Data tab's table as it is, so that Start again on it finds the same table
+            session.frame = old.frame if same else data.frame.reset_index(drop=True)
         started = (f"Labelling `{html.escape(data.name or 'the table')}`: {len(session.texts)} texts from column "
                    f"`{html.escape(session.text_column)}`, labels in `{html.escape(session.label_column)}`"
-                   + (f"; the {kept} label(s) given before are kept." if kept else "")
+                   + (f"; the {kept} label(s) given before are kept" if kept else "")
                    + (f"; {carried} label(s) given before carried over to the rows with the same text" if carried
                       else "")
-                   + (f"; **{lost} label(s) given before are not carried over: their texts are not in this "
-                      "table** (an export of the earlier labelling still has them)" if lost else "") + ".")
+                   + (f"; **{lost} label(s) given before are not carried over: their texts are not in this table "
+                      "or were labelled two ways** (an export of the earlier labelling still has them)" if lost
+                      else "") + ".")
         return [*render(session, show, started), *class_updates(session)]
 
     @staticmethod
