@@ -169,12 +169,15 @@ class _Selection:
         # The Trainer's candidate keeps the run's checkpoints (a resumed run chooses again and continues it from
         # them: same held-out split, same rows); the others start over.
         keeps = method in _TRAINER_METHODS
+        deadline = self._deadline(method, rows, seconds_per_text, started)
         sub = _for(part, method, self.trained_with, pairs=pairs,
                    checkpoint_dir=self.job.checkpoint_dir if keeps else None, resume=self.job.resume and keeps,
                    eval_dataset=select_texts(self.job.train_dataset, self.held_rows) if early_stopping
-                   else None)
+                   else None, deadline=deadline)
         trained = registry.get(method).train(sub)
         result.seconds = time.monotonic() - started
+        if deadline is not None and time.monotonic() >= deadline and not trained.stopped:
+            result.note = "reached the end of the time budget while training: stopped there, keeping what it learned"
         if trained.stopped:
             result.status = "stopped"
             return result
@@ -186,6 +189,15 @@ class _Selection:
         self.held_logits[method] = logits  # for the temperature
         self.trained[method] = trained
         return result
+
+    def _deadline(self, method: str, rows: int, seconds_per_text: float, started: float) -> Optional[float]:
+        """When ``method``'s training loop must stop for the run to end within its time budget (None: no budget):
+        what is left of it, less the embedding pass that fits the head after contrastive tuning."""
+        left = self.budget.left()
+        if math.isinf(left):
+            return None
+        after = rows * seconds_per_text if method == "fewshot" else 0.0
+        return started + max(0.0, left - after)
 
     def _held_logits(self, model) -> np.ndarray:
         job = self.job

@@ -15,7 +15,7 @@ import time
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from .training.targets import MIN_THRESHOLD_ROWS, TargetScale, hold_out_for_thre
 from .models import DEFAULT_MODEL
 from .training.checkpoints import drop_incomplete, last_complete_step
 from .training.finetune import model_length_limit, plan_windows, tokenize_dataset
+
+if TYPE_CHECKING:
+    from .evaluation import Evaluation
 from .training.windows import LongTexts
 from .training.model_form import model_for_method
 from .training.progress import Listener, ProgressCallback, ProgressEvent
@@ -103,6 +106,8 @@ class LLMFinetuner:
         self.classifier = classifier
         self._num_labels_given = self.trained or num_labels is not _NUM_LABELS_NOT_GIVEN
         self.trainer = None
+        # ((texts, labels) as given to fine_tune, its evaluation of them): see evaluation()
+        self._last_evaluation: Optional[Tuple[Tuple[Any, Any], "Evaluation"]] = None
 
     # ------------------------------------------------------------------ seed API
 
@@ -127,6 +132,7 @@ class LLMFinetuner:
         """
         config = config or self.config
         config.validate()
+        given_eval, self._last_evaluation = (eval_texts, eval_labels), None
         task = self.task_of(train_labels, config)
         config = config.replace(task=task.task)
         self.classifier.onnx = None  # training changes the weights (in place, for some methods): back to PyTorch
@@ -168,8 +174,6 @@ class LLMFinetuner:
                                  class_counts=Counter(map(str, labels)), trained_with=self.config.method,
                                  deadline=deadline, notify=record, imbalance=imbalance)
             result, self.method_choice = outcome.result, outcome.choice
-            if result.trainer is not None and job.eval_dataset is not None and not result.stopped:
-                job.progress.evaluate(result.trainer.evaluate(eval_dataset=job.eval_dataset))
         else:
             self.method_choice = choice or self.choose_method(labels, config)
             if config.method == registry.AUTO:  # several labels per text or numbers: within the time budget
@@ -183,6 +187,13 @@ class LLMFinetuner:
         self._finish_task(held)
         self.config = result.config  # the settings as used: a learning rate left to choose becomes the one chosen
         self.trained = self.trained or result.trainer is not None or not result.stopped
+        if config.method == registry.AUTO and task.task == "single_label" and eval_texts and not result.stopped:
+            # The winner's one point on the evaluation curve (its candidates trained without the evaluation rows);
+            # kept, so that evaluating the same rows next (the run pipeline, evaluate_model) does not score them again.
+            from .evaluation import evaluate
+
+            self._last_evaluation = (given_eval, evaluate(self, eval_texts, eval_labels))
+            job.progress.evaluate(self._last_evaluation[1].metrics)
 
     def evaluate_model(self, test_texts: List[str], test_labels: List[Any]) -> Dict[str, float]:
         """Accuracy, macro/weighted precision, recall, F1, the expected calibration error (``ece``, 15 bins; lower
@@ -191,9 +202,19 @@ class LLMFinetuner:
 
         The per-class report, confusion matrix and reliability bins of the same evaluation are in ``self.report``.
         """
+        return dict(self.evaluation(test_texts, test_labels).metrics)
+
+    def evaluation(self, texts: Sequence[str], labels: Sequence[Any]) -> "Evaluation":
+        """:func:`finetuner.evaluation.evaluate` on ``texts``/``labels`` (metrics, report, scored rows). Right after
+        :meth:`fine_tune` with ``method="auto"``, the evaluation it made of its evaluation rows is handed back for the
+        same lists (the same objects) instead of scoring them a second time."""
         from .evaluation import evaluate
 
-        return dict(evaluate(self, test_texts, test_labels).metrics)
+        kept = self._last_evaluation
+        if kept is not None and kept[0][0] is texts and kept[0][1] is labels:
+            self.metrics, self.report = dict(kept[1].metrics), kept[1].report
+            return kept[1]
+        return evaluate(self, texts, labels)
 
     def predict(self, texts: List[str]) -> List[int]:
         """Predicted class for each text: the label itself for integer labels, else the class index."""

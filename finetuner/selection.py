@@ -89,7 +89,8 @@ class CandidateResult:
         """A leaderboard line: "head then fine-tuning: validation accuracy 0.812 (9.1 s)" (or macro-F1)."""
         name = registry.METHOD_NAMES.get(self.method, self.method)
         if self.status == "trained":
-            return f"{name}: validation {metric_name(self.metric)} {self.score:.3f} ({self.seconds:.1f} s)"
+            return (f"{name}: validation {metric_name(self.metric)} {self.score:.3f} ({self.seconds:.1f} s)"
+                    + (f" — {self.note}" if self.note else ""))
         return f"{name}: {self.status}{' — ' + self.note if self.note else ''}"
 
 

@@ -157,6 +157,48 @@ def test_a_tight_budget_keeps_the_head_and_skips_what_does_not_fit(tiny_bert, da
     assert time.monotonic() - started < 60  # the skipped candidates cost nothing
 
 
+def test_the_evaluation_made_after_choosing_is_reused_for_the_same_rows(auto_run, data, monkeypatch):
+    model, seen = auto_run
+    evaluations = [e for e in seen if getattr(e, "kind", None) == "evaluate"]
+    fresh = model.evaluation(list(data[2]), list(data[3]))  # other list objects: scored anew
+    assert fresh.metrics == pytest.approx(evaluations[-1].metrics, abs=1e-6)  # the winner's last point
+
+    def no_scoring(texts):
+        raise AssertionError("scored the same rows again")
+
+    monkeypatch.setattr(model, "predict_proba_array", no_scoring)
+    kept = model.evaluation(data[2], data[3])  # the lists fine_tune was given: its evaluation, not a second pass
+    assert kept.metrics == fresh.metrics and len(kept.rows) == len(data[2])
+    assert model.evaluate_model(data[2], data[3]) == kept.metrics and model.report is kept.report
+
+
+def test_the_deadline_callback_stops_a_loop_once_the_time_is_up():
+    from transformers import TrainerControl, TrainerState
+
+    from finetuner.training.progress import DeadlineCallback
+
+    state = TrainerState(global_step=3, max_steps=10)
+    late, early = DeadlineCallback(time.monotonic() - 1), DeadlineCallback(time.monotonic() + 60)
+    assert late.on_step_end(None, state, TrainerControl()).should_training_stop and late.stopped_at == 3
+    assert not early.on_step_end(None, state, TrainerControl()).should_training_stop and early.stopped_at is None
+
+
+def test_a_candidate_that_outruns_its_estimate_stops_at_the_budget_and_still_counts(tiny_bert, data, monkeypatch):
+    import finetuner.autoselect as autoselect
+
+    # Estimates that say everything fits: the machine turned out slower than measured, the case the deadline is for.
+    monkeypatch.setattr(autoselect.selection, "estimate_seconds", lambda *args, **kwargs: 0.0)
+    monkeypatch.setattr(autoselect.selection, "affordable_pairs", lambda rows, *args: pair_budget(rows))
+    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert, time_budget=4.0))  # 3 s kept back: ~1 s to train
+    started = time.monotonic()
+    model.fine_tune(*data[:2])
+    board = {c["method"]: c for c in model.method_choice.candidates}
+    assert board["fewshot"]["status"] == "trained" and board["fewshot"]["score"] is not None
+    assert "end of the time budget while training" in board["fewshot"]["note"]
+    assert board["fewshot"]["seconds"] < 10  # thousands of pairs otherwise
+    assert time.monotonic() - started < 30 and model.predict_labels(data[0][:2])
+
+
 def test_auto_calibrates_the_winner_on_enough_held_out_rows(tiny_bert):
     texts, labels = make_sentiment_data(600, seed=5)  # 120 held out
     model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert))

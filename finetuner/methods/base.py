@@ -51,6 +51,9 @@ class TrainingJob:
     pairs: Optional[int] = None
     # A weight per class id for the training loss (None: unweighted; see finetuner.imbalance).
     class_weights: Optional[List[float]] = None
+    # A time.monotonic() by which the method's training loop stops, keeping what it learned (auto's time budget;
+    # None: no limit). The methods that train in steps (the Trainer's, contrastive tuning) heed it.
+    deadline: Optional[float] = None
 
 
 @dataclass

@@ -14,15 +14,18 @@ def train(job: TrainingJob) -> TrainingResult:
     """Contrastive tuning within the pair budget, then the head; the settings come back with the learning rate
     used."""
     from ..training.embedding_methods import FEWSHOT_LEARNING_RATE, contrastive_steps, contrastive_tune
-    from ..training.progress import StageCallback
+    from ..training.progress import DeadlineCallback, StageCallback
 
     if job.config.learning_rate is None:
         job = dataclasses.replace(job, config=job.config.replace(learning_rate=FEWSHOT_LEARNING_RATE))
     job = dataclasses.replace(job, embeddings=None)  # the head is fitted on the tuned encoder's embeddings
 
     def tune(job: TrainingJob) -> None:
+        callbacks = [StageCallback(job.progress)]
+        if job.deadline is not None:  # the head fitted after tuning has its own time (see autoselect)
+            callbacks.append(DeadlineCallback(job.deadline))
         contrastive_tune(job.model, job.tokenizer, job.texts, job.label_ids, job.config, job.label_names,
-                         callbacks=[StageCallback(job.progress)], pairs=job.pairs)
+                         callbacks=callbacks, pairs=job.pairs)
 
     steps = contrastive_steps(len(job.texts), job.config.batch_size, job.pairs)
     return train_on_embeddings(job, steps, tune)

@@ -20,9 +20,13 @@ def train(job: TrainingJob) -> TrainingResult:
     if config.learning_rate is None:  # the method's rule for this model's size
         config = config.replace(learning_rate=get(config.method).learning_rate(job.model.num_parameters()))
 
+    from ..training.progress import DeadlineCallback
+
+    callbacks = [job.progress] + ([DeadlineCallback(job.deadline)] if job.deadline is not None else [])
+
     def run(output_dir: str, **checkpointing):
         return train_classifier(job.model, job.tokenizer, job.train_dataset, job.eval_dataset, config, output_dir,
-                                job.compute_metrics, [job.progress], class_weights=job.class_weights,
+                                job.compute_metrics, callbacks, class_weights=job.class_weights,
                                 **checkpointing)
 
     if job.checkpoint_dir is not None:

@@ -141,7 +141,6 @@ def _start(spec: RunSpec, store: RunStore, run_id: Optional[str], resume: bool) 
 
 def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threading.Event,
            checkpoint_dir: Optional[Path], resume: bool, started: float) -> RunRecord:
-    from ..evaluation import evaluate
     from ..finetuner import LLMFinetuner
 
     record, data = writer.record, spec.data
@@ -173,7 +172,7 @@ def _train(spec: RunSpec, writer: "_Writer", say: Listener, stop_event: threadin
         say(Notice("stopped", f"Stopped at your request; run {record.id} kept no model."))
         return record
     say(Notice("evaluating", "Evaluating…"))
-    result = evaluate(finetuner, data.eval_texts, data.eval_labels) if data.eval_texts else None
+    result = finetuner.evaluation(data.eval_texts, data.eval_labels) if data.eval_texts else None
     lap("evaluate")
     if result is not None and baseline_rows:
         _compare_with_baselines(writer.record, result.rows, baseline_rows)

@@ -171,6 +171,23 @@ class StageCallback(TrainerCallback):
         return control
 
 
+class DeadlineCallback(TrainerCallback):
+    """Ends a Trainer's loop after the step during which ``deadline`` (a ``time.monotonic()`` value) passed,
+    keeping what it has learned: a time budget that holds however fast the machine turns out to be (``auto``'s
+    estimates come from one measured embedding pass; a busy machine is slower). ``stopped_at``: the step it
+    stopped after, None while it has not."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.stopped_at: Optional[int] = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() >= self.deadline and state.global_step < state.max_steps:
+            self.stopped_at = state.global_step
+            halt(control)
+        return control
+
+
 def halt(control: TrainerControl) -> TrainerControl:
     """Make a Trainer stop after this step, without evaluating or saving the partial epoch."""
     control.should_training_stop = True
