@@ -178,9 +178,9 @@ def baseline_reading(metrics: Dict[str, float], baselines: Dict[str, Dict[str, f
     best = max(scored, key=scored.get)
     points = 100 * (metrics[key] - scored[best])
     name, words = BASELINE_NAMES.get(best, best), MAIN_METRIC_WORDS[key]
+    if abs(points) < 0.05:  # no gap to judge
+        return f"Fine-tuning: the same {words} as the best baseline ({name})."
     noise = _noise(baselines[best])
-    if abs(points) < 0.05:
-        return f"Fine-tuning: the same {words} as the best baseline ({name}).{noise}"
     verdict = "" if points > 0 else " — the quick baseline does better on these rows"
     return f"Fine-tuning: **{points:+.1f} points** {words} over the best baseline ({name}){verdict}.{noise}"
 
