@@ -38,12 +38,12 @@ from .training.targets import MIN_THRESHOLD_ROWS, TargetScale, hold_out_for_thre
 from .models import DEFAULT_MODEL
 from .training.checkpoints import drop_incomplete, last_complete_step
 from .training.finetune import model_length_limit, plan_windows, tokenize_dataset
-
-if TYPE_CHECKING:
-    from .evaluation import Evaluation
 from .training.windows import LongTexts
 from .training.model_form import model_for_method
 from .training.progress import Listener, ProgressCallback, ProgressEvent
+
+if TYPE_CHECKING:
+    from .evaluation import Evaluation
 
 
 class _DefaultNumLabels(int):
@@ -106,7 +106,7 @@ class LLMFinetuner:
         self.classifier = classifier
         self._num_labels_given = self.trained or num_labels is not _NUM_LABELS_NOT_GIVEN
         self.trainer = None
-        # ((texts, labels) as given to fine_tune, its evaluation of them): see evaluation()
+        # (the rows fine_tune evaluated after auto, as _rows_key gives them; that evaluation): see evaluation()
         self._last_evaluation: Optional[Tuple[Tuple[Any, Any], "Evaluation"]] = None
 
     # ------------------------------------------------------------------ seed API
@@ -132,7 +132,8 @@ class LLMFinetuner:
         """
         config = config or self.config
         config.validate()
-        given_eval, self._last_evaluation = (eval_texts, eval_labels), None
+        self._last_evaluation = None
+        given_eval = _rows_key(eval_texts or [], eval_labels or [])  # as the caller will pass them to evaluate
         task = self.task_of(train_labels, config)
         config = config.replace(task=task.task)
         self.classifier.onnx = None  # training changes the weights (in place, for some methods): back to PyTorch
@@ -207,11 +208,11 @@ class LLMFinetuner:
     def evaluation(self, texts: Sequence[str], labels: Sequence[Any]) -> "Evaluation":
         """:func:`finetuner.evaluation.evaluate` on ``texts``/``labels`` (metrics, report, scored rows). Right after
         :meth:`fine_tune` with ``method="auto"``, the evaluation it made of its evaluation rows is handed back for the
-        same lists (the same objects) instead of scoring them a second time."""
+        same rows instead of scoring them a second time."""
         from .evaluation import evaluate
 
         kept = self._last_evaluation
-        if kept is not None and kept[0][0] is texts and kept[0][1] is labels:
+        if kept is not None and kept[0] == _rows_key(texts, labels):
             self.metrics, self.report = dict(kept[1].metrics), kept[1].report
             return kept[1]
         return evaluate(self, texts, labels)
@@ -409,6 +410,11 @@ class LLMFinetuner:
         self.report = full_report(np.asarray(eval_prediction.label_ids), logits.argmax(axis=-1), self.label_map.names,
                                   probabilities=logits_to_probabilities(logits))
         return self.report["summary"]
+
+
+def _rows_key(texts: Sequence[Any], labels: Sequence[Any]) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """Rows to evaluate, as values to compare: the same texts with the same labels give the same key."""
+    return tuple(map(str, texts)), tuple(map(str, labels))
 
 
 def _check_resumable(checkpoint_dir: Optional[Union[str, Path]]) -> None:

@@ -159,16 +159,20 @@ def test_a_tight_budget_keeps_the_head_and_skips_what_does_not_fit(tiny_bert, da
 
 def test_the_evaluation_made_after_choosing_is_reused_for_the_same_rows(auto_run, data, monkeypatch):
     model, seen = auto_run
+    from finetuner.evaluation import evaluate
+
     evaluations = [e for e in seen if getattr(e, "kind", None) == "evaluate"]
-    fresh = model.evaluation(list(data[2]), list(data[3]))  # other list objects: scored anew
+    fresh = evaluate(model, data[2], data[3])  # scored anew
     assert fresh.metrics == pytest.approx(evaluations[-1].metrics, abs=1e-6)  # the winner's last point
+    other = model.evaluation(data[2][:-1], data[3][:-1])  # other rows: scored
+    assert len(other.rows) == len(data[2]) - 1
 
     def no_scoring(texts):
         raise AssertionError("scored the same rows again")
 
     monkeypatch.setattr(model, "predict_proba_array", no_scoring)
-    kept = model.evaluation(data[2], data[3])  # the lists fine_tune was given: its evaluation, not a second pass
-    assert kept.metrics == fresh.metrics and len(kept.rows) == len(data[2])
+    kept = model.evaluation(list(data[2]), list(data[3]))  # the rows fine_tune evaluated: its evaluation again
+    assert kept.metrics == pytest.approx(fresh.metrics, abs=1e-9) and len(kept.rows) == len(data[2])
     assert model.evaluate_model(data[2], data[3]) == kept.metrics and model.report is kept.report
 
 
