@@ -68,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
                   if label_column else None)
         console.info(f"Embedding {len(texts)} texts…")
         suggestions = suggest_labels(texts, classes, labels)
-        queue = (next_to_label(texts, suggestions=suggestions, k=args.next, eligible=~accepted & ~suggestions.labelled)
-                 if args.next else [])
+        queue = next_to_label(texts, suggestions=suggestions, k=args.next, eligible=~accepted) if args.next else []
     table = suggestions.to_frame()
     table.loc[accepted, "labelled_by"] = ACCEPTED
     if queue:

@@ -15,12 +15,11 @@ def train(job: TrainingJob) -> TrainingResult:
     """Train ``job.model`` with the Trainer (checkpoints in ``job.checkpoint_dir`` when given, resumable); the
     settings come back with the learning rate used (the method's ``learning_rate`` rule when none was set)."""
     from ..training.finetune import train_classifier
+    from ..training.progress import DeadlineCallback
 
     config = job.config
     if config.learning_rate is None:  # the method's rule for this model's size
         config = config.replace(learning_rate=get(config.method).learning_rate(job.model.num_parameters()))
-
-    from ..training.progress import DeadlineCallback
 
     callbacks = [job.progress] + ([DeadlineCallback(job.deadline)] if job.deadline is not None else [])
 
