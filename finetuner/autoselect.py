@@ -23,7 +23,7 @@ from .imbalance import ImbalanceHandling, imbalance_handling
 from .method_choice import MethodChoice, choose_method
 from .methods import TrainingJob, TrainingResult, registry
 from .selection import Candidate, CandidateResult
-from .training.finetune import predict_logits, select_texts
+from .training.finetune import inference_autocast, predict_logits, select_texts
 from .training.model_form import model_for_method
 
 Notify = Callable[[Any], None]
@@ -123,8 +123,9 @@ class _Selection:
         model = model_for_method(job.model, job.config.replace(method="head"), len(job.label_map), adapter=False,
                                  sentence_classifier=True, trained_with=self.trained_with)
         started = time.monotonic()
-        embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size,
-                            windows=job.config.long_texts == "windows")
+        with inference_autocast(job.config.precision, model.head.weight.device):
+            embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size,
+                                windows=job.config.long_texts == "windows")
         return embeddings, (time.monotonic() - started) / max(1, len(job.texts))
 
     def _part(self, rows: List[int], embeddings: Optional[np.ndarray]) -> TrainingJob:
@@ -201,8 +202,9 @@ class _Selection:
 
     def _held_logits(self, model) -> np.ndarray:
         job = self.job
-        return predict_logits(model, job.tokenizer, self.held_texts, job.max_length, job.config.eval_batch_size,
-                              job.config.long_texts == "windows")
+        with inference_autocast(job.config.precision, next(model.parameters()).device):
+            return predict_logits(model, job.tokenizer, self.held_texts, job.max_length, job.config.eval_batch_size,
+                                  job.config.long_texts == "windows")
 
     def _finish(self, winner: CandidateResult, why: str, embeddings: np.ndarray,
                 seconds_per_text: float) -> AutoOutcome:

@@ -38,6 +38,7 @@ from .training.targets import MIN_THRESHOLD_ROWS, TargetScale, hold_out_for_thre
 from .models import DEFAULT_MODEL
 from .training.checkpoints import drop_incomplete, last_complete_step
 from .training.finetune import model_length_limit, plan_windows, tokenize_dataset
+from .training.memory import keep_freed_memory
 from .training.windows import LongTexts
 from .training.model_form import model_for_method
 from .training.progress import Listener, ProgressCallback, ProgressEvent
@@ -132,6 +133,7 @@ class LLMFinetuner:
         """
         config = config or self.config
         config.validate()
+        keep_freed_memory()  # training allocates and frees the same large blocks at every step
         self._last_evaluation = None
         given_eval = _rows_key(eval_texts or [], eval_labels or [])  # as the caller will pass them to evaluate
         task = self.task_of(train_labels, config)

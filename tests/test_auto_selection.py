@@ -25,7 +25,8 @@ def test_candidates_follow_the_measured_rule():
     assert [c.method for c in candidate_methods({"a": 20, "b": 20}, "bert")] == ["fewshot", "head_finetune", "head"]
     many = {str(i): 10 for i in range(20)}  # more classes than few-shot tuning suits
     assert [c.method for c in candidate_methods(many, "bert")] == ["head_finetune", "head"]
-    assert [c.method for c in candidate_methods({"a": 300, "b": 300}, "bert")] == ["head_finetune", "head"]
+    assert [c.method for c in candidate_methods({"a": 250, "b": 250}, "bert")] == ["fewshot", "head_finetune", "head"]
+    assert [c.method for c in candidate_methods({"a": 600, "b": 600}, "bert")] == ["head_finetune", "head"]
     assert [c.method for c in candidate_methods({"a": 20, "b": 20}, "llama")] == ["lora"]
 
 

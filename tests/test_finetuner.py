@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import platform
 import random
+import sys
 import warnings
 
 import numpy as np
@@ -524,6 +526,50 @@ def test_mixed_precision_choices_on_this_machine(monkeypatch):
     monkeypatch.setattr(finetune, "cpu_has_bf16", lambda: True)
     assert mixed_precision("auto") == {}  # fp32 on a GPU: bf16 autocast measured slower (config.py)
     assert mixed_precision("fp16") == {"fp16": True} and mixed_precision("bf16") == {"bf16": True}
+
+
+def test_passes_that_only_inform_training_follow_the_training_precision(monkeypatch):
+    from finetuner.training import finetune
+    from finetuner.training.finetune import inference_autocast
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(finetune, "cpu_has_bf16", lambda: True)
+    cpu = torch.device("cpu")
+    with inference_autocast("auto", cpu):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert torch.nn.Linear(4, 2)(torch.ones(1, 4)).dtype == torch.bfloat16
+    for precision in ("fp32", "fp16"):
+        with inference_autocast(precision, cpu):
+            assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(finetune, "cpu_has_bf16", lambda: False)
+    with inference_autocast("auto", cpu):  # a CPU without native bfloat16 trains in fp32
+        assert not torch.is_autocast_enabled("cpu")
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_freed_blocks_stay_in_the_heap_after_training_starts(monkeypatch):
+    import ctypes
+
+    from finetuner.training import memory
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                          "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    monkeypatch.setattr(memory, "_done", False)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0")
+    assert not memory.keep_freed_memory()  # the person's own malloc settings are left alone
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    assert memory.keep_freed_memory() and memory.keep_freed_memory()  # once per process
+    mapped = libc.mallinfo2().hblkhd
+    block = libc.malloc(16 * 1024 * 1024)  # an activation-sized block: from the heap now, not its own mmap
+    try:
+        assert block and libc.mallinfo2().hblkhd == mapped
+    finally:
+        libc.free(block)
 
 
 def test_bf16_and_gradient_checkpointing_train_on_cpu(tiny_bert):

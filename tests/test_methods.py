@@ -46,11 +46,11 @@ def test_choice_follows_examples_per_class_and_classes_not_total_rows():
     many_classes = {f"intent_{i}": 8 for i in range(150)}  # 150 classes: many rows, few per class
     assert choose_method(many_classes, "bert").method == "head_finetune"
     assert choose_method({"pos": 64, "neg": 64}, "bert").method == "fewshot"
-    below = FEWSHOT_BELOW_EXAMPLES_PER_CLASS - 1  # 398 rows: still few enough for contrastive tuning
+    below = FEWSHOT_BELOW_EXAMPLES_PER_CLASS - 1  # 998 rows: still few enough for contrastive tuning
     assert choose_method({"pos": below, "neg": below}, "bert").method == "fewshot"
     at = FEWSHOT_BELOW_EXAMPLES_PER_CLASS
     assert choose_method({"pos": at, "neg": at}, "bert").method == "head_finetune"
-    assert choose_method({"pos": 500, "neg": 500}, "bert").method == "head_finetune"
+    assert choose_method({"pos": 1000, "neg": 1000}, "bert").method == "head_finetune"
     choice = choose_method({"pos": 8, "neg": 8}, "bert")
     assert choice.method == "fewshot" and "8 examples per class" in choice.reason
     assert choose_method({"pos": 8, "neg": 8}, "llama").method == "lora"
