@@ -483,6 +483,9 @@ def test_resume_skips_a_checkpoint_cut_off_mid_write(tiny_bert, tmp_path):
     config = FAST.replace(epochs=2)
     first = LLMFinetuner(tiny_bert, config=config)
     first.fine_tune(texts, labels, checkpoint_dir=tmp_path)
+    from finetuner.training.checkpoints import checkpoints
+    # epoch 1's checkpoint only: after the last epoch the finished model is saved, not a checkpoint
+    assert list(checkpoints(tmp_path)) == [first.trainer.state.global_step // 2]
     broken = tmp_path / "checkpoint-999"
     broken.mkdir()  # a later checkpoint whose save was interrupted: no trainer_state.json
     resumed = LLMFinetuner(tiny_bert, config=config)

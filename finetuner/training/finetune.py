@@ -334,6 +334,16 @@ def weighted_loss(model: torch.nn.Module, class_weights: Sequence[float]):
     return loss
 
 
+class _NoFinalCheckpoint(TrainerCallback):
+    """Skips the checkpoint at the end of the last epoch when checkpoints only serve resuming: the finished model is
+    saved right after it (a second or more of writing weights and optimizer state for nothing)."""
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_save = False
+        return control
+
+
 def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, train_dataset: Dataset,
                      eval_dataset: Optional[Dataset], config: TrainConfig, output_dir: str,
                      compute_metrics: Callable[[object], Dict[str, float]],
@@ -342,13 +352,15 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     """Train ``model`` in place with a Trainer and return the Trainer (for evaluation). ``config.learning_rate``
     must be set (the method's rule picks one when the user left it unset: :mod:`finetuner.methods`).
 
-    ``checkpoints`` writes a resumable checkpoint (with optimizer state) to ``output_dir`` every epoch;
-    ``resume`` continues from the last checkpoint there. ``class_weights`` (one per class id) weigh the training
-    loss by class (:func:`weighted_loss`).
+    ``checkpoints`` writes a resumable checkpoint (with optimizer state) to ``output_dir`` every epoch but the last
+    (unless early stopping needs it); ``resume`` continues from the last checkpoint there. ``class_weights`` (one
+    per class id) weigh the training loss by class (:func:`weighted_loss`).
     """
     callbacks = list(callbacks or [])
     if eval_dataset is not None and config.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    elif checkpoints or resume:
+        callbacks.append(_NoFinalCheckpoint())
     trainer = _Trainer(
         model=model,
         args=training_arguments(config, output_dir, has_eval=eval_dataset is not None,
