@@ -13,6 +13,7 @@ import pytest
 from conftest import make_sentiment_data
 
 from finetuner import LLMFinetuner, TrainConfig
+from finetuner.method_choice import FEWSHOT_MAX_ROWS
 from finetuner.selection import (MIN_CALIBRATION_ROWS, MIN_VALIDATION_ROWS, CandidateResult, affordable_pairs,
                                  candidate_methods, pick, plan_line, should_calibrate, should_refit,
                                  significantly_better, validation_split)
@@ -205,11 +206,13 @@ def test_a_candidate_that_outruns_its_estimate_stops_at_the_budget_and_still_cou
 
 
 def test_auto_calibrates_the_winner_on_enough_held_out_rows(tiny_bert):
-    texts, labels = make_sentiment_data(600, seed=5)  # 120 held out
+    # above few-shot tuning's rows (its thousands of pairs would take most of the test's time): a tenth held out
+    texts, labels = make_sentiment_data(FEWSHOT_MAX_ROWS + 20, seed=5)
     model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert))
     model.fine_tune(texts, labels)
     choice = model.method_choice
-    assert choice.held_out_rows == 120 and choice.temperature is not None and choice.temperature > 0
+    assert choice.held_out_rows == (FEWSHOT_MAX_ROWS + 20) // 10 >= MIN_CALIBRATION_ROWS
+    assert choice.temperature is not None and choice.temperature > 0
     assert "calibrated on the held-out rows" in choice.reason
     probabilities = model.predict_proba_array(texts[:20])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)

@@ -14,6 +14,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from finetuner import LLMFinetuner, TrainConfig
 from finetuner.errors import ConfigError
+from finetuner.method_choice import FEWSHOT_MAX_ROWS
 from finetuner.imbalance import (FEW_ROWS, MAX_WEIGHT_RATIO, SKEW_RATIO, class_balance_warnings, class_weights,
                                  imbalance_handling, is_skewed, skew_ratio)
 from finetuner.prepare import prepare
@@ -207,7 +208,7 @@ def test_auto_chooses_by_macro_f1_on_skewed_data_and_records_it(tiny_bert):
 
 
 def test_auto_on_balanced_data_chooses_by_accuracy(tiny_bert):
-    texts, labels = make_sentiment_data(420, seed=1)
+    texts, labels = make_sentiment_data(FEWSHOT_MAX_ROWS + 20, seed=1)  # candidates that train with the Trainer
     finetuner = LLMFinetuner(tiny_bert, config=TrainConfig(epochs=1, learning_rate=3e-3, batch_size=16, seed=0))
     finetuner.fine_tune(texts, labels)
     choice = finetuner.method_choice

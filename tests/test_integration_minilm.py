@@ -30,7 +30,8 @@ def test_seed_flow_on_the_bundled_default_with_the_lab_sentences():
 def test_bundled_model_learns_news_topics(tmp_path):
     train = pd.read_csv(DATASETS / "agnews" / "train.csv").sample(1000, random_state=0)
     test = pd.read_csv(DATASETS / "agnews" / "test.csv")  # all 2,001 rows: a 400-row sample moves by ±2 points
-    model = LLMFinetuner(config=TrainConfig(epochs=2, max_length=64))
+    # head then fine-tuning named: at 250 per class auto tries few-shot tuning first (8,000 pairs: minutes)
+    model = LLMFinetuner(config=TrainConfig(method="head_finetune", epochs=2, max_length=64))
     model.fine_tune(train.text.tolist(), train.label.tolist())
     metrics = model.evaluate_model(test.text.tolist(), test.label.tolist())
     assert metrics["accuracy"] >= 0.85, metrics
