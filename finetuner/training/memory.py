@@ -3,8 +3,9 @@
 glibc's malloc serves blocks over 128 KiB (raised as they are freed, up to 32 MiB) straight from ``mmap`` and
 returns the top of the heap to the system when more than twice that is free. A transformer's activations and
 gradients are just such blocks, allocated and freed at every step, so each step faults its pages in again
-(3.4 million page faults in one 2,000-row CLI run). :func:`keep_freed_memory` raises both thresholds, as
-PyTorch's CPU performance guide does with a caching allocator (bench/results/auto.md#whole-process-session-14).
+(3.4 million page faults in one 2,000-row CLI run). :func:`keep_freed_memory` raises both thresholds: what
+PyTorch's CPU performance guide gets by preloading jemalloc or tcmalloc, without a library to install
+(bench/results/auto.md#whole-process-session-14).
 """
 
 from __future__ import annotations
