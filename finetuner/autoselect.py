@@ -8,7 +8,6 @@ are :mod:`finetuner.selection`'s; this module carries them out.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
@@ -126,8 +125,8 @@ class _Selection:
         started = time.monotonic()
         # bf16 (half the time) only without a time budget: the cost model's multiples are of an fp32 pass, and
         # contrastive tuning runs in fp32 (bench/results/auto.md#whole-process-session-14)
-        fast = inference_autocast(job.config.precision, model.head.weight.device)
-        with fast if math.isinf(self.budget.left()) else contextlib.nullcontext():
+        precision = job.config.precision if math.isinf(self.budget.left()) else "fp32"
+        with inference_autocast(precision, model.head.weight.device):
             embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size,
                                 windows=job.config.long_texts == "windows")
         return embeddings, (time.monotonic() - started) / max(1, len(job.texts))
