@@ -30,7 +30,7 @@ Notify = Callable[[Any], None]
 # Candidates trained with the Trainer, which checkpoints (at most one per candidate list).
 _TRAINER_METHODS = ("head_finetune", "finetune")
 # Seconds kept free at the end of a time budget for evaluating and saving the winner (at least this many, or this
-# share of the budget).
+# share of the budget), on top of one inference pass over the evaluation rows (timed by the embedding pass).
 _RESERVE_SECONDS, _RESERVE_SHARE = 3.0, 0.05
 
 
@@ -77,6 +77,11 @@ class _Budget:
     def left(self) -> float:
         return math.inf if self.deadline is None else self.deadline - self.reserve - time.monotonic()
 
+    def keep_for_evaluation(self, rows: int, seconds_per_text: float) -> None:
+        """Keep the time to score ``rows`` evaluation rows free too (the winner is evaluated before the deadline)."""
+        if self.deadline is not None:
+            self.reserve += rows * seconds_per_text
+
 
 class _Selection:
     def __init__(self, job: TrainingJob, candidates: List[Candidate], split, budget: _Budget, notify: Notify,
@@ -95,6 +100,7 @@ class _Selection:
     def run(self) -> AutoOutcome:
         job = self.job
         embeddings, seconds_per_text = self._embed()
+        self.budget.keep_for_evaluation(len(job.eval_dataset or ()), seconds_per_text)
         part = self._part(self.train_rows, embeddings)
         early_stopping = job.config.early_stopping_patience is not None
         order = self._order()

@@ -178,6 +178,18 @@ def test_the_evaluation_made_after_choosing_is_reused_for_the_same_rows(auto_run
     assert model.evaluate_model(data[2], data[3]) == kept.metrics and model.report is kept.report
 
 
+def test_the_budget_keeps_the_time_to_score_the_evaluation_rows():
+    from finetuner.autoselect import _Budget
+
+    budget = _Budget(time.monotonic() + 60)  # 3 s kept for evaluating and saving
+    before = budget.left()
+    budget.keep_for_evaluation(rows=872, seconds_per_text=0.005)  # the SST-2 test file at ~5 ms a text
+    assert before - budget.left() == pytest.approx(4.36, abs=0.2)
+    unlimited = _Budget(None)
+    unlimited.keep_for_evaluation(rows=872, seconds_per_text=0.005)
+    assert math.isinf(unlimited.left())
+
+
 def test_the_deadline_callback_stops_a_loop_once_the_time_is_up():
     from transformers import TrainerControl, TrainerState
 

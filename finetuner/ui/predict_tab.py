@@ -196,8 +196,9 @@ def wire(handlers: PredictHandlers, view: PredictView, ctx: AppContext) -> None:
         user_errors(handlers.chosen_labels), [view.text, ctx.active_run], view.chosen, api_visibility="private")
     view.why.click(handlers.explain_text, [view.text, ctx.active_run], [view.highlighted, view.reason],
                    api_name="explain", concurrency_limit=4)
-    # An explanation (or the labels) of an earlier text is not left beside a new one.
-    view.text.input(lambda: (None, "", ""), None, [view.highlighted, view.reason, view.chosen],
+    # An explanation (or the labels) of an earlier text is not left beside a new one. Cleared in the browser, so
+    # that a clearing sent to a busy server cannot land after the next prediction's labels.
+    view.text.input(None, None, [view.highlighted, view.reason, view.chosen], js="() => [null, '', '']",
                     show_progress="hidden", api_visibility="private")
     view.batch_button.click(handlers.predict_file, [view.batch_file, ctx.active_run], view.batch_outputs,
                             api_name="predict_file")

@@ -79,3 +79,11 @@ def test_several_labels_per_text_upload_train_predict(page, tiny_app_url, tmp_pa
     probabilities = page.locator("#predict-label").inner_text()
     assert all(name in probabilities for name in ("praise", "recommend", "complaint"))  # the others' too
     screenshot(page, "tasks_4_predict_multi_label")
+    # Typing another text clears the labels of the last one (in the browser, before anything reaches the server),
+    # and pressing Enter gives the new text's labels.
+    sentence.select_text()
+    sentence.press_sequentially("an awful film, avoid it", delay=20)
+    page.wait_for_function("() => !document.querySelector('#predict-chosen').innerText.includes('Labels:')")
+    sentence.press("Enter")
+    chosen.get_by_text("Labels:").wait_for()
+    assert "complaint" in chosen.inner_text() and "praise" not in chosen.inner_text()
