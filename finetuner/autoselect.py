@@ -131,7 +131,7 @@ class _Selection:
         started = time.monotonic()
         # bf16 (half the time) only without a time budget: the cost model's multiples are of an fp32 pass, and
         # contrastive tuning runs in fp32 (bench/results/auto.md#whole-process-session-14)
-        precision = job.config.precision if math.isinf(self.budget.left()) else "fp32"
+        precision = job.config.precision if self.budget.deadline is None else "fp32"
         with inference_autocast(precision, model.head.weight.device):
             embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size,
                                 windows=job.config.long_texts == "windows")
