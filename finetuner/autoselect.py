@@ -270,20 +270,23 @@ def fit_task_budget(job: TrainingJob, choice: MethodChoice, deadline: Optional[f
     """Several labels per text or a number per text: ``auto``'s method (:func:`finetuner.method_choice.
     choose_task_method`) within the time budget. Head-then-fine-tuning embeds the training texts first (timed; the
     head fit reuses them); when the Trainer's epochs would then run past ``deadline`` by the cost model
-    (:func:`finetuner.selection.estimate_seconds`), the head alone trains instead, and the choice says why."""
+    (:func:`finetuner.selection.estimate_seconds`), the head alone trains instead, and the choice says why. The
+    time kept for evaluating and saving is :class:`_Budget`'s, as in the selection for one class per text."""
     if deadline is None or choice.method != "head_finetune":
         return job, choice
     from .training.embedding_methods import encode
 
+    budget = _Budget(deadline)
     model = model_for_method(job.model, job.config.replace(method="head"), len(job.label_map), adapter=False,
                              sentence_classifier=True, trained_with=trained_with)
     started = time.monotonic()
     embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size,
                         windows=job.config.long_texts == "windows")
     per_text = (time.monotonic() - started) / max(1, len(job.texts))
+    budget.keep_for_evaluation(len(job.eval_dataset or ()), per_text)
     epochs = job.config.epochs or registry.get("head_finetune").epochs
     needed = selection.estimate_seconds("head_finetune", len(job.texts), epochs, per_text) - len(job.texts) * per_text
-    left = deadline - time.monotonic()
+    left = budget.left()
     job = dataclasses.replace(job, embeddings=embeddings)
     if needed <= left:
         return job, choice

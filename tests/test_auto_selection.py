@@ -190,6 +190,27 @@ def test_the_budget_keeps_the_time_to_score_the_evaluation_rows():
     assert math.isinf(unlimited.left())
 
 
+def test_several_labels_per_text_keep_the_same_time_back_for_evaluating_and_saving(tiny_bert, monkeypatch):
+    import finetuner.autoselect as autoselect
+
+    # Fine-tuning every weight would take 8 s beyond the embedding pass: within the 10 s budget, but not within what
+    # is left once the 3 s for evaluating and saving (and scoring the evaluation rows) are kept back.
+    monkeypatch.setattr(autoselect.selection, "estimate_seconds",
+                        lambda method, rows, epochs, per_text: rows * per_text + 8.0)
+    rng = np.random.default_rng(0)
+    texts, labels = [], []
+    for _ in range(260):  # over the 200 rows under which only the head is tried
+        good, bad = rng.random() < 0.5, rng.random() < 0.5
+        texts.append(" ".join(["the", "film", "was"] + ["great"] * good + ["awful"] * bad))
+        labels.append(";".join(["praise"] * good + ["complaint"] * bad))
+    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert, time_budget=10.0).replace(epochs=None))
+    model.fine_tune(texts[:220], labels[:220], texts[220:], labels[220:])
+    choice = model.method_choice
+    assert choice.method == "head", choice.reason
+    left = float(choice.reason.split("more than the ")[1].split(" s left")[0])
+    assert left <= 7.0, choice.reason
+
+
 def test_the_deadline_callback_stops_a_loop_once_the_time_is_up():
     from transformers import TrainerControl, TrainerState
 
