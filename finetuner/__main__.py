@@ -1,8 +1,6 @@
 """``python -m finetuner``: the command line (see :mod:`finetuner.cli`)."""
 
-import sys
-
-from .cli import main
+from .cli import console, main  # noqa: F401  (main: what tests call in-process)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

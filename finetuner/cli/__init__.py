@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import sys
 import traceback
@@ -106,3 +107,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"finetuner {args.command}: failed{rank}: {type(exc).__name__}: {one_line(str(exc))[:500]}{hint}",
                   file=sys.stderr)
             return EXIT_FAILURE
+
+
+def console() -> None:
+    """The ``finetuner`` command and ``python -m finetuner``: :func:`main`, then exit with its code. The objects
+    left are only torn down, so the garbage collector's passes over them at exit are skipped (``gc.freeze``): a
+    second of a training run's wall time with torch and transformers loaded (bench/results/auto.md#exit)."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import save_model
 
 from ..loading import quiet_loading
+from .embedding_rows import seen_rows_only, token_ids_of
 from .label_words import related_words
 from .linear_head import embedding_classifier, full_head, multi_label_head, regression_head
 from .sentence_classifier import LABEL_TEMPLATES, SentenceClassifier, label_sentences, spoken_name
@@ -154,5 +155,6 @@ def contrastive_tune(model: SentenceClassifier, tokenizer, texts: List[str], lab
         body = SentenceTransformer(str(encoder_dir), device=device, local_files_only=True, trust_remote_code=False)
         trainer = Trainer(model=SetFitModel(model_body=body), args=args, callbacks=callbacks or [])
         trainer.st_trainer.remove_callback(PrinterCallback)  # losses go to the callbacks, not stdout
-        trainer.train_embeddings(texts, label_ids, args=args)
+        with seen_rows_only(body[0].auto_model, token_ids_of(tokenizer, texts)):
+            trainer.train_embeddings(texts, label_ids, args=args)
         model.encoder.load_state_dict(body[0].auto_model.state_dict())

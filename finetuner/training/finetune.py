@@ -20,6 +20,7 @@ from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, EvalPr
                           TrainingArguments)
 
 from ..errors import ConfigError
+from .embedding_rows import seen_rows_only, token_ids_in
 from .windows import (WINDOW_COLUMN, LongTexts, WindowPool, clip_texts, encode_windows,  # noqa: F401
                       long_texts, may_be_longer, pool_predictions, token_lengths, window_batches)
 
@@ -376,7 +377,8 @@ def train_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     )
     trainer._finetuner_group_by_length = config.group_by_length
     trainer.remove_callback(PrinterCallback)  # progress goes to our listeners, not stdout
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    with seen_rows_only(model, token_ids_in(train_dataset, tokenizer.pad_token_id)):
+        trainer.train(resume_from_checkpoint=True if resume else None)
     # Mixed precision wraps the model's forward in autocast; predictions after training run in full precision,
     # as they do once the model is saved and loaded.
     trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
