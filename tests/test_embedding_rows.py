@@ -8,6 +8,7 @@ import contextlib
 import random
 
 import pytest
+from datasets import Dataset
 import torch
 from conftest import NEGATIVE, POSITIVE, TINY_CONFIG
 from safetensors import safe_open
@@ -17,7 +18,7 @@ from transformers import AutoModel
 import finetuner.training.embedding_methods as embedding_methods
 import finetuner.training.finetune as finetune
 from finetuner import LLMFinetuner
-from finetuner.training.embedding_rows import ROWS_NAME, seen_rows_only
+from finetuner.training.embedding_rows import ROWS_NAME, seen_rows_only, token_ids_in
 from finetuner.training.progress import ProgressCallback
 
 
@@ -132,3 +133,10 @@ def test_tied_frozen_or_mostly_used_embeddings_train_as_they_are():
     untied.embedding.weight.requires_grad_(False)  # an adapter's frozen base
     with seen_rows_only(untied, torch.arange(10).numpy()) as applied:
         assert not applied
+
+
+def test_the_rows_are_those_of_the_selected_training_texts_and_the_padding_token():
+    dataset = Dataset.from_dict({"input_ids": [[1, 2], [3, 4, 5], [6, 2]]}).select([0, 2])  # auto's training part
+    assert token_ids_in(dataset, pad_token_id=0).tolist() == [0, 1, 2, 6]
+    assert token_ids_in(dataset, pad_token_id=None).tolist() == [1, 2, 6]
+

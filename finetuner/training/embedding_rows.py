@@ -20,14 +20,14 @@ import torch
 from torch import nn
 
 ROWS_NAME = "trained_rows"  # the parameter's name on the embedding module (in checkpoints written while training)
-_SLOTS_NAME = "trained_row_slots"
 # Texts that use more than this share of the rows leave little to save: the matrix trains whole.
 MOST_ROWS = 0.9
 
 
 def token_ids_in(dataset, pad_token_id: Optional[int]) -> np.ndarray:
-    """The distinct token ids of a tokenized dataset's ``input_ids`` column, with the padding token's."""
-    column = dataset.data.column("input_ids").combine_chunks().flatten()
+    """The distinct token ids of a tokenized dataset's ``input_ids`` column (its selected rows only), with the
+    padding token's."""
+    column = dataset.with_format("arrow")["input_ids"].combine_chunks().flatten()
     ids = np.unique(column.to_numpy(zero_copy_only=False))
     if pad_token_id is not None:
         ids = np.union1d(ids, [pad_token_id])
@@ -72,29 +72,25 @@ def seen_rows_only(model: nn.Module, token_ids: np.ndarray) -> Iterator[bool]:
     ids = torch.as_tensor(token_ids, dtype=torch.long, device=weight.device)
     slots = torch.full((embedding.num_embeddings,), -1, dtype=torch.long, device=weight.device)
     slots[ids] = torch.arange(len(ids), device=weight.device)
+    # The padding token's row gets no gradient, as in the matrix.
+    pad_slot = -1 if embedding.padding_idx is None else int(slots[embedding.padding_idx])
+    padding = pad_slot if pad_slot >= 0 else None
+
+    def use_trained_rows(module: nn.Embedding, inputs, output: torch.Tensor) -> torch.Tensor:
+        """The trained copy's rows where a token has one, the frozen matrix's elsewhere (tokens without a row look
+        up slot 0 only to be replaced)."""
+        slot = slots[inputs[0]]
+        trained = nn.functional.embedding(slot.clamp(min=0), getattr(module, ROWS_NAME), padding_idx=padding)
+        return torch.where((slot >= 0).unsqueeze(-1), trained.to(output.dtype), output)
+
     embedding.register_parameter(ROWS_NAME, nn.Parameter(weight.detach()[ids].clone()))
-    embedding.register_buffer(_SLOTS_NAME, slots, persistent=False)
     weight.requires_grad_(False)
-    handle = embedding.register_forward_hook(_use_trained_rows)
+    handle = embedding.register_forward_hook(use_trained_rows)
     try:
         yield True
     finally:
         handle.remove()
-        rows = getattr(embedding, ROWS_NAME)
         with torch.no_grad():
-            weight[ids] = rows.detach().to(weight.dtype)
+            weight[ids] = getattr(embedding, ROWS_NAME).detach().to(weight.dtype)
         delattr(embedding, ROWS_NAME)
-        delattr(embedding, _SLOTS_NAME)
         weight.requires_grad_(True)
-
-
-def _use_trained_rows(embedding: nn.Embedding, inputs, output: torch.Tensor) -> torch.Tensor:
-    """The forward hook: the trained copy's rows where a token has one, the frozen matrix's elsewhere."""
-    slots = getattr(embedding, _SLOTS_NAME)
-    slot = slots[inputs[0]]
-    # The padding token's row gets no gradient, as in the matrix (tokens without a row share its slot 0 here only
-    # to be replaced below).
-    padding = None if embedding.padding_idx is None else int(slots[embedding.padding_idx])
-    trained = nn.functional.embedding(slot.clamp(min=0), getattr(embedding, ROWS_NAME),
-                                      padding_idx=padding if padding is not None and padding >= 0 else None)
-    return torch.where((slot >= 0).unsqueeze(-1), trained.to(output.dtype), output)
