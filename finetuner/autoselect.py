@@ -219,8 +219,9 @@ class _Selection:
                 seconds_per_text: float) -> AutoOutcome:
         job = self.job
         chosen = self.trained[winner.method]
-        calibrate, calibration = selection.should_calibrate(len(self.held_rows))
-        temperature = fit_temperature(self.held_logits[winner.method], self.held_ids) if calibrate else 1.0
+        temperature, calibration = selection.trusted_temperature(
+            fit_temperature(self.held_logits[winner.method], self.held_ids), len(self.held_rows))
+        calibrate = not calibration
         estimate = selection.estimate_seconds(winner.method, len(job.texts), self._epochs(winner.method),
                                               seconds_per_text, winner.settings.get("pairs"))
         refit, refit_why = selection.should_refit(self.class_counts, estimate, self.budget.left())

@@ -40,8 +40,8 @@ SIGNIFICANCE_Z = 1.0
 # examples than this (median): below it, a fifth more rows is worth a point or more on the learning curves
 # measured (bench/results/method_choice.md#larger-data).
 REFIT_BELOW_EXAMPLES_PER_CLASS = 200
-# A temperature fitted on fewer held-out rows than this follows their noise (SST-2, 64 per class: 26 rows gave an
-# ECE of 0.12 on the test file, against 0.03 from 200 rows): below it the winner is left as it is.
+# A temperature fitted on fewer held-out rows than this is trusted only to soften the winner's probabilities (over
+# 1): a sharpening one followed the rows' noise (bench/results/auto.md#few-held-out-rows).
 MIN_CALIBRATION_ROWS = 100
 # Training time per text and epoch, in multiples of the time to embed one text (a forward pass in inference
 # mode): forward and backward with optimizer steps; contrastive tuning per text of a pair; fixed start-up seconds
@@ -240,12 +240,16 @@ def pick(results: Sequence[CandidateResult],
     return best, f"best on the {len(best.correct)} held-out rows"
 
 
-def should_calibrate(held_out_rows: int) -> Tuple[bool, str]:
-    """Whether to fit the winner's temperature on the held-out rows, and why not when not."""
-    if held_out_rows < MIN_CALIBRATION_ROWS:
-        return False, (f"not calibrated: {held_out_rows} held-out rows are too few to fit a temperature on (at least "
-                       f"{MIN_CALIBRATION_ROWS})")
-    return True, ""
+def trusted_temperature(fitted: float, held_out_rows: int) -> Tuple[float, str]:
+    """The temperature to fold into the winner given the one ``fitted`` on its held-out rows, and why when it is not
+    that one. From :data:`MIN_CALIBRATION_ROWS` rows the fitted one; below, only one that softens (over 1): a
+    fine-tuned model is mostly overconfident, and on a few dozen rows a sharpening temperature followed their noise
+    (SST-2 at 64 per class, 26 rows: 0.57, test ECE 0.063 → 0.123, while the softening ones fitted on 26 to 52 rows
+    halved it: bench/results/auto.md#few-held-out-rows)."""
+    if held_out_rows >= MIN_CALIBRATION_ROWS or fitted >= 1.0:
+        return fitted, ""
+    return 1.0, (f"not calibrated: the {held_out_rows} held-out rows ask for sharper probabilities (temperature "
+                 f"{fitted:.2f}), which fewer than {MIN_CALIBRATION_ROWS} rows cannot be trusted to tell")
 
 
 def should_refit(class_counts: Mapping[str, int], estimated_seconds: float,

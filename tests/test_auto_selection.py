@@ -15,8 +15,8 @@ from conftest import make_sentiment_data
 from finetuner import LLMFinetuner, TrainConfig
 from finetuner.method_choice import FEWSHOT_MAX_ROWS
 from finetuner.selection import (MIN_CALIBRATION_ROWS, MIN_VALIDATION_ROWS, CandidateResult, affordable_pairs,
-                                 candidate_methods, pick, plan_line, should_calibrate, should_refit,
-                                 significantly_better, validation_split)
+                                 candidate_methods, pick, plan_line, should_refit,
+                                 significantly_better, trusted_temperature, validation_split)
 from finetuner.training.embedding_methods import MIN_PAIRS, pair_budget
 
 # ------------------------------------------------------------------------------------------ decisions
@@ -251,11 +251,18 @@ def test_auto_calibrates_the_winner_on_enough_held_out_rows(tiny_bert):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_too_few_held_out_rows_leave_the_winner_uncalibrated(auto_run):
-    model = auto_run[0]  # 120 training rows: 24 held out
-    assert model.method_choice.held_out_rows == 24
-    assert model.method_choice.temperature is None and "24 held-out rows are too few" in model.method_choice.reason
-    assert should_calibrate(MIN_CALIBRATION_ROWS) == (True, "") and not should_calibrate(MIN_CALIBRATION_ROWS - 1)[0]
+def test_few_held_out_rows_only_soften_the_winners_probabilities(auto_run):
+    choice = auto_run[0].method_choice  # 120 training rows: 24 held out
+    assert choice.held_out_rows == 24
+    if choice.temperature is None:
+        assert "24 held-out rows ask for sharper probabilities" in choice.reason
+    else:
+        assert choice.temperature >= 1.0 and "calibrated on the held-out rows" in choice.reason
+    few = MIN_CALIBRATION_ROWS - 1
+    assert trusted_temperature(1.8, few) == (1.8, "")
+    temperature, why = trusted_temperature(0.6, few)
+    assert temperature == 1.0 and "ask for sharper probabilities (temperature 0.60)" in why
+    assert trusted_temperature(0.6, MIN_CALIBRATION_ROWS) == (0.6, "")
 
 
 def test_a_method_asked_for_by_name_trains_on_every_row_without_a_leaderboard(tiny_bert, data):
