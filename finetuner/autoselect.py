@@ -221,7 +221,7 @@ class _Selection:
         chosen = self.trained[winner.method]
         temperature, calibration = selection.trusted_temperature(
             fit_temperature(self.held_logits[winner.method], self.held_ids), len(self.held_rows))
-        calibrate = not calibration
+        calibrate = not calibration  # no reason against it: the temperature is folded in
         estimate = selection.estimate_seconds(winner.method, len(job.texts), self._epochs(winner.method),
                                               seconds_per_text, winner.settings.get("pairs"))
         refit, refit_why = selection.should_refit(self.class_counts, estimate, self.budget.left())

@@ -116,4 +116,3 @@ def console() -> None:
     code = main()
     gc.freeze()
     sys.exit(code)
-
