@@ -99,8 +99,7 @@ class _Selection:
 
     def run(self) -> AutoOutcome:
         job = self.job
-        embeddings, seconds_per_text = self._embed()
-        self.budget.keep_for_evaluation(len(job.eval_dataset or ()), seconds_per_text)
+        embeddings, seconds_per_text = _embedding_pass(job, self.trained_with, self.budget)
         part = self._part(self.train_rows, embeddings)
         early_stopping = job.config.early_stopping_patience is not None
         order = self._order()
@@ -118,24 +117,6 @@ class _Selection:
         return self._finish(winner, why, embeddings, seconds_per_text)
 
     # ------------------------------------------------------------------ steps
-
-    def _embed(self):
-        """The untrained encoder's embeddings of every training text (shared by the head fits) and the seconds it
-        took per text (what the cost estimates scale)."""
-        from .training.embedding_methods import encode
-
-        job = self.job
-        # The encoder itself, not a copy, under a throwaway head: nothing here changes its weights.
-        model = model_for_method(job.model, job.config.replace(method="head"), len(job.label_map), adapter=False,
-                                 sentence_classifier=True, trained_with=self.trained_with)
-        started = time.monotonic()
-        # bf16 (half the time) only without a time budget: the cost model's multiples are of an fp32 pass, and
-        # contrastive tuning runs in fp32 (bench/results/auto.md#whole-process-session-14)
-        precision = job.config.precision if self.budget.deadline is None else "fp32"
-        with inference_autocast(precision, model.head.weight.device):
-            embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size,
-                                windows=job.config.long_texts == "windows")
-        return embeddings, (time.monotonic() - started) / max(1, len(job.texts))
 
     def _part(self, rows: List[int], embeddings: Optional[np.ndarray]) -> TrainingJob:
         job = self.job
@@ -246,6 +227,26 @@ class _Selection:
         return AutoOutcome(chosen, choice)
 
 
+def _embedding_pass(job: TrainingJob, trained_with: str, budget: _Budget):
+    """The untrained encoder's embeddings of every training text (shared by the head fits) and the seconds it took
+    per text (what the cost estimates scale); the budget then also keeps the time to score the evaluation rows."""
+    from .training.embedding_methods import encode
+
+    # The encoder itself, not a copy, under a throwaway head: nothing here changes its weights.
+    model = model_for_method(job.model, job.config.replace(method="head"), len(job.label_map), adapter=False,
+                             sentence_classifier=True, trained_with=trained_with)
+    started = time.monotonic()
+    # bf16 (half the time) only without a time budget: the cost model's multiples are of an fp32 pass, and
+    # contrastive tuning runs in fp32 (bench/results/auto.md#whole-process-session-14)
+    precision = job.config.precision if budget.deadline is None else "fp32"
+    with inference_autocast(precision, model.head.weight.device):
+        embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size,
+                            windows=job.config.long_texts == "windows")
+    per_text = (time.monotonic() - started) / max(1, len(job.texts))
+    budget.keep_for_evaluation(len(job.eval_dataset or ()), per_text)
+    return embeddings, per_text
+
+
 def _for(job: TrainingJob, method: str, trained_with: str, copy_model: bool = True, **changes: Any) -> TrainingJob:
     """``job`` for ``method``: its own copy of the model (unless ``copy_model`` is False) in the method's form, and
     the settings with the method's epochs and batch size where none were set."""
@@ -275,16 +276,8 @@ def fit_task_budget(job: TrainingJob, choice: MethodChoice, deadline: Optional[f
     time kept for evaluating and saving is :class:`_Budget`'s, as in the selection for one class per text."""
     if deadline is None or choice.method != "head_finetune":
         return job, choice
-    from .training.embedding_methods import encode
-
     budget = _Budget(deadline)
-    model = model_for_method(job.model, job.config.replace(method="head"), len(job.label_map), adapter=False,
-                             sentence_classifier=True, trained_with=trained_with)
-    started = time.monotonic()
-    embeddings = encode(model, job.tokenizer, job.texts, job.max_length, job.config.eval_batch_size,
-                        windows=job.config.long_texts == "windows")
-    per_text = (time.monotonic() - started) / max(1, len(job.texts))
-    budget.keep_for_evaluation(len(job.eval_dataset or ()), per_text)
+    embeddings, per_text = _embedding_pass(job, trained_with, budget)
     epochs = job.config.epochs or registry.get("head_finetune").epochs
     needed = selection.estimate_seconds("head_finetune", len(job.texts), epochs, per_text) - len(job.texts) * per_text
     left = budget.left()

@@ -8,9 +8,9 @@ import contextlib
 import random
 
 import pytest
-from datasets import Dataset
 import torch
 from conftest import NEGATIVE, POSITIVE, TINY_CONFIG
+from datasets import Dataset
 from safetensors import safe_open
 from torch import nn
 from transformers import AutoModel

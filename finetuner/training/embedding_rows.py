@@ -28,19 +28,19 @@ def token_ids_in(dataset, pad_token_id: Optional[int]) -> np.ndarray:
     """The distinct token ids of a tokenized dataset's ``input_ids`` column (its selected rows only), with the
     padding token's."""
     column = dataset.with_format("arrow")["input_ids"].combine_chunks().flatten()
-    ids = np.unique(column.to_numpy(zero_copy_only=False))
-    if pad_token_id is not None:
-        ids = np.union1d(ids, [pad_token_id])
-    return ids.astype(np.int64)
+    return _distinct(column.to_numpy(zero_copy_only=False), pad_token_id)
 
 
 def token_ids_of(tokenizer, texts: Sequence[str]) -> np.ndarray:
     """The distinct token ids of ``texts`` whole (every token a truncated text could keep), with the padding
     token's."""
     encoded = tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]
-    ids = np.unique(np.fromiter((i for row in encoded for i in row), dtype=np.int64))
-    pad = tokenizer.pad_token_id
-    return (ids if pad is None else np.union1d(ids, [pad])).astype(np.int64)
+    return _distinct(np.fromiter((i for row in encoded for i in row), dtype=np.int64), tokenizer.pad_token_id)
+
+
+def _distinct(ids: np.ndarray, pad_token_id: Optional[int]) -> np.ndarray:
+    ids = np.unique(ids) if pad_token_id is None else np.union1d(ids, [pad_token_id])
+    return ids.astype(np.int64)
 
 
 def _word_embeddings(model: nn.Module) -> Optional[nn.Embedding]:
