@@ -142,10 +142,11 @@ class _Selection:
         fit the budget left; contrastive tuning draws the pairs that fit, leaving ``later`` seconds for the
         candidates after it when it can)."""
         method, rows, left = candidate.method, len(part.texts), self.budget.left()
-        pairs = None
+        pairs, keep = None, 0.0
         if method == "fewshot":
-            pairs = (selection.affordable_pairs(rows, seconds_per_text, left - later)
-                     or selection.affordable_pairs(rows, seconds_per_text, left))
+            pairs, keep = selection.affordable_pairs(rows, seconds_per_text, left - later), later
+            if pairs is None:  # not with the time of the candidates after it kept: then with all that is left
+                pairs, keep = selection.affordable_pairs(rows, seconds_per_text, left), 0.0
             estimate = selection.estimate_seconds(method, rows, 1, seconds_per_text, pairs)
         else:
             estimate = self._estimate(method, rows, seconds_per_text)
@@ -160,7 +161,7 @@ class _Selection:
         # The Trainer's candidate keeps the run's checkpoints (a resumed run chooses again and continues it from
         # them: same held-out split, same rows); the others start over.
         keeps = method in _TRAINER_METHODS
-        deadline = self._deadline(method, rows, seconds_per_text, started)
+        deadline = self._deadline(method, rows, seconds_per_text, started, keep)
         sub = _for(part, method, self.trained_with, pairs=pairs,
                    checkpoint_dir=self.job.checkpoint_dir if keeps else None, resume=self.job.resume and keeps,
                    eval_dataset=select_texts(self.job.train_dataset, self.held_rows) if early_stopping
@@ -168,7 +169,9 @@ class _Selection:
         trained = registry.get(method).train(sub)
         result.seconds = time.monotonic() - started
         if deadline is not None and time.monotonic() >= deadline and not trained.stopped:
-            result.note = "reached the end of the time budget while training: stopped there, keeping what it learned"
+            end = ("the time planned for it (the rest is kept for the candidates after it)" if keep
+                   else "the end of the time budget")
+            result.note = f"reached {end} while training: stopped there, keeping what it learned"
         if trained.stopped:
             result.status = "stopped"
             return result
@@ -181,14 +184,17 @@ class _Selection:
         self.trained[method] = trained
         return result
 
-    def _deadline(self, method: str, rows: int, seconds_per_text: float, started: float) -> Optional[float]:
+    def _deadline(self, method: str, rows: int, seconds_per_text: float, started: float,
+                  keep: float = 0.0) -> Optional[float]:
         """When ``method``'s training loop must stop for the run to end within its time budget (None: no budget):
-        what is left of it, less the embedding pass that fits the head after contrastive tuning."""
+        what is left of it, less ``keep`` seconds planned for the candidates after it and the embedding pass that
+        fits the head after contrastive tuning (an estimate that falls short then costs this candidate's last
+        steps, not the later candidates' turn)."""
         left = self.budget.left()
         if math.isinf(left):
             return None
         after = rows * seconds_per_text if method == "fewshot" else 0.0
-        return started + max(0.0, left - after)
+        return started + max(0.0, left - keep - after)
 
     def _held_logits(self, model) -> np.ndarray:
         job = self.job

@@ -45,9 +45,9 @@ REFIT_BELOW_EXAMPLES_PER_CLASS = 200
 MIN_CALIBRATION_ROWS = 100
 # Training time per text and epoch, in multiples of the time to embed one text (a forward pass in inference
 # mode): forward and backward with optimizer steps; contrastive tuning per text of a pair; fixed start-up seconds
-# of contrastive tuning (measured: bench/results/auto.md#cost-model).
+# of contrastive tuning (measured: bench/results/auto.md#cost-model, #presets-session-17).
 TRAIN_COST_PER_TEXT = 4.0
-PAIR_COST_PER_TEXT = 5.0
+PAIR_COST_PER_TEXT = 6.0
 CONTRASTIVE_START_SECONDS = 3.0
 
 
@@ -125,10 +125,12 @@ def plan_line(labels: Sequence[Any], model_type: str, time_budget: Optional[floa
     if validation_split([ids[label] for label in map(str, labels)], seed) is None:
         return (f"{registry.METHOD_NAMES[candidates[0].method]}, the method that leads at this size in the "
                 f"measurements: too few rows ({len(labels)}) to hold some out for choosing{weighted}")
-    others = ", then ".join(registry.METHOD_NAMES[c.method] for c in candidates if c.method != "head")
+    # Numbered: the methods' own names may say "then" ("embedding head, then full fine-tuning").
+    order = ["head"] + [c.method for c in candidates if c.method != "head"]
+    tries = ", ".join(f"({number}) {registry.METHOD_NAMES[name]}" for number, name in enumerate(order, 1))
     limit = f"within {time_budget:.0f} s" if time_budget else "without a time limit"
-    return (f"trying the embedding head, then {others}, {limit}; each scored ({metric_name(handling.metric)}) on "
-            f"training rows held out from it, never on the evaluation rows{weighted}")
+    return (f"trying, {limit}: {tries}; each scored ({metric_name(handling.metric)}) on training rows held out "
+            f"from it, never on the evaluation rows{weighted}")
 
 
 def validation_fraction(rows: int) -> float:

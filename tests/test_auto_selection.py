@@ -84,14 +84,15 @@ def test_refit_needs_few_examples_per_class_and_the_time():
 def test_contrastive_pairs_fit_the_time_left():
     assert affordable_pairs(256, 0.005, math.inf) == pair_budget(256)
     assert affordable_pairs(256, 0.005, 1e6) == pair_budget(256)
-    some = affordable_pairs(256, 0.005, 40.0)
+    some = affordable_pairs(256, 0.005, 50.0)
     assert MIN_PAIRS <= some < pair_budget(256)
     assert affordable_pairs(256, 0.005, 5.0) is None
 
 
 def test_the_plan_says_what_auto_will_try():
-    assert "few-shot" in plan_line(["a", "b"] * 60, "bert", 60.0, seed=0) and "within 60 s" in plan_line(
-        ["a", "b"] * 60, "bert", 60.0, seed=0)
+    line = plan_line(["a", "b"] * 60, "bert", 60.0, seed=0)
+    assert line.startswith("trying, within 60 s: (1) embedding head, (2) few-shot (SetFit), (3) embedding head, "
+                           "then full fine-tuning;"), line
     assert "too few rows (16)" in plan_line(["a", "b"] * 8, "bert", None, seed=0)
     assert "only candidate" in plan_line(["a", "b"] * 60, "llama", None, seed=0)
 
@@ -236,6 +237,31 @@ def test_a_candidate_that_outruns_its_estimate_stops_at_the_budget_and_still_cou
     assert "end of the time budget while training" in board["fewshot"]["note"]
     assert board["fewshot"]["seconds"] < 10  # thousands of pairs otherwise
     assert time.monotonic() - started < 30 and model.predict_labels(data[0][:2])
+
+
+def test_few_shot_that_outruns_its_estimate_leaves_the_time_planned_for_the_next_candidate(tiny_bert, data,
+                                                                                           monkeypatch):
+    import finetuner.autoselect as autoselect
+
+    # Few-shot is sized to leave 2 s for head-then-fine-tuning, but its pairs take far longer than estimated; it must
+    # stop where its plan ends, so the candidate after it still gets its turn.
+    sized = []  # few-shot's pairs were drawn: from then on head-then-fine-tuning says it needs 0.5 s
+
+    def estimate(method, *args, **kwargs):
+        return (0.5 if sized else 2.0) if method == "head_finetune" else 0.0
+
+    def pairs(rows, *args):
+        sized.append(True)
+        return 20_000  # far more than fit: it would run to the end of the budget
+
+    monkeypatch.setattr(autoselect.selection, "estimate_seconds", estimate)
+    monkeypatch.setattr(autoselect.selection, "affordable_pairs", pairs)
+    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert, time_budget=5.5))  # 3 s kept back: ~0.5 s for it
+    model.fine_tune(*data[:2])
+    board = {c["method"]: c for c in model.method_choice.candidates}
+    assert "time planned for it" in board["fewshot"]["note"], board
+    assert board["fewshot"]["status"] == "trained" and board["fewshot"]["score"] is not None
+    assert board["head_finetune"]["status"] == "trained", board["head_finetune"]
 
 
 def test_auto_calibrates_the_winner_on_enough_held_out_rows(tiny_bert):
