@@ -152,7 +152,7 @@ class _Selection:
             estimate = self._estimate(method, rows, seconds_per_text)
         result = CandidateResult(method, candidate.rank, "skipped", estimated_seconds=round(estimate, 1),
                                  metric=self.metric)
-        if self.trained and (estimate > left or (method == "fewshot" and pairs is None)):
+        if self.trained and (not selection.fits(estimate, left) or (method == "fewshot" and pairs is None)):
             result.note = f"needs about {estimate:.0f} s; {max(0.0, left):.0f} s of the time budget left"
             return result
         if pairs is not None and pairs < selection.pair_budget(rows):

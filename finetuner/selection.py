@@ -49,6 +49,9 @@ MIN_CALIBRATION_ROWS = 100
 TRAIN_COST_PER_TEXT = 4.0
 PAIR_COST_PER_TEXT = 6.0
 CONTRASTIVE_START_SECONDS = 3.0
+# A candidate starts when its estimate is at most this multiple of the time left: the estimates miss by up to a
+# quarter either way (bench/results/auto.md#presets-session-17), and a deadline stops one that runs long.
+ESTIMATE_SPREAD = 1.25
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,13 @@ def estimate_seconds(method: str, rows: int, epochs: float, seconds_per_text: fl
         return CONTRASTIVE_START_SECONDS + 2 * pairs * PAIR_COST_PER_TEXT * seconds_per_text + embed
     train = math.ceil(epochs) * rows * TRAIN_COST_PER_TEXT * seconds_per_text
     return train + (embed if method == "head_finetune" else 0.0)
+
+
+def fits(estimated_seconds: float, seconds_left: float) -> bool:
+    """Whether a candidate estimated to need ``estimated_seconds`` is worth starting with ``seconds_left`` of the
+    budget left (within :data:`ESTIMATE_SPREAD` of it: an estimate a little over is as likely to be a little
+    high)."""
+    return estimated_seconds <= ESTIMATE_SPREAD * max(0.0, seconds_left)
 
 
 def affordable_pairs(rows: int, seconds_per_text: float, seconds_left: float) -> Optional[int]:

@@ -15,7 +15,7 @@ from conftest import make_sentiment_data
 from finetuner import LLMFinetuner, TrainConfig
 from finetuner.method_choice import FEWSHOT_MAX_ROWS
 from finetuner.selection import (MIN_CALIBRATION_ROWS, MIN_VALIDATION_ROWS, CandidateResult, affordable_pairs,
-                                 candidate_methods, pick, plan_line, should_refit,
+                                 candidate_methods, fits, pick, plan_line, should_refit,
                                  significantly_better, trusted_temperature, validation_split)
 from finetuner.training.embedding_methods import MIN_PAIRS, pair_budget
 
@@ -87,6 +87,11 @@ def test_contrastive_pairs_fit_the_time_left():
     some = affordable_pairs(256, 0.005, 50.0)
     assert MIN_PAIRS <= some < pair_budget(256)
     assert affordable_pairs(256, 0.005, 5.0) is None
+
+
+def test_a_candidate_starts_when_its_estimate_is_within_the_spread_of_the_time_left():
+    assert fits(6.6, 6.0)  # SST-2 at 250 per class, fast preset: head then fine-tuning skipped by 0.6 s before
+    assert fits(10.0, 10.0) and not fits(10.0, 7.0) and not fits(1.0, -2.0)
 
 
 def test_the_plan_says_what_auto_will_try():
