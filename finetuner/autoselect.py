@@ -139,14 +139,12 @@ class _Selection:
     def _try(self, candidate: Candidate, part: TrainingJob, seconds_per_text: float, early_stopping: bool,
              later: float) -> CandidateResult:
         """Train one candidate on the training part and score it on the held-out rows (skipped when it does not
-        fit the budget left; contrastive tuning draws the pairs that fit, leaving ``later`` seconds for the
-        candidates after it when it can)."""
+        fit the budget left; contrastive tuning draws the pairs that fit, and keeps ``later`` seconds for the
+        candidates after it only when it still gets all its pairs: :func:`selection.plan_pairs`)."""
         method, rows, left = candidate.method, len(part.texts), self.budget.left()
         pairs, keep = None, 0.0
         if method == "fewshot":
-            pairs, keep = selection.affordable_pairs(rows, seconds_per_text, left - later), later
-            if pairs is None:  # not with the time of the candidates after it kept: then with all that is left
-                pairs, keep = selection.affordable_pairs(rows, seconds_per_text, left), 0.0
+            pairs, keep = selection.plan_pairs(rows, seconds_per_text, left, later)
             estimate = selection.estimate_seconds(method, rows, 1, seconds_per_text, pairs)
         else:
             estimate = self._estimate(method, rows, seconds_per_text)
