@@ -139,18 +139,19 @@ class _Selection:
     def _try(self, candidate: Candidate, part: TrainingJob, seconds_per_text: float, early_stopping: bool,
              later: float) -> CandidateResult:
         """Train one candidate on the training part and score it on the held-out rows (skipped when it does not
-        fit the budget left; contrastive tuning draws the pairs that fit, and keeps ``later`` seconds for the
-        candidates after it only when it still gets all its pairs: :func:`selection.plan_pairs`)."""
+        fit the budget left; contrastive tuning draws the pairs that fit, leaving ``later`` seconds for the
+        candidates after it when it can)."""
         method, rows, left = candidate.method, len(part.texts), self.budget.left()
-        pairs, keep = None, 0.0
+        pairs = None
         if method == "fewshot":
-            pairs, keep = selection.plan_pairs(rows, seconds_per_text, left, later)
+            pairs = (selection.affordable_pairs(rows, seconds_per_text, left - later)
+                     or selection.affordable_pairs(rows, seconds_per_text, left))
             estimate = selection.estimate_seconds(method, rows, 1, seconds_per_text, pairs)
         else:
             estimate = self._estimate(method, rows, seconds_per_text)
         result = CandidateResult(method, candidate.rank, "skipped", estimated_seconds=round(estimate, 1),
                                  metric=self.metric)
-        if self.trained and (not selection.fits(estimate, left) or (method == "fewshot" and pairs is None)):
+        if self.trained and (estimate > left or (method == "fewshot" and pairs is None)):
             result.note = f"needs about {estimate:.0f} s; {max(0.0, left):.0f} s of the time budget left"
             return result
         if pairs is not None and pairs < selection.pair_budget(rows):
@@ -159,7 +160,7 @@ class _Selection:
         # The Trainer's candidate keeps the run's checkpoints (a resumed run chooses again and continues it from
         # them: same held-out split, same rows); the others start over.
         keeps = method in _TRAINER_METHODS
-        deadline = self._deadline(method, rows, seconds_per_text, started, keep)
+        deadline = self._deadline(method, rows, seconds_per_text, started)
         sub = _for(part, method, self.trained_with, pairs=pairs,
                    checkpoint_dir=self.job.checkpoint_dir if keeps else None, resume=self.job.resume and keeps,
                    eval_dataset=select_texts(self.job.train_dataset, self.held_rows) if early_stopping
@@ -167,9 +168,7 @@ class _Selection:
         trained = registry.get(method).train(sub)
         result.seconds = time.monotonic() - started
         if deadline is not None and time.monotonic() >= deadline and not trained.stopped:
-            end = ("the time planned for it (the rest is kept for the candidates after it)" if keep
-                   else "the end of the time budget")
-            result.note = f"reached {end} while training: stopped there, keeping what it learned"
+            result.note = "reached the end of the time budget while training: stopped there, keeping what it learned"
         if trained.stopped:
             result.status = "stopped"
             return result
@@ -182,17 +181,14 @@ class _Selection:
         self.trained[method] = trained
         return result
 
-    def _deadline(self, method: str, rows: int, seconds_per_text: float, started: float,
-                  keep: float = 0.0) -> Optional[float]:
+    def _deadline(self, method: str, rows: int, seconds_per_text: float, started: float) -> Optional[float]:
         """When ``method``'s training loop must stop for the run to end within its time budget (None: no budget):
-        what is left of it, less ``keep`` seconds planned for the candidates after it and the embedding pass that
-        fits the head after contrastive tuning (an estimate that falls short then costs this candidate's last
-        steps, not the later candidates' turn)."""
+        what is left of it, less the embedding pass that fits the head after contrastive tuning."""
         left = self.budget.left()
         if math.isinf(left):
             return None
         after = rows * seconds_per_text if method == "fewshot" else 0.0
-        return started + max(0.0, left - keep - after)
+        return started + max(0.0, left - after)
 
     def _held_logits(self, model) -> np.ndarray:
         job = self.job

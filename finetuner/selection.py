@@ -45,14 +45,10 @@ REFIT_BELOW_EXAMPLES_PER_CLASS = 200
 MIN_CALIBRATION_ROWS = 100
 # Training time per text and epoch, in multiples of the time to embed one text (a forward pass in inference
 # mode): forward and backward with optimizer steps; contrastive tuning per text of a pair; fixed start-up seconds
-# of contrastive tuning (measured: bench/results/auto.md#cost-model; the pairs' 5 is 5.2-6.9 on a Xeon, kept: 6 drops
-# few-shot from the fast preset at 1,000 rows, a 1.4-point loss there: #presets-session-17).
+# of contrastive tuning (measured: bench/results/auto.md#cost-model).
 TRAIN_COST_PER_TEXT = 4.0
 PAIR_COST_PER_TEXT = 5.0
 CONTRASTIVE_START_SECONDS = 3.0
-# A candidate starts when its estimate is at most this multiple of the time left: the estimates miss by up to a
-# quarter either way (bench/results/auto.md#presets-session-17), and a deadline stops one that runs long.
-ESTIMATE_SPREAD = 1.25
 
 
 @dataclass(frozen=True)
@@ -174,13 +170,6 @@ def estimate_seconds(method: str, rows: int, epochs: float, seconds_per_text: fl
     return train + (embed if method == "head_finetune" else 0.0)
 
 
-def fits(estimated_seconds: float, seconds_left: float) -> bool:
-    """Whether a candidate estimated to need ``estimated_seconds`` is worth starting with ``seconds_left`` of the
-    budget left (within :data:`ESTIMATE_SPREAD` of it: an estimate a little over is as likely to be a little
-    high)."""
-    return estimated_seconds <= ESTIMATE_SPREAD * max(0.0, seconds_left)
-
-
 def affordable_pairs(rows: int, seconds_per_text: float, seconds_left: float) -> Optional[int]:
     """The contrastive pairs that fit in ``seconds_left`` (at most the default budget), or None when fewer than
     :data:`~finetuner.training.embedding_methods.MIN_PAIRS` would fit (at 160 SST-2 examples per class, 800 pairs
@@ -194,19 +183,6 @@ def affordable_pairs(rows: int, seconds_per_text: float, seconds_left: float) ->
     if fits >= default:
         return default
     return fits if fits >= MIN_PAIRS else None
-
-
-def plan_pairs(rows: int, seconds_per_text: float, seconds_left: float,
-               later_seconds: float) -> Tuple[Optional[int], float]:
-    """Contrastive tuning's pairs (None: too few fit) and the seconds it keeps for the candidates after it, which
-    need ``later_seconds``. It keeps them only when it still draws all its pairs (the default budget) without them:
-    short of that, its pairs are worth more than a later candidate's turn (under the fast preset, keeping a turn
-    for head-then-fine-tuning cost few-shot 1.3 points on SST-2 at 250 per class over 3 seeds, and the later
-    candidate never won: bench/results/auto.md#presets-session-17)."""
-    pairs = affordable_pairs(rows, seconds_per_text, seconds_left - later_seconds)
-    if pairs is not None and pairs >= pair_budget(rows):
-        return pairs, later_seconds
-    return affordable_pairs(rows, seconds_per_text, seconds_left), 0.0
 
 
 def validation_score(predicted: Sequence[int], truth: Sequence[int], metric: str = ACCURACY) -> float:

@@ -15,7 +15,7 @@ from conftest import make_sentiment_data
 from finetuner import LLMFinetuner, TrainConfig
 from finetuner.method_choice import FEWSHOT_MAX_ROWS
 from finetuner.selection import (MIN_CALIBRATION_ROWS, MIN_VALIDATION_ROWS, CandidateResult, affordable_pairs,
-                                 candidate_methods, fits, pick, plan_line, plan_pairs, should_refit,
+                                 candidate_methods, pick, plan_line, should_refit,
                                  significantly_better, trusted_temperature, validation_split)
 from finetuner.training.embedding_methods import MIN_PAIRS, pair_budget
 
@@ -87,20 +87,6 @@ def test_contrastive_pairs_fit_the_time_left():
     some = affordable_pairs(256, 0.005, 40.0)
     assert MIN_PAIRS <= some < pair_budget(256)
     assert affordable_pairs(256, 0.005, 5.0) is None
-
-
-def test_few_shot_keeps_time_for_the_next_candidates_only_when_it_still_gets_all_its_pairs():
-    full = pair_budget(256)
-    pairs, keep = plan_pairs(256, 0.005, 1e6, 30.0)  # plenty of time: all its pairs, and the 30 s kept
-    assert (pairs, keep) == (full, 30.0)
-    short, keep = plan_pairs(256, 0.005, 60.0, 20.0)  # a minute: every second goes to its pairs
-    assert keep == 0.0 and short == affordable_pairs(256, 0.005, 60.0) and MIN_PAIRS <= short < full
-    assert plan_pairs(256, 0.005, 5.0, 1.0) == (None, 0.0)
-
-
-def test_a_candidate_starts_when_its_estimate_is_within_the_spread_of_the_time_left():
-    assert fits(6.6, 6.0)  # SST-2 at 250 per class, fast preset: head then fine-tuning skipped by 0.6 s before
-    assert fits(10.0, 10.0) and not fits(10.0, 7.0) and not fits(1.0, -2.0)
 
 
 def test_the_plan_says_what_auto_will_try():
@@ -251,32 +237,6 @@ def test_a_candidate_that_outruns_its_estimate_stops_at_the_budget_and_still_cou
     assert "end of the time budget while training" in board["fewshot"]["note"]
     assert board["fewshot"]["seconds"] < 10  # thousands of pairs otherwise
     assert time.monotonic() - started < 30 and model.predict_labels(data[0][:2])
-
-
-def test_few_shot_that_outruns_its_estimate_leaves_the_time_planned_for_the_next_candidate(tiny_bert, data,
-                                                                                           monkeypatch):
-    import finetuner.autoselect as autoselect
-
-    # Few-shot is sized to leave 2 s for head-then-fine-tuning, but its pairs take far longer than estimated; it must
-    # stop where its plan ends, so the candidate after it still gets its turn.
-    sized = []  # few-shot's pairs were drawn: from then on head-then-fine-tuning says it needs 0.5 s
-
-    def estimate(method, *args, **kwargs):
-        return (0.5 if sized else 2.0) if method == "head_finetune" else 0.0
-
-    def pairs(rows, *args):
-        sized.append(True)
-        return 20_000  # all its pairs, far more than fit: it would run to the end of the budget
-
-    monkeypatch.setattr(autoselect.selection, "estimate_seconds", estimate)
-    monkeypatch.setattr(autoselect.selection, "affordable_pairs", pairs)
-    monkeypatch.setattr(autoselect.selection, "pair_budget", lambda rows: 20_000)
-    model = LLMFinetuner(tiny_bert, config=_auto(tiny_bert, time_budget=5.5))  # 3 s kept back: ~0.5 s for it
-    model.fine_tune(*data[:2])
-    board = {c["method"]: c for c in model.method_choice.candidates}
-    assert "time planned for it" in board["fewshot"]["note"], board
-    assert board["fewshot"]["status"] == "trained" and board["fewshot"]["score"] is not None
-    assert board["head_finetune"]["status"] == "trained", board["head_finetune"]
 
 
 def test_auto_calibrates_the_winner_on_enough_held_out_rows(tiny_bert):
