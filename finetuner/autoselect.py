@@ -102,7 +102,7 @@ class _Selection:
         embeddings, seconds_per_text = _embedding_pass(job, self.trained_with, self.budget)
         part = self._part(self.train_rows, embeddings)
         early_stopping = job.config.early_stopping_patience is not None
-        order = self._order()
+        order = selection.trial_order(self.candidates)
         for index, candidate in enumerate(order):
             later = sum(self._estimate(c.method, len(part.texts), seconds_per_text) for c in order[index + 1:])
             result = self._try(candidate, part, seconds_per_text, early_stopping, later)
@@ -124,11 +124,6 @@ class _Selection:
                                    label_ids=[job.label_ids[i] for i in rows],
                                    train_dataset=select_texts(job.train_dataset, rows),
                                    embeddings=None if embeddings is None else embeddings[rows])
-
-    def _order(self) -> List[Candidate]:
-        """The embedding head first (seconds: a result to fall back on whatever the budget), then the others
-        most promising first."""
-        return sorted(self.candidates, key=lambda c: (c.method != "head", c.rank))
 
     def _estimate(self, method: str, rows: int, seconds_per_text: float) -> float:
         return selection.estimate_seconds(method, rows, self._epochs(method), seconds_per_text)

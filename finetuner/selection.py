@@ -111,6 +111,12 @@ def candidate_methods(class_counts: Mapping[str, int], model_type: str) -> List[
     return [Candidate(name, rank) for rank, name in enumerate(names)]
 
 
+def trial_order(candidates: Sequence[Candidate]) -> List[Candidate]:
+    """The order ``auto`` trains its candidates in: the embedding head first (seconds: a result to fall back on
+    whatever the budget), then the others most promising first."""
+    return sorted(candidates, key=lambda c: (c.method != "head", c.rank))
+
+
 def plan_line(labels: Sequence[Any], model_type: str, time_budget: Optional[float], seed: int,
               class_weights: str = "auto") -> str:
     """What ``auto`` is about to do with these training labels, in a sentence (shown before it starts);
@@ -126,8 +132,8 @@ def plan_line(labels: Sequence[Any], model_type: str, time_budget: Optional[floa
         return (f"{registry.METHOD_NAMES[candidates[0].method]}, the method that leads at this size in the "
                 f"measurements: too few rows ({len(labels)}) to hold some out for choosing{weighted}")
     # Numbered: the methods' own names may say "then" ("embedding head, then full fine-tuning").
-    order = ["head"] + [c.method for c in candidates if c.method != "head"]
-    tries = ", ".join(f"({number}) {registry.METHOD_NAMES[name]}" for number, name in enumerate(order, 1))
+    tries = ", ".join(f"({number}) {registry.METHOD_NAMES[c.method]}"
+                      for number, c in enumerate(trial_order(candidates), 1))
     limit = f"within {time_budget:.0f} s" if time_budget else "without a time limit"
     return (f"trying, {limit}: {tries}; each scored ({metric_name(handling.metric)}) on training rows held out "
             f"from it, never on the evaluation rows{weighted}")
